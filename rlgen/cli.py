@@ -1,0 +1,122 @@
+"""Turn an ``Args`` dataclass into a command line.
+
+Each field becomes ``--field-name``; the string literal written right under a field
+(its attribute docstring) becomes its ``--help`` text. Booleans get ``--flag/--no-flag``,
+``Literal[...]`` fields get choices. :func:`run` parses, calls ``main(args)`` and maps
+:class:`~rlgen.errors.UsageError` to one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import sys
+import textwrap
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from rlgen.errors import UsageError
+
+T = TypeVar("T")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings of a dataclass (and its bases), read from the source."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _parser_type(tp: Any, name: str) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        if text.lower() in ("none", "null") and optional:
+            return None
+        try:
+            return base(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {base.__name__}, got {text!r}") from None
+
+    base, optional = _unwrap_optional(tp)
+    if base not in (int, float, str):
+        raise TypeError(f"field {name}: unsupported type {tp!r}")
+    return convert
+
+
+def build_parser(cls: type, description: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    """An argparse parser whose options are the fields of dataclass ``cls``."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        tp = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        helptext = docs.get(f.name, "")
+        base, _ = _unwrap_optional(tp)
+        if base is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+                                help=helptext)
+        elif typing.get_origin(base) is typing.Literal:
+            choices = list(typing.get_args(base))
+            parser.add_argument(flag, dest=f.name, choices=choices, default=default, help=helptext,
+                                type=type(choices[0]))
+        else:
+            parser.add_argument(flag, dest=f.name, type=_parser_type(tp, f.name), default=default, help=helptext,
+                                metavar=base.__name__.upper())
+    return parser
+
+
+def parse(cls: type[T], argv: Sequence[str] | None = None, description: str | None = None,
+          prog: str | None = None) -> T:
+    """Parse ``argv`` into an instance of dataclass ``cls``."""
+    ns = build_parser(cls, description, prog).parse_args(argv)
+    return cls(**vars(ns))
+
+
+def run(main: Callable[[T], Any], cls: type[T], argv: Sequence[str] | None = None,
+        description: str | None = None, prog: str | None = None) -> None:
+    """Parse the command line, call ``main``, and exit 2 with one line on bad input."""
+    args = parse(cls, argv, description, prog)
+    try:
+        main(args)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

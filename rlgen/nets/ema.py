@@ -1,0 +1,25 @@
+"""The one moving-average helper: DQN target networks and MoCo's key encoder both use it.
+
+Convention (Polyak averaging, as in Lillicrap et al. 2016): ``tau`` is the weight given to the
+*online* network, ``target ← (1 − tau) · target + tau · online``. ``tau = 1`` is a hard copy.
+MoCo's momentum m (He et al. 2019) is ``tau = 1 − m``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """Move ``target``'s parameters (and copy its buffers) towards ``online``'s by ``tau``."""
+    t_params = list(target.parameters())
+    o_params = list(online.parameters())
+    if tau >= 1.0:
+        for t, o in zip(t_params, o_params):
+            t.copy_(o)
+    else:
+        torch._foreach_lerp_(t_params, o_params, tau)
+    for tb, ob in zip(target.buffers(), online.buffers()):
+        tb.copy_(ob)
