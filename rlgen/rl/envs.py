@@ -45,6 +45,39 @@ def resolve_env_id(name: str) -> str:
                      f"(or any registered gymnasium id).{hint}")
 
 
+def atari_game_ids() -> dict[str, str]:
+    """``{"Breakout": "ALE/Breakout-v5", ...}`` for every ROM that ships inside ale-py."""
+    import ale_py
+
+    gym.register_envs(ale_py)
+    return {k[len("ALE/"):-len("-v5")]: k for k in gym.registry if k.startswith("ALE/") and k.endswith("-v5")}
+
+
+def resolve_atari_id(name: str) -> str:
+    """``Breakout``, ``breakout`` or ``ALE/Breakout-v5`` → ``ALE/Breakout-v5``; close names suggested."""
+    games = atari_game_ids()
+    if name in games.values():
+        return name
+    by_lower = {k.lower(): v for k, v in games.items()}
+    key = name.removeprefix("ALE/").split("-v")[0].replace("NoFrameskip", "").lower()
+    if key in by_lower:
+        return by_lower[key]
+    proper = {k.lower(): k for k in games}
+    close = [proper[c] for c in difflib.get_close_matches(key, list(by_lower), n=3, cutoff=0.6)]
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UsageError(f"unknown Atari game {name!r}; use a game name such as Breakout, Pong or SpaceInvaders "
+                     f"({len(games)} games ship with ale-py), or a full id like ALE/Breakout-v5.{hint}")
+
+
+def is_atari(name: str) -> bool:
+    """True when ``name`` names an ALE game (short or full) rather than a classic-control task."""
+    if name.startswith("ALE/") or "NoFrameskip" in name:
+        return True
+    if name in SHORT_NAMES or name.lower() in {k.lower() for k in SHORT_NAMES} or name in gym.registry:
+        return False
+    return name.lower() in {k.lower() for k in atari_game_ids()}
+
+
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     """``gym.make`` that turns a missing optional dependency (e.g. Box2D) into a clear error."""
     try:
