@@ -8,9 +8,12 @@ and suggests close matches.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
+import torch
 
 from rlgen.errors import UsageError
 
@@ -93,3 +96,155 @@ def spaces_of(env_id: str, **kwargs: Any) -> tuple[gym.Space, gym.Space, float |
         return env.observation_space, env.action_space, env.spec.reward_threshold if env.spec else None
     finally:
         env.close()
+
+
+class EnvPool:
+    """Several copies of one environment stepped in lockstep, resetting each as it ends.
+
+    Unlike gymnasium's vector envs (whose default autoreset hands back the reset observation
+    on the *next* step), :meth:`step` returns both the true successor of every transition and
+    the observation to act on next, so a replay never pairs a final state with a reset state.
+    A plain Python loop: for classic control it costs less than a vector env's bookkeeping.
+    """
+
+    def __init__(self, env_id: str, num_envs: int, seed: int, **kwargs: Any) -> None:
+        if num_envs < 1:
+            raise UsageError(f"--num-envs {num_envs} must be at least 1")
+        self.envs = [make_env(env_id, **kwargs) for _ in range(num_envs)]
+        self.num_envs = num_envs
+        self.obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(self.envs)]).astype(np.float32)
+        self.ep_return = np.zeros(num_envs)
+        self.ep_length = np.zeros(num_envs, dtype=np.int64)
+
+    def step(self, actions: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[float, int]]]:
+        """Step every env; returns ``(next_obs, rewards, terminated, truncated, finished)``.
+
+        ``next_obs`` holds each transition's true successor; ``self.obs`` afterwards holds
+        what to act on next (a fresh reset where an episode ended). ``finished`` lists
+        ``(return, length)`` of the episodes that ended in this step.
+        """
+        n = self.num_envs
+        next_obs = np.empty_like(self.obs)
+        rewards = np.empty(n, dtype=np.float32)
+        terminated = np.empty(n, dtype=np.float32)
+        truncated = np.empty(n, dtype=np.float32)
+        finished: list[tuple[float, int]] = []
+        for i, env in enumerate(self.envs):
+            o, r, term, trunc, _ = env.step(int(actions[i]))
+            next_obs[i] = o
+            rewards[i], terminated[i], truncated[i] = r, term, trunc
+            self.ep_return[i] += r
+            self.ep_length[i] += 1
+            if term or trunc:
+                finished.append((float(self.ep_return[i]), int(self.ep_length[i])))
+                self.ep_return[i], self.ep_length[i] = 0.0, 0
+                self.obs[i] = env.reset()[0]
+            else:
+                self.obs[i] = o
+        return next_obs, rewards, terminated, truncated, finished
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue mid-episode, where the env exposes its state."""
+        return {"obs": torch.from_numpy(self.obs.copy()), "ep_return": torch.from_numpy(self.ep_return.copy()),
+                "ep_length": torch.from_numpy(self.ep_length.copy()), "envs": [env_state(e) for e in self.envs]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> bool:
+        """Restore :meth:`state_dict`; False (and fresh episodes kept) if an env cannot be restored."""
+        if len(state["envs"]) != self.num_envs or any(s is None for s in state["envs"]):
+            return False
+        for env, s in zip(self.envs, state["envs"]):
+            set_env_state(env, s)
+        self.obs = state["obs"].numpy().copy()
+        self.ep_return = state["ep_return"].numpy().copy()
+        self.ep_length = state["ep_length"].numpy().copy()
+        return True
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def env_state(env: gym.Env) -> dict[str, Any] | None:
+    """The mid-episode state of a classic-control env (its ``state``, RNG and time-limit count).
+
+    Returns None for environments that keep their state elsewhere (those restart their
+    episodes on resume instead).
+    """
+    inner = env.unwrapped
+    if not hasattr(inner, "state") or inner.state is None:
+        return None
+    out: dict[str, Any] = {
+        "state": torch.as_tensor(np.asarray(inner.state, dtype=np.float64)),
+        "np_random": _plain_rng_state(inner.np_random.bit_generator.state),
+        "elapsed": _time_limit(env)._elapsed_steps if _time_limit(env) is not None else None,
+    }
+    if hasattr(inner, "steps_beyond_terminated"):
+        out["steps_beyond_terminated"] = inner.steps_beyond_terminated
+    return out
+
+
+def set_env_state(env: gym.Env, state: dict[str, Any]) -> None:
+    inner = env.unwrapped
+    inner.state = state["state"].numpy().copy()
+    inner.np_random.bit_generator.state = state["np_random"]
+    if state.get("elapsed") is not None and _time_limit(env) is not None:
+        _time_limit(env)._elapsed_steps = state["elapsed"]
+    if "steps_beyond_terminated" in state:
+        inner.steps_beyond_terminated = state["steps_beyond_terminated"]
+    # OrderEnforcing refuses step() before reset(); the env was reset when the pool was built.
+
+
+def _time_limit(env: gym.Env) -> Any:
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return env
+        env = env.env
+    return None
+
+
+def _plain_rng_state(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: (_plain_rng_state(v) if isinstance(v, dict) else v) for k, v in state.items()}
+
+
+def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int, seed: int,
+             **kwargs: Any) -> np.ndarray:
+    """Returns of ``episodes`` episodes run side by side, episode i reset with ``seed + i``.
+
+    ``act`` maps a batch of observations to a batch of actions. Running the episodes together
+    lets the policy act on one batch per step instead of one observation at a time.
+    """
+    envs = [make_env(env_id, **kwargs) for _ in range(episodes)]
+    obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)]).astype(np.float32)
+    returns = np.zeros(episodes)
+    alive = np.ones(episodes, dtype=bool)
+    while alive.any():
+        idx = np.flatnonzero(alive)
+        actions = act(obs[idx])
+        for j, i in enumerate(idx):
+            o, r, term, trunc, _ = envs[i].step(int(actions[j]))
+            returns[i] += r
+            obs[i] = o
+            if term or trunc:
+                alive[i] = False
+    for e in envs:
+        e.close()
+    return returns
+
+
+def record_episode(act: Callable[[np.ndarray], np.ndarray], env_id: str, seed: int, max_frames: int = 250,
+                   **kwargs: Any) -> tuple[list[np.ndarray], float]:
+    """Frames (rgb arrays, at most ``max_frames``, evenly thinned) and the return of one episode."""
+    env = make_env(env_id, render_mode="rgb_array", **kwargs)
+    obs, _ = env.reset(seed=seed)
+    frames, total, done = [env.render()], 0.0, False
+    while not done:
+        obs, r, term, trunc, _ = env.step(int(act(np.asarray(obs, dtype=np.float32)[None])[0]))
+        total += float(r)
+        done = term or trunc
+        frames.append(env.render())
+    env.close()
+    if len(frames) > max_frames:
+        keep = np.linspace(0, len(frames) - 1, max_frames).round().astype(int)
+        frames = [frames[i] for i in keep]
+    return frames, total

@@ -1,0 +1,394 @@
+"""Atari environments with the standard DQN preprocessing (Mnih et al. 2015; Machado et al. 2018).
+
+Both paths below produce the same observations for the same actions from the same start: a stack of
+the last ``stack`` frames (oldest first), each the pixel-wise max of the last two emulator frames of a
+``frame_skip``-frame action repeat, in grayscale, area-resized to ``screen_size`` × ``screen_size``;
+frames from before the start of an episode are zeros (what ale-py's vector env returns at reset).
+
+* :func:`make_atari_vector_env` — collection. ale-py's native ``AtariVectorEnv`` (C++ threads) wrapped
+  in :class:`AtariVecEnv`, which adds life-loss episodes that do not restart the game and full-game
+  score tracking.
+* :func:`make_atari_env` — evaluation and video. One gymnasium env with :class:`AtariPreprocess` and
+  ``FrameStackObservation(padding_type="zero")``. It resizes with a NumPy area filter instead of
+  gymnasium's ``AtariPreprocessing`` so that OpenCV is not needed; the vector env resizes with OpenCV's
+  ``INTER_AREA`` and the two differ by at most one grey level after rounding (``tests/test_atari.py``).
+
+Conventions shared by both paths:
+
+* Rewards are the raw game rewards; clip them to their sign for learning, report the raw sum.
+* FIRE is pressed for one emulator frame when a game is reset if the game's action set has FIRE
+  (ale-py's ``use_fire_reset``); then 0..``noop_max`` no-op frames are played (Mnih et al. 2015).
+  After a lost life the agent has to press FIRE itself.
+* ``episodic_life``: a lost life ends the (training) episode — ``terminated`` is True — but the game goes
+  on; the next episode starts from the current screen with the older frames of the stack zeroed. This
+  is DeepMind's "end of life is end of episode, reset only on game over"; ale-py's own
+  ``episodic_life=True`` instead restarts the whole game after every lost life, so it is not used.
+* Sticky actions (Machado et al. 2018) are off by default; ``sticky_actions=True`` sets
+  ``repeat_action_probability=0.25``.
+* A game is truncated after ``max_episode_frames`` emulator frames (108,000 = 30 minutes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlgen.errors import UsageError
+from rlgen.rl.envs import resolve_atari_id
+
+STICKY_ACTION_PROB = 0.25
+"""Machado et al. (2018)'s recommended ``repeat_action_probability``."""
+
+
+def atari_rom_name(env_id_or_name: str) -> str:
+    """ROM name that ale-py's vector env wants: ``Breakout``/``ALE/Breakout-v5`` → ``breakout``."""
+    from ale_py import roms
+    from ale_py.registration import rom_id_to_name
+
+    gym_id = resolve_atari_id(env_id_or_name)
+    game = gym_id.removeprefix("ALE/").rsplit("-v", 1)[0]
+    by_name = {rom_id_to_name(rom): rom for rom in roms.get_all_rom_ids()}
+    if game not in by_name:
+        raise UsageError(f"Atari game {env_id_or_name!r} has no ROM in ale-py's vector env")
+    return by_name[game]
+
+
+def _check_common(num_envs: int | None, noop_max: int, frame_skip: int, stack: int, screen_size: int) -> None:
+    if num_envs is not None and num_envs < 1:
+        raise UsageError(f"--num-envs {num_envs}: need at least 1 environment")
+    if noop_max < 0:
+        raise UsageError(f"noop_max {noop_max}: must be 0 or more")
+    if frame_skip < 1:
+        raise UsageError(f"frame_skip {frame_skip}: must be 1 or more")
+    if stack < 1:
+        raise UsageError(f"frame stack {stack}: must be 1 or more")
+    if screen_size < 1:
+        raise UsageError(f"screen_size {screen_size}: must be 1 or more")
+
+
+@dataclass(frozen=True)
+class GameResult:
+    """One finished game: raw score, agent steps, emulator frames, and which sub-environment played it."""
+
+    score: float
+    length: int
+    frames: int
+    env: int
+
+
+class GameScoreTracker:
+    """Raw game score, length and emulator frames per sub-environment, kept until the game really ends.
+
+    Lost lives (which end training episodes) do not end a game; game over and truncation do.
+    """
+
+    def __init__(self, num_envs: int) -> None:
+        self.scores = np.zeros(num_envs, dtype=np.float64)
+        self.lengths = np.zeros(num_envs, dtype=np.int64)
+        self.start_frame = np.zeros(num_envs, dtype=np.int64)
+        self.finished: list[GameResult] = []
+
+    def reset(self, frame_number: np.ndarray, episode_frame_number: np.ndarray) -> None:
+        """All games start now (the reset's FIRE and no-op frames count towards the game)."""
+        self.scores[:] = 0.0
+        self.lengths[:] = 0
+        self.start_frame[:] = frame_number - episode_frame_number
+
+    def update(self, rewards: np.ndarray, game_over: np.ndarray, frame_number: np.ndarray,
+               episode_frame_number: np.ndarray) -> None:
+        """Add one vector step; ``frame_number``/``episode_frame_number`` are read after any auto-reset."""
+        self.scores += rewards
+        self.lengths += 1
+        for i in np.flatnonzero(game_over):
+            # The game's last frame is the frame before the new game's reset began.
+            end = int(frame_number[i] - episode_frame_number[i])
+            self.finished.append(GameResult(float(self.scores[i]), int(self.lengths[i]),
+                                            end - int(self.start_frame[i]), int(i)))
+            self.scores[i] = 0.0
+            self.lengths[i] = 0
+            self.start_frame[i] = end
+
+    def pop_finished(self) -> list[GameResult]:
+        """Games finished since the last call, oldest first."""
+        done, self.finished = self.finished, []
+        return done
+
+
+class AtariVecEnv:
+    """ale-py's ``AtariVectorEnv`` with DeepMind-style life-loss episodes and full-game scores.
+
+    ``step`` returns ``(obs, rewards, terminated, truncated, info)``:
+
+    * ``obs`` (``num_envs, stack, H, W`` uint8): what the agent acts on next. Where an episode ended
+      this is already the first observation of the next episode (auto-reset in the same step).
+    * ``rewards`` float32, raw (not clipped).
+    * ``terminated``: game over, or a lost life when ``episodic_life``. ``truncated``: the emulator's
+      frame limit was reached (bootstrap from ``next_obs``). Never both.
+    * ``info["next_obs"]``: the true successor of the transition just taken: equal to ``obs`` where no
+      episode ended, the episode's last observation where one did (ale-py's ``final_obs``, which is only
+      meaningful for those rows). Store ``(obs_before, action, reward, next_obs)``, never the reset frame.
+    * ``info["game_over"]``: the game really ended (game over or truncation); ``info["life_lost"]``;
+      ``info["lives"]``, ``info["frame_number"]``.
+
+    Finished games (raw score, agent steps, emulator frames) come from :meth:`pop_finished`; the total
+    number of emulator frames played so far is :attr:`frames`.
+    """
+
+    def __init__(self, rom: str, num_envs: int, seed: int | None, *, sticky_actions: bool = False,
+                 episodic_life: bool = True, noop_max: int = 30, frame_skip: int = 4, stack: int = 4,
+                 screen_size: int = 84, max_episode_frames: int = 108_000, num_threads: int = 0) -> None:
+        from ale_py.vector_env import AtariVectorEnv
+
+        _check_common(num_envs, noop_max, frame_skip, stack, screen_size)
+        self.rom = rom
+        self.num_envs = num_envs
+        self.seed = seed
+        self.episodic_life = episodic_life
+        self.stack = stack
+        self.env = AtariVectorEnv(
+            rom, num_envs,
+            num_threads=num_threads,
+            max_num_frames_per_episode=max_episode_frames,
+            repeat_action_probability=STICKY_ACTION_PROB if sticky_actions else 0.0,
+            # SameStep: the successor of a finished episode comes back in info["final_obs"] and obs is
+            # already the new episode's first stack, so no step is spent on a reset whose action is ignored.
+            autoreset_mode="SameStep",
+            img_height=screen_size, img_width=screen_size, grayscale=True, stack_num=stack,
+            frameskip=frame_skip, maxpool=True, noop_max=noop_max,
+            # ale-py's episodic_life restarts the game after each lost life; life loss is handled here.
+            episodic_life=False, life_loss_info=False,
+            reward_clipping=False, use_fire_reset=True,
+        )
+        self.single_observation_space = self.env.single_observation_space
+        self.single_action_space = self.env.single_action_space
+        self.n_actions = int(self.env.single_action_space.n)
+        self.tracker = GameScoreTracker(num_envs)
+        self.frames = 0
+        self.steps = 0
+        self._lives = np.zeros(num_envs, dtype=np.int64)
+        self._frame_number = np.zeros(num_envs, dtype=np.int64)
+        # Frames of the current episode before the newest one, capped at stack - 1: rows with fewer
+        # than stack - 1 get their oldest frames zeroed, as at a reset.
+        self._age = np.zeros(num_envs, dtype=np.int64)
+        self._reset_once = False
+
+    @property
+    def action_meanings(self) -> list[str]:
+        """Names of the minimal action set, e.g. ``['NOOP', 'FIRE', 'RIGHT', 'LEFT']`` for Breakout."""
+        return [a.name for a in self.env.ale.get_action_set()]
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every game; the first call uses the constructor's seed (env ``i`` gets ``seed + i``)."""
+        if seed is None and not self._reset_once:
+            seed = self.seed
+        self._reset_once = True
+        obs, info = self.env.reset(seed=seed)
+        frame_number = info["frame_number"].astype(np.int64)
+        # A seeded reset reloads the ROM, which restarts ALE's frame counter.
+        self.frames += int(frame_number.sum() if seed is not None else (frame_number - self._frame_number).sum())
+        self._frame_number = frame_number
+        self._lives = info["lives"].astype(np.int64)
+        self._age[:] = 0
+        self.tracker.reset(frame_number, info["episode_frame_number"].astype(np.int64))
+        return obs, dict(info)
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """One agent step in every sub-environment; see the class docstring for what comes back."""
+        if not self._reset_once:
+            raise RuntimeError("call reset() before step()")
+        actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
+        obs, rewards, env_terminated, env_truncated, info = self.env.step(actions)
+        rewards = rewards.astype(np.float32)
+        game_over = env_terminated | env_truncated
+        lives = info["lives"].astype(np.int64)
+        # Same test as ale-py's own life_loss_info, but only where the game did not restart.
+        life_lost = (lives < self._lives) & (lives > 0) & ~game_over
+        self._lives = lives
+        terminated = env_terminated | (life_lost if self.episodic_life else False)
+        truncated = env_truncated & ~terminated
+        ended = terminated | truncated
+
+        frame_number = info["frame_number"].astype(np.int64)
+        self.frames += int((frame_number - self._frame_number).sum())
+        self._frame_number = frame_number
+        self.steps += self.num_envs
+        self.tracker.update(rewards, game_over, frame_number, info["episode_frame_number"].astype(np.int64))
+
+        next_age = np.minimum(self._age + 1, self.stack - 1)
+        if ended.any():
+            next_obs = obs.copy()
+            if game_over.any():
+                next_obs[game_over] = info["final_obs"][game_over]
+            self._mask(next_obs, next_age)
+            next_age[ended] = 0
+        else:
+            next_obs = obs
+        self._age = next_age
+        self._mask(obs, next_age)
+        out = {"next_obs": next_obs, "game_over": game_over, "life_lost": life_lost, "lives": lives,
+               "frame_number": frame_number}
+        return obs, rewards, terminated, truncated, out
+
+    def _mask(self, stacks: np.ndarray, age: np.ndarray) -> None:
+        for i in np.flatnonzero(age < self.stack - 1):
+            stacks[i, : self.stack - 1 - age[i]] = 0
+
+    def pop_finished(self) -> list[GameResult]:
+        """Games finished since the last call (raw score, agent steps, emulator frames, env index)."""
+        return self.tracker.pop_finished()
+
+    def close(self) -> None:
+        """Stop the emulator threads."""
+        self.env.close()
+
+    def __enter__(self) -> AtariVecEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_atari_vector_env(env_id_or_name: str, num_envs: int, seed: int | None, *, sticky_actions: bool = False,
+                          episodic_life: bool = True, noop_max: int = 30, frame_skip: int = 4, stack: int = 4,
+                          screen_size: int = 84, max_episode_frames: int = 108_000,
+                          num_threads: int = 0) -> AtariVecEnv:
+    """``num_envs`` games in ale-py's C++ vector env with the standard DQN preprocessing (module docstring).
+
+    ``env_id_or_name`` is ``Breakout``, ``breakout`` or ``ALE/Breakout-v5``; an unknown name or
+    ``num_envs < 1`` is a :class:`~rlgen.errors.UsageError`. Call ``reset()`` first.
+    """
+    _check_common(num_envs, noop_max, frame_skip, stack, screen_size)
+    return AtariVecEnv(atari_rom_name(env_id_or_name), num_envs, seed, sticky_actions=sticky_actions,
+                       episodic_life=episodic_life, noop_max=noop_max, frame_skip=frame_skip, stack=stack,
+                       screen_size=screen_size, max_episode_frames=max_episode_frames, num_threads=num_threads)
+
+
+def area_resize_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) matrix of area-averaging weights: OpenCV ``INTER_AREA`` for downscaling."""
+    scale = n_in / n_out
+    weights = np.zeros((n_out, n_in), dtype=np.float64)
+    for i in range(n_out):
+        lo, hi = i * scale, (i + 1) * scale
+        for k in range(int(np.floor(lo)), min(int(np.ceil(hi)), n_in)):
+            weights[i, k] = min(hi, k + 1) - max(lo, k)
+    return weights / scale
+
+
+class AtariPreprocess(gym.Wrapper):
+    """Frame skip with a max over the last two frames, grayscale, area resize, FIRE and no-op resets.
+
+    Wraps an ALE env made with ``frameskip=1``; observations are (H, W) uint8. Mirrors ale-py's vector env
+    step for step (same frames captured, same early stop at game over) so that both paths agree. With
+    ``terminal_on_life_loss`` a lost life returns ``terminated=True`` and the next ``reset()`` continues
+    the game from the current screen instead of restarting it.
+    """
+
+    def __init__(self, env: gym.Env, *, noop_max: int = 30, frame_skip: int = 4, screen_size: int = 84,
+                 terminal_on_life_loss: bool = False, fire_reset: bool = True) -> None:
+        super().__init__(env)
+        _check_common(None, noop_max, frame_skip, 1, screen_size)
+        if getattr(env.unwrapped, "_frameskip", None) != 1:
+            raise ValueError("AtariPreprocess needs the ALE env made with frameskip=1")
+        self.ale = env.unwrapped.ale
+        self.noop_max = noop_max
+        self.frame_skip = frame_skip
+        self.terminal_on_life_loss = terminal_on_life_loss
+        meanings = env.unwrapped.get_action_meanings()
+        self.fire_action = meanings.index("FIRE") if fire_reset and "FIRE" in meanings else None
+        height, width = self.ale.getScreenDims()
+        self._buffers = np.zeros((2, height, width), dtype=np.uint8)
+        # float32, columns first: closest to OpenCV's INTER_AREA (measured: about one pixel in 150,000 differs).
+        self._rows = area_resize_weights(height, screen_size).astype(np.float32)
+        self._cols = area_resize_weights(width, screen_size).T.astype(np.float32)
+        self.observation_space = gym.spaces.Box(0, 255, (screen_size, screen_size), dtype=np.uint8)
+        self.lives = 0
+        self.game_over = True
+        self._last_obs: np.ndarray | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        """New game (FIRE, then no-ops), or after a lost life the current screen with a fresh stack."""
+        if not self.game_over and self.terminal_on_life_loss and seed is None and self._last_obs is not None:
+            return self._last_obs, {"lives": self.lives, "game_over": False}
+        _, info = self.env.reset(seed=seed, options=options)
+        if self.fire_action is not None:
+            _, _, terminated, truncated, info = self.env.step(self.fire_action)
+        noops = int(self.env.unwrapped.np_random.integers(0, self.noop_max + 1)) if self.noop_max > 0 else 0
+        for _ in range(noops):
+            _, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                _, info = self.env.reset()
+        self.lives = self.ale.lives()
+        self.game_over = False
+        self.ale.getScreenGrayscale(self._buffers[0])
+        self._buffers[1].fill(0)
+        self._last_obs = self._observe()
+        return self._last_obs, {**info, "game_over": False}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """Repeat ``action`` for ``frame_skip`` frames; the reward is the raw sum."""
+        total, terminated, truncated, info = 0.0, False, False, {}
+        for t in range(self.frame_skip):
+            _, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            # A lost life does not cut the repeat short: ale-py's vector env (episodic_life=False) plays on.
+            if terminated or truncated:
+                break
+            # The last two frames of the repeat are max-pooled (flicker; Mnih et al. 2015).
+            if t == self.frame_skip - 2:
+                self.ale.getScreenGrayscale(self._buffers[1])
+            elif t == self.frame_skip - 1:
+                self.ale.getScreenGrayscale(self._buffers[0])
+        self.game_over = bool(terminated or truncated)
+        lives = self.ale.lives()
+        life_lost = 0 < lives < self.lives and not self.game_over
+        self.lives = lives
+        if self.terminal_on_life_loss and life_lost and not self.game_over:
+            terminated = True
+        self._last_obs = self._observe()
+        return self._last_obs, total, bool(terminated), bool(truncated) and not terminated, \
+            {**info, "game_over": self.game_over, "life_lost": life_lost}
+
+    def _observe(self) -> np.ndarray:
+        pooled = np.maximum(self._buffers[0], self._buffers[1]).astype(np.float32)
+        # Round half to even like OpenCV's saturate_cast.
+        return np.rint(self._rows @ (pooled @ self._cols)).clip(0, 255).astype(np.uint8)
+
+
+def make_atari_env(env_id_or_name: str, seed: int | None = None, *, sticky_actions: bool = False,
+                   episodic_life: bool = False, render: bool = False, noop_max: int = 30, frame_skip: int = 4,
+                   stack: int = 4, screen_size: int = 84, max_episode_frames: int = 108_000) -> gym.Env:
+    """One Atari game for evaluation and video, preprocessed like :func:`make_atari_vector_env`.
+
+    Observations are (stack, H, W) uint8 with zeros before the episode's first frame. ``render=True``
+    makes ``env.render()`` return the real RGB game screen (210×160×3) for videos. ``seed`` is used by
+    the first ``reset()`` unless that call passes its own. Rewards are raw; by default (evaluation) a
+    lost life does not end the episode, so an episode is a whole game.
+    """
+    import ale_py
+
+    _check_common(None, noop_max, frame_skip, stack, screen_size)
+    gym.register_envs(ale_py)
+    env = gym.make(resolve_atari_id(env_id_or_name), frameskip=1, obs_type="grayscale",
+                   repeat_action_probability=STICKY_ACTION_PROB if sticky_actions else 0.0,
+                   full_action_space=False, max_num_frames_per_episode=max_episode_frames,
+                   render_mode="rgb_array" if render else None)
+    env = AtariPreprocess(env, noop_max=noop_max, frame_skip=frame_skip, screen_size=screen_size,
+                          terminal_on_life_loss=episodic_life)
+    # Zero padding, as ale-py's vector env (and the replay) do at the start of an episode.
+    env = gym.wrappers.FrameStackObservation(env, stack, padding_type="zero")
+    return _FirstResetSeed(env, seed) if seed is not None else env
+
+
+class _FirstResetSeed(gym.Wrapper):
+    """Seeds the first ``reset()`` that does not bring its own seed."""
+
+    def __init__(self, env: gym.Env, seed: int) -> None:
+        super().__init__(env)
+        self._pending: int | None = seed
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+        seed, self._pending = (self._pending if seed is None else seed), None
+        return self.env.reset(seed=seed, options=options)

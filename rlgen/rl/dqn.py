@@ -1,0 +1,351 @@
+"""Deep Q-Networks for environments with discrete actions.
+
+DQN (Mnih et al. 2015, "Human-level control through deep reinforcement learning"): a network
+Q(s, ·) learns from uniformly replayed transitions towards the one-step target
+r + γ · max_a' Q_target(s', a'), where Q_target is a slowly refreshed copy of the network and
+actions are chosen ε-greedily with ε decaying linearly. Double DQN (van Hasselt et al. 2016)
+picks a' with the online network and evaluates it with the target network, which removes most
+of the max-operator's overestimation; it is on by default. Losses use the Huber form and the
+gradient norm is clipped, both as in the Nature paper's error clipping.
+
+    python -m rlgen.rl.dqn --env CartPole          # classic control, defaults from ENV_DEFAULTS
+    python -m rlgen.rl.dqn --resume runs/dqn-...   # continue a stopped run
+
+The story below reads top to bottom: arguments, the per-environment defaults, the update,
+and the training loop in :func:`main`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rlgen import checkpoint, cli
+from rlgen.errors import UsageError
+from rlgen.nets import QNetwork, make_backbone, polyak_update
+from rlgen.rl import envs as envlib
+from rlgen.rl.replay import Batch, ReplayBuffer
+from rlgen.rl.schedules import linear_schedule
+from rlgen.track import Tracker, default_run_dir
+from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state
+
+ALGO = "dqn"
+
+
+@dataclass
+class Args:
+    env: str = "CartPole"
+    """Environment: a short name (CartPole, Acrobot, MountainCar) or a full gymnasium id."""
+    seed: int = 0
+    """Random seed for networks, exploration, replay sampling and environment resets."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    run_dir: str | None = None
+    """Run folder (default runs/dqn-<env>-<time>)."""
+    wandb: str | None = None
+    """W&B mode: offline, online or disabled (default: $WANDB_MODE, else offline)."""
+    wandb_project: str = "rlgen"
+    """W&B project."""
+    wandb_entity: str | None = None
+    """W&B entity (team or user)."""
+    wandb_name: str | None = None
+    """W&B run name (default: the run folder's name)."""
+    resume: str | None = None
+    """Continue the run in this folder from its checkpoint; every other flag is taken from the run."""
+    total_steps: int | None = None
+    """Environment steps to train for (all environments together)."""
+    lr: float | None = None
+    """Adam learning rate."""
+    batch_size: int | None = None
+    """Transitions per gradient step."""
+    buffer_size: int | None = None
+    """Replay capacity in transitions."""
+    learning_starts: int | None = None
+    """Environment steps of random play before learning starts."""
+    num_envs: int | None = None
+    """Environments stepped together."""
+    gamma: float | None = None
+    """Discount factor."""
+    train_freq: int | None = None
+    """Environment steps between rounds of gradient steps."""
+    gradient_steps: int | None = None
+    """Gradient steps per round."""
+    target_update: int | None = None
+    """Gradient steps between target-network updates."""
+    tau: float | None = None
+    """Target update weight of the online network: 1 is a hard copy, < 1 Polyak averaging."""
+    exploration_fraction: float | None = None
+    """Fraction of total_steps over which ε falls from eps_start to eps_end."""
+    eps_start: float = 1.0
+    """Initial exploration rate."""
+    eps_end: float | None = None
+    """Final exploration rate."""
+    hidden: str | None = None
+    """Hidden widths of the MLP backbone, comma-separated (e.g. 128,128)."""
+    double: bool = True
+    """Double DQN target (van Hasselt et al. 2016)."""
+    dueling: bool = False
+    """Dueling head (Wang et al. 2016)."""
+    max_grad_norm: float = 10.0
+    """Gradient-norm clip."""
+    eval_every: int | None = None
+    """Environment steps between greedy evaluations."""
+    eval_episodes: int = 20
+    """Episodes per greedy evaluation."""
+    checkpoint_every: int = 5000
+    """Environment steps between checkpoints (0: only at the end)."""
+    save_replay: bool = True
+    """Keep the replay contents in the checkpoint so --resume continues exactly."""
+    threads: int = 1
+    """Torch CPU threads (one is fastest for small networks)."""
+    gif: bool = True
+    """Write a GIF of one greedy episode at the end."""
+    stop_on_solve: bool = False
+    """End training at the first evaluation that reaches the environment's reward threshold."""
+
+
+# One table of per-environment defaults; anything not listed falls back to "default".
+ENV_DEFAULTS: dict[str, dict[str, Any]] = {
+    "default": dict(total_steps=100_000, lr=1e-3, batch_size=64, buffer_size=50_000, learning_starts=1_000,
+                    num_envs=1, gamma=0.99, train_freq=4, gradient_steps=1, target_update=250, tau=1.0,
+                    exploration_fraction=0.2, eps_end=0.05, hidden="128,128", eval_every=5_000),
+    "CartPole-v1": dict(total_steps=50_000, lr=1e-3, batch_size=64, buffer_size=50_000, learning_starts=1_000,
+                        num_envs=1, gamma=0.99, train_freq=4, gradient_steps=1, target_update=250, tau=1.0,
+                        exploration_fraction=0.2, eps_end=0.02, hidden="128,128", eval_every=2_500),
+    "Acrobot-v1": dict(total_steps=100_000, eval_every=5_000),
+    "MountainCar-v0": dict(total_steps=150_000, lr=4e-3, gamma=0.98, buffer_size=10_000, batch_size=128,
+                           train_freq=16, gradient_steps=8, target_update=600, exploration_fraction=0.2,
+                           eps_end=0.07, hidden="256,256", eval_every=10_000),
+}
+
+
+def resolve_args(args: Args) -> Args:
+    """Fill unset fields from :data:`ENV_DEFAULTS` and check every value; raises UsageError."""
+    env_id = envlib.resolve_env_id(args.env)
+    table = {**ENV_DEFAULTS["default"], **ENV_DEFAULTS.get(env_id, {})}
+    filled = {k: (table[k] if v is None and k in table else v) for k, v in dataclasses.asdict(args).items()}
+    a = Args(**{**filled, "env": env_id})
+    positive = ("total_steps", "batch_size", "buffer_size", "num_envs", "train_freq", "gradient_steps",
+                "target_update", "eval_every", "eval_episodes", "threads")
+    for name in positive:
+        if getattr(a, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(a, name)} must be a positive integer")
+    if not a.lr > 0 or not math.isfinite(a.lr):
+        raise UsageError(f"--lr {a.lr} must be a positive number")
+    if not 0.0 <= a.gamma <= 1.0:
+        raise UsageError(f"--gamma {a.gamma} must lie in [0, 1]")
+    if not 0.0 < a.tau <= 1.0:
+        raise UsageError(f"--tau {a.tau} must lie in (0, 1]")
+    for name in ("eps_start", "eps_end", "exploration_fraction"):
+        if not 0.0 <= getattr(a, name) <= 1.0:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(a, name)} must lie in [0, 1]")
+    if a.learning_starts < 0 or a.checkpoint_every < 0:
+        raise UsageError("--learning-starts and --checkpoint-every must be ≥ 0")
+    if a.batch_size > a.buffer_size:
+        raise UsageError(f"--batch-size {a.batch_size} is larger than --buffer-size {a.buffer_size}; "
+                         "a batch must fit in the replay")
+    hidden_widths(a.hidden)
+    obs_space, act_space, _ = envlib.spaces_of(env_id)
+    if not isinstance(act_space, gym.spaces.Discrete):
+        raise UsageError(f"DQN needs a discrete action space; {env_id} has {act_space} "
+                         "(continuous actions need an actor-critic method)")
+    if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
+        raise UsageError(f"this DQN takes vector observations; {env_id} has {obs_space}")
+    pick_device(a.device)
+    return a
+
+
+def hidden_widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise UsageError(f"--hidden {text!r} must be comma-separated integers such as 128,128") from None
+    if not widths or min(widths) < 1:
+        raise UsageError(f"--hidden {text!r} must be comma-separated positive integers such as 128,128")
+    return widths
+
+
+def build_q_network(args: Args, obs_shape: tuple[int, ...], n_actions: int) -> QNetwork:
+    """The online network: an ``mlp`` backbone from :mod:`rlgen.nets` and a Q head."""
+    backbone = make_backbone("mlp", obs_shape, hidden=hidden_widths(args.hidden))
+    return QNetwork(backbone, n_actions, dueling=args.dueling)
+
+
+def td_target(q_net: torch.nn.Module, target_net: torch.nn.Module, batch: Batch, gamma: float,
+              double: bool) -> torch.Tensor:
+    """y = r + γ (1 − terminated) Q_target(s', a*), a* = argmax Q_online(s', ·) if double else of Q_target."""
+    with torch.no_grad():
+        q_next_target = target_net(batch.next_obs)
+        if double:
+            best = q_net(batch.next_obs).argmax(dim=1, keepdim=True)
+        else:
+            best = q_next_target.argmax(dim=1, keepdim=True)
+        q_next = q_next_target.gather(1, best).squeeze(1)
+        return batch.rewards + gamma * (1.0 - batch.terminated) * q_next
+
+
+def dqn_loss(q_net: torch.nn.Module, target_net: torch.nn.Module, batch: Batch, gamma: float,
+             double: bool) -> torch.Tensor:
+    """Huber loss between Q(s, a) and the TD target."""
+    q = q_net(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+    return F.smooth_l1_loss(q, td_target(q_net, target_net, batch, gamma, double))
+
+
+def main(args: Args) -> dict[str, Any]:
+    """Train, evaluate and save; returns the summary written to ``summary.json``."""
+    ckpt = None
+    if args.resume is not None:
+        ckpt = checkpoint.load(args.resume, algo=ALGO)
+        args = Args(**{**ckpt["args"], "resume": args.resume, "run_dir": args.resume})
+    args = resolve_args(args)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO, args.env.split("-v")[0])
+
+    torch.set_num_threads(args.threads)
+    rng = seed_everything(args.seed)
+    device = pick_device(args.device)
+    pool = envlib.EnvPool(args.env, args.num_envs, args.seed)
+    obs_shape = pool.obs.shape[1:]
+    n_actions = int(pool.envs[0].action_space.n)
+    threshold = pool.envs[0].spec.reward_threshold if pool.envs[0].spec else None
+
+    q_net = build_q_network(args, obs_shape, n_actions).to(device)
+    target_net = copy.deepcopy(q_net).requires_grad_(False)
+    optimizer = torch.optim.Adam(q_net.parameters(), lr=args.lr, fused=True)
+    replay = ReplayBuffer(args.buffer_size, obs_shape)
+
+    step, updates, solved_at, train_seconds, wall_before = 0, 0, None, 0.0, 0.0
+    history: dict[str, list[float]] = {"step": [], "eval_return": [], "train_seconds": []}
+    recent: list[float] = []
+    if ckpt is not None:
+        q_net.load_state_dict(ckpt["q_net"])
+        target_net.load_state_dict(ckpt["target_net"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, updates, solved_at = ckpt["step"], ckpt["updates"], ckpt["solved_at"]
+        train_seconds, history, recent = ckpt["train_seconds"], ckpt["history"], ckpt["recent"]
+        wall_before = ckpt["wall_seconds"]
+        if "replay" in ckpt:
+            replay.load_state_dict(ckpt["replay"])
+        if not pool.load_state_dict(ckpt["envs"]):
+            pool = envlib.EnvPool(args.env, args.num_envs, args.seed + step)
+        set_rng_state(ckpt["rng"], rng)
+
+    tracker = Tracker(run_dir, args, algo=ALGO, wandb_mode=args.wandb, project=args.wandb_project,
+                      entity=args.wandb_entity, name=args.wandb_name,
+                      resume_step=step if ckpt is not None else None,
+                      bar_keys=("eval_return", "episode_return", "loss", "epsilon"))
+    bar = tracker.progress(args.total_steps, initial=step)
+
+    def act_greedy(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return q_net(torch.as_tensor(obs, device=device)).argmax(dim=1).cpu().numpy()
+
+    def save_checkpoint() -> None:
+        state: dict[str, Any] = dict(
+            q_net=q_net.state_dict(), target_net=target_net.state_dict(), optimizer=optimizer.state_dict(),
+            updates=updates, solved_at=solved_at, train_seconds=train_seconds, history=history, recent=recent,
+            wall_seconds=wall_before + time.time() - tracker.start_time,
+            envs=pool.state_dict(), rng=rng_state(rng))
+        if args.save_replay:
+            state["replay"] = replay.state_dict()
+        checkpoint.save(run_dir / checkpoint.FILENAME, algo=ALGO, args=dataclasses.asdict(args), step=step,
+                        **state)
+
+    explore_steps = args.exploration_fraction * args.total_steps
+    n = args.num_envs
+    tick = time.perf_counter()
+    try:
+        while step < args.total_steps:
+            # -- act ε-greedily in every environment ------------------------------------------
+            eps = linear_schedule(args.eps_start, args.eps_end, explore_steps, step)
+            actions = rng.integers(0, n_actions, size=n)
+            greedy = rng.random(n) >= eps
+            if step >= args.learning_starts and greedy.any():
+                actions[greedy] = act_greedy(pool.obs[greedy])
+            obs = pool.obs.copy()
+            next_obs, rewards, terminated, truncated, finished = pool.step(actions)
+            replay.add(obs, actions, rewards, next_obs, terminated, truncated)
+            prev, step = step, step + n
+            bar.update(n)
+            for ret, length in finished:
+                recent.append(ret)
+                tracker.log({"episode_return": ret, "episode_length": length, "epsilon": eps}, step)
+
+            # -- learn: gradient_steps updates every train_freq environment steps --------------
+            if step > args.learning_starts:
+                rounds = step // args.train_freq - prev // args.train_freq
+                logged = updates // 100
+                for _ in range(rounds * args.gradient_steps):
+                    batch = replay.sample(args.batch_size, rng)
+                    if device.type != "cpu":
+                        batch = Batch(*(t.to(device, non_blocking=True) for t in batch))
+                    loss = dqn_loss(q_net, target_net, batch, args.gamma, args.double)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(q_net.parameters(), args.max_grad_norm)
+                    optimizer.step()
+                    updates += 1
+                    if updates % args.target_update == 0:
+                        polyak_update(target_net, q_net, args.tau)
+                if updates // 100 > logged:
+                    tracker.log({"loss": loss.item(), "updates": updates}, step)
+
+            # -- evaluate greedily and checkpoint ----------------------------------------------
+            if step // args.eval_every > prev // args.eval_every or step >= args.total_steps:
+                train_seconds += time.perf_counter() - tick
+                returns = envlib.evaluate(act_greedy, args.env, args.eval_episodes, seed=10_000 * (args.seed + 1))
+                mean = float(returns.mean())
+                history["step"].append(step)
+                history["eval_return"].append(mean)
+                history["train_seconds"].append(train_seconds)
+                if solved_at is None and threshold is not None and mean >= threshold:
+                    solved_at = step
+                tracker.log({"eval_return": mean, "eval_return_std": float(returns.std()),
+                             "train_seconds": train_seconds}, step)
+                tick = time.perf_counter()
+                if solved_at is not None and args.stop_on_solve:
+                    break
+            if args.checkpoint_every and step // args.checkpoint_every > prev // args.checkpoint_every:
+                save_checkpoint()
+    finally:
+        bar.close()
+        pool.close()
+
+    # -- final evaluation, pictures and summary --------------------------------------------------
+    save_checkpoint()
+    returns = envlib.evaluate(act_greedy, args.env, args.eval_episodes, seed=10_000 * (args.seed + 1))
+    from rlgen.rl import plots
+
+    curve = plots.save_learning_curve(run_dir / "learning_curve.png", history["step"], history["eval_return"],
+                                      threshold=threshold, xlabel="environment steps",
+                                      title=f"DQN on {args.env} (seed {args.seed})")
+    tracker.log_image("learning_curve", curve)
+    if args.gif:
+        frames, _ = envlib.record_episode(act_greedy, args.env, seed=10_000 * (args.seed + 1))
+        gif = plots.save_episode_gif(run_dir / "greedy_episode.gif", frames)
+        tracker.log_video("greedy_episode", gif)
+    summary = {
+        "algo": ALGO, "env": args.env, "seed": args.seed, "env_steps": step, "updates": updates,
+        "wall_seconds": round(wall_before + time.time() - tracker.start_time, 3),
+        "train_seconds": round(train_seconds, 3),
+        "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std()),
+        "eval_episodes": args.eval_episodes, "reward_threshold": threshold, "solved_at_env_step": solved_at,
+        "solved_at_train_seconds": (history["train_seconds"][history["step"].index(solved_at)]
+                                    if solved_at is not None else None),
+        "best_eval_return": max(history["eval_return"]) if history["eval_return"] else None,
+    }
+    tracker.finish(summary)
+    return summary
+
+
+if __name__ == "__main__":
+    cli.run(main, Args, description=__doc__.split("\n\n")[0], prog="python -m rlgen.rl.dqn")

@@ -1,0 +1,154 @@
+"""DQN on classic control: the math by hand, bad input, learning, determinism and kill/resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlgen import cli
+from rlgen.rl import dqn
+from rlgen.rl.replay import Batch
+from rlgen.track import read_metrics
+
+
+class _FixedQ(torch.nn.Module):
+    """Q-values looked up by the first observation feature (an integer state id)."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = torch.tensor(table, dtype=torch.float32)
+
+    def forward(self, obs):
+        return self.table[obs[:, 0].long()]
+
+
+def _batch():
+    return Batch(obs=torch.tensor([[0.0], [1.0]]), actions=torch.tensor([1, 0]),
+                 rewards=torch.tensor([1.0, 2.0]), next_obs=torch.tensor([[1.0], [2.0]]),
+                 terminated=torch.tensor([0.0, 1.0]))
+
+
+def test_double_and_plain_td_targets_by_hand():
+    online = _FixedQ([[0.0, 5.0], [3.0, 1.0], [0.0, 0.0]])
+    target = _FixedQ([[0.0, 0.0], [10.0, 20.0], [7.0, 7.0]])
+    # Plain DQN: max over the target network in s' = 1 is 20; the second transition terminated.
+    plain = dqn.td_target(online, target, _batch(), gamma=0.5, double=False)
+    assert plain.tolist() == [1.0 + 0.5 * 20.0, 2.0]
+    # Double DQN: online argmax in s' = 1 is action 0, whose target value is 10.
+    double = dqn.td_target(online, target, _batch(), gamma=0.5, double=True)
+    assert double.tolist() == [1.0 + 0.5 * 10.0, 2.0]
+
+
+def test_huber_loss_by_hand():
+    online = _FixedQ([[0.0, 5.0], [3.0, 1.0], [0.0, 0.0]])
+    target = _FixedQ([[0.0, 0.0], [10.0, 20.0], [7.0, 7.0]])
+    loss = dqn.dqn_loss(online, target, _batch(), gamma=0.5, double=True)
+    # Q(s0, a1) = 5 vs y = 6 (|d| = 1: 0.5 d²); Q(s1, a0) = 3 vs y = 2 (0.5).
+    assert loss.item() == pytest.approx((0.5 * 1.0 + 0.5 * 1.0) / 2)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--env", "CartPoel"], "unknown environment 'CartPoel'; known short names: CartPole"),
+    (["--env", "Pendulum"], "needs a discrete action space"),
+    (["--lr", "-0.1"], "--lr -0.1 must be a positive number"),
+    (["--batch-size", "128", "--buffer-size", "64"], "--batch-size 128 is larger than --buffer-size 64"),
+    (["--gamma", "1.5"], "--gamma 1.5 must lie in [0, 1]"),
+    (["--num-envs", "0"], "--num-envs 0 must be a positive integer"),
+])
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, argv, message):
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exc:
+        cli.run(dqn.main, dqn.Args, argv + ["--run-dir", str(run_dir), "--wandb", "disabled"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert err.count("\n") == 1 and message in err
+    assert not run_dir.exists()
+
+
+def test_resume_from_a_folder_without_checkpoint(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        cli.run(dqn.main, dqn.Args, ["--resume", str(tmp_path / "empty")])
+    assert exc.value.code == 2 and "no checkpoint" in capsys.readouterr().err
+    assert os.listdir(tmp_path / "empty") == []
+
+
+def _tiny(run_dir, **kw):
+    base = dict(env="CartPole", total_steps=1200, learning_starts=200, eval_every=600, eval_episodes=3,
+                checkpoint_every=600, buffer_size=2000, run_dir=str(run_dir), wandb="disabled", gif=False)
+    return dqn.Args(**{**base, **kw})
+
+
+def test_smoke_run_writes_everything(tmp_path):
+    summary = dqn.main(_tiny(tmp_path / "run", gif=True, num_envs=2))
+    files = set(os.listdir(tmp_path / "run"))
+    assert {"config.json", "metrics.jsonl", "summary.json", "checkpoint.pt", "learning_curve.png",
+            "greedy_episode.gif"} <= files
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    for key in ("algo", "env", "seed", "env_steps", "wall_seconds", "eval_return_mean", "eval_return_std",
+                "eval_episodes", "solved_at_env_step"):
+        assert key in saved
+    assert saved == json.loads(json.dumps(summary))
+    assert saved["env"] == "CartPole-v1" and saved["env_steps"] == 1200 and saved["eval_episodes"] == 3
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a = dqn.main(_tiny(tmp_path / "a", seed=3))
+    b = dqn.main(_tiny(tmp_path / "b", seed=3))
+    strip = ("time", "train_seconds")
+    rows_a = [{k: v for k, v in r.items() if k not in strip} for r in read_metrics(tmp_path / "a")]
+    rows_b = [{k: v for k, v in r.items() if k not in strip} for r in read_metrics(tmp_path / "b")]
+    assert rows_a == rows_b and len(rows_a) > 10
+    assert a["eval_return_mean"] == b["eval_return_mean"]
+
+
+def test_cartpole_return_improves(tmp_path):
+    summary = dqn.main(_tiny(tmp_path / "run", total_steps=10_000, learning_starts=1000, eval_every=2000,
+                             eval_episodes=10, checkpoint_every=0, seed=0))
+    rows = [r for r in read_metrics(tmp_path / "run") if "episode_return" in r]
+    first = np.mean([r["episode_return"] for r in rows[:20]])  # random play
+    assert summary["best_eval_return"] >= 150 and summary["best_eval_return"] > 5 * first
+
+
+def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(tmp_path):
+    """A run killed mid-training resumes from its last checkpoint and ends exactly as one never stopped."""
+    argv = ["--env", "CartPole", "--total-steps", "3000", "--learning-starts", "300", "--eval-every", "1000",
+            "--eval-episodes", "3", "--checkpoint-every", "500", "--no-gif", "--wandb", "disabled", "--seed", "5"]
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "rlgen.rl.dqn", *argv, "--run-dir", str(killed)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = killed / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists() and ckpt.stat().st_mtime > 0 and _ckpt_step(ckpt) >= 1000:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "summary.json").exists()
+    resumed = subprocess.run([sys.executable, "-m", "rlgen.rl.dqn", "--resume", str(killed)], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"run folder: {killed}" in resumed.stdout
+    whole = dqn.main(cli.parse(dqn.Args, argv + ["--run-dir", str(tmp_path / "whole")]))
+    after = json.loads((killed / "summary.json").read_text())
+    for key in ("env_steps", "updates", "eval_return_mean", "eval_return_std", "best_eval_return"):
+        assert after[key] == whole[key], key
+    steps = [r["step"] for r in read_metrics(killed)]
+    assert steps == sorted(steps) and steps == [r["step"] for r in read_metrics(tmp_path / "whole")]
+
+
+def _ckpt_step(path: Path) -> int:
+    try:
+        return torch.load(path, weights_only=True)["step"]
+    except Exception:
+        return -1

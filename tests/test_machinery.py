@@ -1,0 +1,183 @@
+"""The shared machinery: CLI from dataclasses, tracker, checkpoints, backbones, moving averages."""
+
+import dataclasses
+import json
+import os
+from typing import Literal
+
+import numpy as np
+import pytest
+import torch
+
+from rlgen import checkpoint, cli
+from rlgen.errors import UsageError
+from rlgen.nets import ConvDecoder, QHead, make_backbone, polyak_update
+from rlgen.rl.replay import ReplayBuffer
+from rlgen.rl.schedules import linear_schedule
+from rlgen.track import Tracker, read_metrics, resolve_wandb_mode
+
+
+@dataclasses.dataclass
+class _Args:
+    alpha_rate: float = 0.5
+    """How fast alpha moves."""
+    name: str | None = None
+    """A name."""
+    flag: bool = True
+    """A switch."""
+    mode: Literal["a", "b"] = "a"
+    """A choice."""
+
+
+def test_cli_docstrings_become_help_and_flags_parse():
+    parser = cli.build_parser(_Args)
+    text = parser.format_help()
+    assert "--alpha-rate" in text and "How fast alpha moves." in text
+    args = cli.parse(_Args, ["--alpha-rate", "0.25", "--no-flag", "--mode", "b", "--name", "x"])
+    assert args == _Args(alpha_rate=0.25, name="x", flag=False, mode="b")
+
+
+def test_cli_usage_error_is_one_line_and_exit_2(capsys):
+    def main(args):
+        raise UsageError(f"--alpha-rate {args.alpha_rate} must be positive")
+
+    with pytest.raises(SystemExit) as exc:
+        cli.run(main, _Args, ["--alpha-rate", "-1"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --alpha-rate -1.0 must be positive"
+
+
+def test_linear_schedule_by_hand():
+    assert linear_schedule(1.0, 0.1, 100, 0) == 1.0
+    assert linear_schedule(1.0, 0.1, 100, 50) == pytest.approx(0.55)
+    assert linear_schedule(1.0, 0.1, 100, 100) == pytest.approx(0.1)
+    assert linear_schedule(1.0, 0.1, 100, 1000) == pytest.approx(0.1)
+    assert linear_schedule(1.0, 0.1, 0, 0) == 0.1
+
+
+def test_polyak_update_by_hand():
+    torch.manual_seed(0)
+    online, target = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    expected = 0.9 * target.weight.detach().clone() + 0.1 * online.weight.detach()
+    polyak_update(target, online, tau=0.1)
+    assert torch.allclose(target.weight, expected)
+    polyak_update(target, online, tau=1.0)
+    assert torch.equal(target.weight, online.weight) and torch.equal(target.bias, online.bias)
+
+
+@pytest.mark.parametrize("name,shape,out_dim", [
+    ("mlp", (4,), 256), ("nature_cnn", (4, 84, 84), 512), ("convnet", (1, 28, 28), 256),
+    ("convnet", (3, 64, 64), 256), ("resnet18", (3, 32, 32), 512),
+])
+def test_backbone_shapes(name, shape, out_dim):
+    net = make_backbone(name, shape)
+    assert net.out_dim == out_dim
+    assert net(torch.zeros(3, *shape)).shape == (3, out_dim)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 64, 64), (1, 30, 30)])
+def test_conv_decoder_mirrors_the_encoder(shape):
+    assert ConvDecoder(8, shape)(torch.zeros(2, 8)).shape == (2, *shape)
+
+
+def test_backbone_errors():
+    with pytest.raises(UsageError, match="unknown backbone 'vgg'"):
+        make_backbone("vgg", (3, 32, 32))
+    with pytest.raises(UsageError, match="takes images"):
+        make_backbone("nature_cnn", (4,))
+    with pytest.raises(UsageError):
+        make_backbone("nature_cnn", (4, 20, 20))
+
+
+def test_dueling_head_by_hand():
+    head = QHead(2, 3, dueling=True)
+    x = torch.tensor([[1.0, -2.0]])
+    a = head.adv(x)
+    assert torch.allclose(head(x), head.value(x) + a - a.mean())
+
+
+def test_replay_ring_and_sample():
+    buf = ReplayBuffer(5, (2,))
+    for t in range(4):  # two envs per step: 8 transitions into a ring of 5
+        obs = np.full((2, 2), t, np.float32) + np.array([[0], [0.5]], np.float32)
+        buf.add(obs, np.array([t, t]), np.array([1.0, 2.0]), obs + 1, np.array([0, 1]), np.array([0, 0]))
+    assert len(buf) == 5 and buf.pos == 3
+    # The three newest writes went to slots 0..2 (wrapped), the older two remain in 3..4.
+    assert buf.obs[:3, 0].tolist() == [2.5, 3.0, 3.5] and buf.obs[3:, 0].tolist() == [1.5, 2.0]
+    batch = buf.sample(64, np.random.default_rng(0))
+    assert batch.obs.shape == (64, 2) and batch.actions.dtype == torch.int64
+    assert torch.equal(batch.next_obs, batch.obs + 1)
+    assert set(batch.obs[:, 0].tolist()) <= {2.5, 3.0, 3.5, 1.5, 2.0}
+    fresh = ReplayBuffer(5, (2,))
+    fresh.load_state_dict(buf.state_dict())
+    assert np.array_equal(fresh.obs, buf.obs) and fresh.pos == buf.pos
+
+
+def test_checkpoint_atomic_and_safe(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save(path, algo="dqn", args={"lr": 1.0}, step=7, weights=torch.ones(3))
+    good = path.read_bytes()
+
+    def broken_save(obj, fh, *a, **k):
+        fh.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # as if killed while writing
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(path, algo="dqn", args={}, step=8)
+    monkeypatch.undo()
+    assert path.read_bytes() == good and os.listdir(tmp_path) == ["checkpoint.pt"]
+    ckpt = checkpoint.load(tmp_path, algo="dqn")
+    assert ckpt["step"] == 7 and ckpt["args"] == {"lr": 1.0} and torch.equal(ckpt["weights"], torch.ones(3))
+
+
+def test_checkpoint_load_errors(tmp_path):
+    with pytest.raises(UsageError, match="no checkpoint"):
+        checkpoint.load(tmp_path)
+    (tmp_path / "checkpoint.pt").write_bytes(b"\x00" * 100)
+    with pytest.raises(UsageError, match="truncated or corrupt"):
+        checkpoint.load(tmp_path)
+    torch.save({"state": torch.ones(2)}, tmp_path / "other.pt")
+    with pytest.raises(UsageError, match="not an rlgen checkpoint"):
+        checkpoint.load(tmp_path / "other.pt")
+    checkpoint.save(tmp_path / "checkpoint.pt", algo="vae", args={}, step=0)
+    with pytest.raises(UsageError, match="expected dqn"):
+        checkpoint.load(tmp_path, algo="dqn")
+    full = (tmp_path / "checkpoint.pt").read_bytes()
+    (tmp_path / "checkpoint.pt").write_bytes(full[: len(full) // 2])
+    with pytest.raises(UsageError, match="truncated or corrupt"):
+        checkpoint.load(tmp_path)
+
+
+def test_tracker_local_files_and_resume_trim(tmp_path):
+    tr = Tracker(tmp_path, {"lr": 0.1}, algo="test", wandb_mode="disabled")
+    for step in (10, 20, 30):
+        tr.log({"loss": step / 10}, step)
+    tr.finish({"algo": "test", "final": 1.5})
+    assert json.loads((tmp_path / "config.json").read_text()) == {"algo": "test", "lr": 0.1}
+    assert [r["step"] for r in read_metrics(tmp_path)] == [10, 20, 30]
+    assert json.loads((tmp_path / "summary.json").read_text())["final"] == 1.5
+    tr = Tracker(tmp_path, {"lr": 0.1}, algo="test", wandb_mode="disabled", resume_step=20)
+    tr.log({"loss": 9.0}, 25)
+    tr.close()
+    assert [r["step"] for r in read_metrics(tmp_path)] == [10, 20, 25]
+
+
+def test_wandb_mode_resolution(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert resolve_wandb_mode(None) == "offline"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_wandb_mode(None) == "disabled"
+    assert resolve_wandb_mode("online") == "online"
+    with pytest.raises(UsageError, match="--wandb 'cloud'"):
+        resolve_wandb_mode("cloud")
+
+
+def test_wandb_offline_run_leaves_files(tmp_path):
+    tr = Tracker(tmp_path, {"lr": 0.1}, algo="test", wandb_mode="offline")
+    tr.log({"loss": 1.0}, 1)
+    tr.finish({"done": True})
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    assert read_metrics(tmp_path)[0]["loss"] == 1.0

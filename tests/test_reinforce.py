@@ -1,0 +1,163 @@
+"""REINFORCE: reward-to-go, advantages and the solved rule by hand, Karpathy's preprocessing,
+fixed-seed CartPole learning with exact resume, a Pong-from-pixels smoke run, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rlgen import checkpoint, cli
+from rlgen.rl import reinforce as rf
+
+
+# -- the math by hand ---------------------------------------------------------------------------
+def test_rewards_to_go_by_hand():
+    # γ = 0.5: G2 = 1, G1 = 1 + 0.5 · 1 = 1.5, G0 = 1 + 0.5 · 1.5 = 1.75
+    np.testing.assert_allclose(rf.rewards_to_go([1.0, 1.0, 1.0], 0.5), [1.75, 1.5, 1.0])
+    # a time-limited episode starts from V(s_T) = 4: G2 = 1 + 2 = 3, G1 = 2.5, G0 = 2.25
+    np.testing.assert_allclose(rf.rewards_to_go([1.0, 1.0, 1.0], 0.5, bootstrap=4.0), [2.25, 2.5, 3.0])
+    np.testing.assert_allclose(rf.rewards_to_go([0.0, 0.0, 2.0], 1.0), [2.0, 2.0, 2.0])
+    assert rf.rewards_to_go([], 0.9).shape == (0,)
+
+
+def test_advantages_by_hand():
+    np.testing.assert_allclose(rf.advantages(np.array([3.0, 2.0, 1.0]), np.array([1.0, 1.5, 1.0]), False),
+                               [2.0, 0.5, 0.0])
+    np.testing.assert_allclose(rf.advantages(np.array([3.0, 2.0, 1.0]), None, False), [3.0, 2.0, 1.0])
+    # normalised: (A − mean) / std with mean 2, std sqrt(2/3)
+    z = rf.advantages(np.array([3.0, 2.0, 1.0]), None, True)
+    np.testing.assert_allclose(z, np.array([1.0, 0.0, -1.0]) / np.sqrt(2 / 3), rtol=1e-6)
+
+
+def test_moving_average_solved_rule():
+    ema = rf.EMA_START
+    assert rf.update_ema(ema, 500.0) == pytest.approx(0.05 * 500 + 0.95 * 10)
+    # even perfect episodes need 59 of them to lift the average from 10 to 475
+    needed = next(k for k in range(1, 100) if (ema := rf.update_ema(ema, 500.0)) >= 475)
+    assert needed == 59
+
+
+def test_sample_action_is_the_inverse_cdf():
+    assert rf.sample_action([0.2, 0.5, 0.3], 0.0) == 0
+    assert rf.sample_action([0.2, 0.5, 0.3], 0.19) == 0
+    assert rf.sample_action([0.2, 0.5, 0.3], 0.21) == 1
+    assert rf.sample_action([0.2, 0.5, 0.3], 0.71) == 2
+    assert rf.sample_action([0.2, 0.5, 0.3], 0.999999) == 2
+
+
+def test_numpy_actor_matches_the_torch_policy():
+    torch.manual_seed(0)
+    net = rf.Net("mlp", (4,), 2, (16, 8), False)
+    act = rf.numpy_actor(net)
+    obs = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    with torch.no_grad():
+        want = torch.softmax(net(torch.as_tensor(obs)), -1).numpy()
+    np.testing.assert_allclose([act(o) for o in obs], want, atol=1e-6)
+    assert rf.numpy_actor(rf.Net("nature_cnn", (4, 84, 84), 6, (), True)) is None
+
+
+def test_karpathy_preprocessing():
+    frame = np.full((210, 160, 3), 144, dtype=np.uint8)  # background colour 1
+    frame[100:120, :, 0] = 109  # background colour 2
+    frame[151, 40, :] = 236  # the ball (on a kept row and column)
+    img = rf.karpathy_preprocess(frame)
+    assert img.shape == (80, 80) and img.dtype == np.float32
+    assert img.sum() == 1.0 and img[(151 - 35) // 2, 40 // 2] == 1.0
+
+
+def test_karpathy_wrapper_gives_frame_differences():
+    env = rf.make_env(rf.Args(env="Pong", preprocess="karpathy"))
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (1, 80, 80) and not obs.any()  # no previous frame yet
+    seen = set()
+    for _ in range(40):
+        obs, *_ = env.step(0)
+        seen |= set(np.unique(obs).tolist())
+    assert seen <= {-1.0, 0.0, 1.0} and len(seen) > 1
+    env.close()
+
+
+# -- learning with fixed seeds, and exact resume --------------------------------------------------
+def test_cartpole_learns_and_resume_reproduces_the_uninterrupted_run(run_dir, tmp_path, monkeypatch):
+    common = dict(env="CartPole", seed=0, episodes=60, batch_episodes=2, checkpoint_every=20, eval_episodes=3,
+                  gif=False, device="cpu")
+    full = rf.main(rf.Args(run_dir=str(tmp_path / "full"), **common))
+    returns = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert returns["episodes"] == 60 and returns["solved_at_episode"] is None
+    history = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["history"]["return"].numpy()
+    assert history[-20:].mean() > 2 * history[:20].mean()  # learning, not noise: ~22 → well above 44
+
+    real_save, calls = checkpoint.save, []
+
+    def save_then_die(*a, **kw):  # killed right after the checkpoint at episode 40
+        real_save(*a, **kw)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        rf.main(rf.Args(run_dir=str(run_dir), **common))
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    resumed = rf.main(rf.Args(resume=str(run_dir)))
+    for key in ("env_steps", "episodes", "updates", "eval_return_mean", "final_ema_return"):
+        assert resumed[key] == full[key], key
+    a = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    for k in a["policy"]:
+        assert torch.equal(a["policy"][k], b["policy"][k]), k
+
+
+def test_solved_rule_stops_training(run_dir):
+    # an easy threshold shows the rule end to end: solved at the first episode whose average reaches it
+    s = rf.main(rf.Args(env="CartPole", seed=1, episodes=200, solve_threshold=12.0, eval_episodes=2, gif=False,
+                        run_dir=str(run_dir), device="cpu"))
+    ema = torch.load(run_dir / "checkpoint.pt", weights_only=True)["history"]["ema"].numpy()
+    assert s["solved_at_episode"] == s["episodes"] == int(np.argmax(ema >= 12.0)) + 1
+
+
+# -- Pong from pixels: a smoke run --------------------------------------------------------------------
+@pytest.mark.parametrize("preprocess", ["karpathy", "stack"])
+def test_pong_smoke_trains_checkpoints_resumes_and_writes_a_gif(preprocess, run_dir, monkeypatch):
+    args = rf.Args(env="Pong", preprocess=preprocess, episodes=3, batch_episodes=1, max_episode_steps=12,
+                   checkpoint_every=1, eval_episodes=1, run_dir=str(run_dir), device="cpu")
+    real_save, calls = checkpoint.save, []
+
+    def save_then_die(*a, **kw):
+        real_save(*a, **kw)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        rf.main(args)
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["episode"] == 2
+    s = rf.main(rf.Args(resume=str(run_dir)))
+    assert s["env"] == "ALE/Pong-v5" and s["episodes"] == 3 and s["env_steps"] == 36
+    for name in ("greedy_episode.gif", "learning_curve.png", "summary.json", "checkpoint.pt"):
+        assert (run_dir / name).exists(), name
+
+
+# -- bad input -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["--env", "Pendulum"], "continuous action space"),
+    (["--gamma", "1.01"], "--gamma"),
+    (["--gamma", "-1"], "--gamma"),
+    (["--lr", "0"], "--lr"),
+    (["--value-lr=-0.001"], "--value-lr"),
+    (["--hidden", "a,b"], "--hidden"),
+    (["--env", "Pongg"], "unknown"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+    run_dir = tmp_path / "never"
+    with pytest.raises(SystemExit) as err:
+        cli.run(rf.main, rf.Args, argv=[*argv, "--run-dir", str(run_dir)])
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    assert not run_dir.exists()
