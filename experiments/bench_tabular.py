@@ -34,7 +34,8 @@ TABLE_ENVS = ("FrozenLake", "FrozenLake8x8", "Taxi", "CliffWalking")
 REFERENCE = {
     "FrozenLake-v1": "registry threshold 0.70 (optimum ≈ 0.74); plain Q-learning measured here 0.62–0.74",
     "FrozenLake8x8-v1": "registry threshold 0.85 (registry comment: optimum 0.91)",
-    "Taxi-v4": "registry threshold 8 (registry comment: optimum 8.46); plain Q-learning measured here 7.90",
+    "Taxi-v4": "registry threshold 8 (registry comment: optimum 8.46); plain Q-learning measured here 7.90. "
+               "The exact optimum column is the optimal policy's expected return over Taxi-v4's start states",
     "CliffWalking-v1": "optimal return −13",
     "CartPole-v1": "goal: greedy mean ≥ 475 over 100 episodes for ≥ 3 of 5 seeds",
 }
@@ -83,10 +84,12 @@ def main() -> None:
             policy = np.load(out / f"{env}-{seed}" / "q_table.npz")["optimal_q"].argmax(axis=1)
             exact = exact_score(env, policy, ql.resolve(ql.Args(env=env))[0].max_episode_steps)
             diff = abs(learned - optimal)
+            parts = ""
             if s["env"].startswith("FrozenLake"):
                 goal = diff <= 0.02
-            elif s["env"].startswith("Taxi"):
+            elif s["env"].startswith("Taxi"):  # two parts: ≥ 8.0, and within 0.2 of the optimal policy
                 goal = learned >= 8.0 and diff <= 0.2
+                parts = f" (≥ 8.0: {'yes' if learned >= 8.0 else 'no'}; within 0.2: {'yes' if diff <= 0.2 else 'no'})"
             else:
                 goal = learned == -13.0
             row = {"env": s["env"], "seed": seed, "metric": "success rate" if success else "mean return",
@@ -96,7 +99,7 @@ def main() -> None:
             rows.append(row)
             print(f"{s['env']:<18}{seed:>5}{learned:>10.3f}{optimal:>10.3f}{diff:>8.3f}{exact:>11.4f}"
                   f"{row['suboptimal_states']:>15}{s['episodes']:>10}{s['train_seconds']:>9.1f}"
-                  f"{s['wall_seconds']:>8.1f}  {'met' if goal else 'NOT met'}", flush=True)
+                  f"{s['wall_seconds']:>8.1f}  {'met' if goal else 'NOT met'}{parts}", flush=True)
         env_rows = [r for r in rows if r["env"] == s["env"]]
         print(f"  {s['env']}: goal met for {sum(r['goal_met'] for r in env_rows)} of {len(env_rows)} seeds; "
               f"median learned {statistics.median(r['learned'] for r in env_rows):.3f}; "

@@ -3,8 +3,9 @@
 The run folder holds ``config.json``, ``metrics.jsonl`` (one JSON object per logged step),
 ``summary.json`` and whatever images and videos the algorithm saves. W&B runs offline by
 default (``--wandb offline``), or as the ``WANDB_MODE`` environment variable says when the
-flag is not given; a W&B failure (no network, bad credentials) falls back to the local folder
-with one warning instead of hanging or crashing the run.
+flag is not given. An online run that cannot reach its server within
+``$RLGEN_WANDB_INIT_TIMEOUT`` seconds (default 30) falls back to offline with one warning; any
+later W&B failure drops W&B and keeps the local folder, so W&B never hangs or crashes a run.
 """
 
 from __future__ import annotations
@@ -163,15 +164,17 @@ def _init_wandb(mode: str, run_dir: Path, project: str, entity: str | None, name
     try:
         import wandb
 
-        settings = wandb.Settings(init_timeout=30, console="off", silent=True, x_disable_stats=True)
+        timeout = float(os.environ.get("RLGEN_WANDB_INIT_TIMEOUT", "30"))
+        settings = wandb.Settings(init_timeout=timeout, console="off", silent=True, x_disable_stats=True)
         return wandb.init(mode=mode, dir=str(run_dir), project=project, entity=entity,
                           name=name + ("-resumed" if resumed else ""), config=config,
                           group=name, settings=settings, reinit="create_new")
     except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         if mode == "online":
-            warnings.warn(f"W&B online init failed ({err}); logging offline instead", stacklevel=3)
+            warnings.warn(f"W&B online init failed ({first}); logging offline instead", stacklevel=3)
             return _init_wandb("offline", run_dir, project, entity, name, config, resumed)
-        warnings.warn(f"W&B init failed ({err}); logging to the local run folder only", stacklevel=3)
+        warnings.warn(f"W&B init failed ({first}); logging to the local run folder only", stacklevel=3)
         return None
 
 

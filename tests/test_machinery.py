@@ -181,3 +181,15 @@ def test_wandb_offline_run_leaves_files(tmp_path):
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
     assert read_metrics(tmp_path)[0]["loss"] == 1.0
+
+
+def test_wandb_online_without_a_server_falls_back_and_finishes(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("RLGEN_WANDB_INIT_TIMEOUT", "3")
+    with pytest.warns(UserWarning, match="logging offline instead"):
+        tr = Tracker(tmp_path, {"lr": 0.1}, algo="test", wandb_mode="online")
+    tr.log({"loss": 1.0}, 1)
+    tr.finish({"done": True})
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    assert json.loads((tmp_path / "summary.json").read_text()) == {"done": True}

@@ -103,6 +103,17 @@ def test_table_env_steps_like_gymnasium(env_id):
             inner.s = table.s = start
 
 
+@pytest.mark.parametrize("env_name", ["FrozenLake8x8", "Taxi"])
+def test_fast_evaluation_equals_stepping_gymnasium(env_name, monkeypatch):
+    _, problem = ql.resolve(ql.Args(env=env_name))
+    policy = np.random.default_rng(1).integers(problem.n_actions, size=problem.n_states)
+    fast = ql.evaluate(policy, problem, 60, seed=7, max_steps=50)
+    monkeypatch.setattr(problem, "table", None)  # now every step goes through env.step
+    slow = ql.evaluate(policy, problem, 60, seed=7, max_steps=50)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_array_equal(fast[1], slow[1])
+
+
 def test_cartpole_physics_match_gymnasium_bit_for_bit():
     env = gym.make("CartPole-v1").unwrapped
     d = ql.Discretiser([1, 1, 6, 12], [-2.4, -3, -0.21, -3.5], [2.4, 3, 0.21, 3.5])

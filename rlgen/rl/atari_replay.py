@@ -19,6 +19,20 @@ Terminations and truncations are kept apart: ``discounts`` is ``gamma**m`` after
 from the true last observation) and 0 after a termination. With ``n_step > 1`` a sample carries the
 discounted sum of up to ``n_step`` rewards, cut at the end of the episode, the observation ``m`` steps
 later and ``gamma**m`` (Mnih et al. 2015; Machado et al. 2018 for the Atari protocol).
+
+The collection loop, with :func:`rlgen.rl.atari.make_atari_vector_env`::
+
+    venv = make_atari_vector_env("Breakout", num_envs, seed)
+    replay = FrameReplay(capacity, num_envs, n_step=n, gamma=gamma, batch_size=batch, clip_rewards=True)
+    obs, _ = venv.reset()
+    replay.start(obs)
+    while venv.steps < total_steps:
+        actions = policy(obs)
+        obs, rewards, terminated, truncated, info = venv.step(actions)
+        replay.add(actions, rewards, terminated, truncated, info["next_obs"], obs)
+        for game in venv.pop_finished():
+            log(score=game.score, length=game.length)
+        b = replay.sample(batch, np_rng)  # target: b.rewards + b.discounts * max_a Q'(b.next_obs, a)
 """
 
 from __future__ import annotations
@@ -305,7 +319,12 @@ class FrameReplay:
     # ------------------------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
-        """Contents and layout, tensors and plain values only (``torch.load(weights_only=True)`` reads it)."""
+        """Contents and layout, tensors and plain values only (``torch.load(weights_only=True)`` reads it).
+
+        The tensors are the live storage, not copies: save them before the next :meth:`add`. After a
+        resume the env restarts its games, so call :meth:`start` again; the episodes cut there keep
+        their transitions (the last ``n_step - 1`` of each can no longer be sampled with n-step returns).
+        """
         return {**self._t, "count": self._count, "started": self._started, "capacity": self.capacity,
                 "num_envs": self.num_envs, "frame_shape": list(self.frame_shape), "stack": self.stack,
                 "clip_rewards": self.clip_rewards}

@@ -8,6 +8,7 @@ and suggests close matches.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ SHORT_NAMES: dict[str, str] = {
     "LunarLander": "LunarLander-v3",
     "FrozenLake": "FrozenLake-v1",
     "FrozenLake8x8": "FrozenLake8x8-v1",
-    "Taxi": "Taxi-v3",
+    "Taxi": "Taxi-v4",
     "CliffWalking": "CliffWalking-v1",
     "Blackjack": "Blackjack-v1",
 }
@@ -83,6 +84,8 @@ def is_atari(name: str) -> bool:
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     """``gym.make`` that turns a missing optional dependency (e.g. Box2D) into a clear error."""
+    if kwargs.get("render_mode") == "rgb_array":
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws off-screen; no display wanted
     try:
         return gym.make(env_id, **kwargs)
     except gym.error.DependencyNotInstalled as err:

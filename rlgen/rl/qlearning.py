@@ -25,7 +25,7 @@ run on a table environment reports the optimal policy's score on the same evalua
 
     python -m rlgen.rl.qlearning --env FrozenLake
     python -m rlgen.rl.qlearning --env FrozenLake --value-iteration
-    python -m rlgen.rl.qlearning --env CartPole --bins 1,1,6,12
+    python -m rlgen.rl.qlearning --env CartPole --bins 1,1,6,12 --bounds=-2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5
     python -m rlgen.rl.qlearning --play runs/qlearning-FrozenLake-v1-...
 """
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -82,7 +81,8 @@ class Args:
     bins: str | None = None
     """discretisation for box observations: bins per dimension, e.g. 1,1,6,12 for CartPole"""
     bounds: str | None = None
-    """bounds per dimension as lo:hi pairs, e.g. -2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5 (default: the space's)"""
+    """bounds per dimension as lo:hi pairs, written with '=' as the value starts with '-':
+    --bounds=-2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5 (default: the space's own bounds)"""
     max_episode_steps: int | None = None
     """cap on episode length (default: the registry's time limit, or per-environment)"""
     eval_episodes: int | None = None
@@ -384,18 +384,6 @@ def run_episode(q: list[list[float]], visits: list[list[int]], env: Any, rng: np
 # ---------------------------------------------------------------------------------------------
 # Setup: environment ids, defaults, validation
 # ---------------------------------------------------------------------------------------------
-def resolve_id(name: str) -> str:
-    """Full id for ``name``; an id the registry lacks falls back to its newest registered version."""
-    env_id = envlib.resolve_env_id(name)
-    if env_id not in gym.registry and "-v" in env_id:
-        base = env_id.rsplit("-v", 1)[0]
-        versions = sorted((int(k.rsplit("-v", 1)[1]), k) for k in gym.registry
-                          if k.rsplit("-v", 1)[0] == base and k.rsplit("-v", 1)[1].isdigit())
-        if versions:
-            return versions[-1][1]
-    return env_id
-
-
 def env_kwargs(env_id: str, slippery: bool | None) -> dict[str, Any]:
     if slippery is None:
         return {}
@@ -432,7 +420,7 @@ class Problem:
 
 def resolve(args: Args) -> tuple[Args, Problem]:
     """Fill the per-environment defaults into ``args`` and check everything; UsageError on bad input."""
-    env_id = resolve_id(args.env)
+    env_id = envlib.resolve_env_id(args.env)
     if envlib.is_atari(args.env):
         raise UsageError(f"{args.env} is an Atari game; tabular Q-learning needs small discrete or binned spaces")
     kwargs = env_kwargs(env_id, args.slippery)
@@ -522,26 +510,40 @@ def evaluate(policy: np.ndarray, problem: Problem, episodes: int, seed: int, max
     """Greedy ``policy`` on the real environment, episode i reset with ``seed + i``.
 
     Returns the returns, the success flags (all False where the environment has no goal) and,
-    with ``render``, the frames of the first episode.
+    with ``render``, the frames of the first episode. Where the environment has a transition
+    table, episodes after the reset are stepped by :class:`TableEnv` drawing from the
+    environment's own generator: the same draws, hence the same trajectories, as ``env.step``
+    (``tests/test_qlearning.py`` checks both ways agree), at a fraction of the wrappers' cost.
     """
-    if render:
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws off-screen; no display wanted
     env = envlib.make_env(problem.env_id, max_episode_steps=max_steps,
                           render_mode="rgb_array" if render else None, **problem.kwargs)
+    inner = env.unwrapped
+    table = TableEnv(inner.P, inner.initial_state_distrib, problem.n_states, problem.n_actions) \
+        if problem.table is not None else None
     to_index = problem.discretiser or int
     act = policy.tolist()
     returns, success, frames = np.zeros(episodes), np.zeros(episodes, dtype=bool), []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
-        if render and i == 0:
-            frames.append(env.render())
-        total, done = 0.0, False
-        while not done:
-            obs, r, terminated, truncated, _ = env.step(act[to_index(obs)])
-            total += float(r)
-            done = terminated or truncated
-            if render and i == 0:
+        recording = render and i == 0
+        total, terminated, r = 0.0, False, 0.0
+        if table is not None and not recording:
+            table.s, draw = int(obs), inner.np_random.random
+            for _ in range(max_steps):
+                _, r, terminated = table.step(act[table.s], draw())
+                total += r
+                if terminated:
+                    break
+        else:
+            if recording:
                 frames.append(env.render())
+            done = False
+            while not done:
+                obs, r, terminated, truncated, _ = env.step(act[to_index(obs)])
+                total += float(r)
+                done = terminated or truncated
+                if recording:
+                    frames.append(env.render())
         returns[i] = total
         success[i] = terminated and (problem.goal == "terminal" or (problem.goal == "positive" and r > 0))
     env.close()
@@ -725,7 +727,7 @@ def main(args: Args) -> dict[str, Any]:
         from rlgen.rl import plots
 
         gif = plots.save_episode_gif(run_dir / "greedy_episode.gif", frames, fps=4 if problem.table else 30,
-                                     max_frames=250)
+                                     max_frames=100 if problem.table else 250)
         if gif is not None:
             tracker.log_video("greedy_episode", gif)
     summary["wall_seconds"] = round(wall_before + time.time() - started, 3)
@@ -750,7 +752,8 @@ def play(run_dir: str, gif_name: str = "play.gif", seed: int | None = None) -> d
                                         args.max_episode_steps, render=True)
     from rlgen.rl import plots
 
-    gif = plots.save_episode_gif(folder / gif_name, frames, fps=4 if problem.table else 30, max_frames=250)
+    gif = plots.save_episode_gif(folder / gif_name, frames, fps=4 if problem.table else 30,
+                                 max_frames=100 if problem.table else 250)
     print(f"return {returns[0]:g}; GIF: {gif}", flush=True)
     return {"env": problem.env_id, "return": float(returns[0]), "success": bool(success[0]), "gif": str(gif)}
 

@@ -16,8 +16,9 @@ limit (not a real end) starts its reward-to-go from V(s_T) instead of 0 (Pardo e
 The policy and value networks put a linear head on a backbone from :mod:`rlgen.nets`, so the
 same code learns CartPole from its 4 numbers and Pong from pixels, preprocessed either as in
 Karpathy's "Pong from Pixels" (crop, downsample by 2, erase the background, binarise, difference
-of consecutive frames → 1×80×80) or with the standard Atari stack (AtariPreprocessing → 84×84
-grey, frame skip 4, 4 frames stacked).
+of consecutive frames → 1×80×80) or with the standard Atari stack that DQN uses
+(:func:`rlgen.rl.atari.make_atari_env`: frame skip 4 with a max over the last two frames, no-op
+starts, 84×84 grey, 4 frames stacked).
 
 "Solved" follows pytorch/examples' reinforce.py: an exponential moving average of episode return
 (α = 0.05, starting at 10) first reaching the environment's reward threshold (475 on CartPole-v1).
@@ -29,7 +30,6 @@ grey, frame skip 4, 4 frames stacked).
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -189,8 +189,6 @@ class KarpathyPong(gym.ObservationWrapper):
 def make_env(args: Args, render: bool = False) -> gym.Env:
     """The training environment: registry env, or an Atari game with the chosen preprocessing."""
     mode = "rgb_array" if render else None
-    if render:
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws off-screen; no display wanted
     if envlib.is_atari(args.env):
         import ale_py
 
@@ -199,36 +197,15 @@ def make_env(args: Args, render: bool = False) -> gym.Env:
         if args.preprocess == "karpathy":
             env: gym.Env = KarpathyPong(envlib.make_env(game, render_mode=mode))
         else:
-            env = gym.wrappers.FrameStackObservation(atari_stack_frames(game, mode), 4)
+            from rlgen.rl.atari import make_atari_env  # the DQN stack: skip 4, max-pool, 84×84 grey, 4 frames
+
+            env = make_atari_env(game, render=render)
         if args.max_episode_steps:  # outermost, so it counts agent steps, not emulator frames
             env = gym.wrappers.TimeLimit(env, args.max_episode_steps)
         return env
     env_id = envlib.resolve_env_id(args.env)
     kwargs = {"max_episode_steps": args.max_episode_steps} if args.max_episode_steps else {}
     return envlib.make_env(env_id, render_mode=mode, **kwargs)
-
-
-def atari_stack_frames(game: str, render_mode: str | None) -> gym.Env:
-    """One 84×84 grey frame per agent step (frame skip 4, max over the last two frames).
-
-    gymnasium's ``AtariPreprocessing`` (with its 30 no-op starts) when OpenCV is installed, as it
-    resizes with ``cv2``; without OpenCV the same frames come from ALE's grey screen, gymnasium's
-    ``MaxAndSkipObservation`` and a Pillow area resize (no no-op starts; sticky actions still
-    randomise the start).
-    """
-    try:
-        import cv2  # noqa: F401
-
-        return gym.wrappers.AtariPreprocessing(envlib.make_env(game, frameskip=1, render_mode=render_mode),
-                                               frame_skip=4, screen_size=84, grayscale_obs=True)
-    except ImportError:
-        from PIL import Image
-
-        env = gym.wrappers.MaxAndSkipObservation(
-            envlib.make_env(game, frameskip=1, obs_type="grayscale", render_mode=render_mode), skip=4)
-        return gym.wrappers.TransformObservation(
-            env, lambda f: np.asarray(Image.fromarray(f).resize((84, 84), Image.BOX), dtype=np.uint8),
-            gym.spaces.Box(0, 255, (84, 84), np.uint8))
 
 
 class Net(nn.Module):
