@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from rlgen.rl import dqn
-from rlgen.rl.envs import evaluate
+from rlgen.rl.envs import evaluate, make_env
 
 ENV = "CartPole-v1"
 THRESHOLD = 475.0
@@ -58,8 +58,8 @@ def run_sb3(seed: int, budget: int, eval_every: int, episodes: int) -> dict:
             if self.num_timesteps % eval_every:
                 return True
             self.train_seconds += time.perf_counter() - self.tick
-            returns = evaluate(lambda o: self.model.predict(o, deterministic=True)[0], ENV, episodes,
-                               seed=10_000 * (seed + 1))
+            returns = evaluate(lambda o: self.model.predict(o, deterministic=True)[0], lambda: make_env(ENV),
+                               episodes, seed=10_000 * (seed + 1))
             self.best = max(self.best, float(returns.mean()))
             self.tick = time.perf_counter()
             if returns.mean() >= THRESHOLD:

@@ -29,29 +29,49 @@ class _FixedQ(torch.nn.Module):
         return self.table[obs[:, 0].long()]
 
 
-def _batch():
+def _batch(gamma=0.5):
+    # The second transition terminated: its discount is 0.
     return Batch(obs=torch.tensor([[0.0], [1.0]]), actions=torch.tensor([1, 0]),
                  rewards=torch.tensor([1.0, 2.0]), next_obs=torch.tensor([[1.0], [2.0]]),
-                 terminated=torch.tensor([0.0, 1.0]))
+                 discounts=torch.tensor([gamma, 0.0]))
+
+
+ONLINE = [[0.0, 5.0], [3.0, 1.0], [0.0, 0.0]]
+TARGET = [[0.0, 0.0], [10.0, 20.0], [7.0, 7.0]]
 
 
 def test_double_and_plain_td_targets_by_hand():
-    online = _FixedQ([[0.0, 5.0], [3.0, 1.0], [0.0, 0.0]])
-    target = _FixedQ([[0.0, 0.0], [10.0, 20.0], [7.0, 7.0]])
-    # Plain DQN: max over the target network in s' = 1 is 20; the second transition terminated.
-    plain = dqn.td_target(online, target, _batch(), gamma=0.5, double=False)
-    assert plain.tolist() == [1.0 + 0.5 * 20.0, 2.0]
-    # Double DQN: online argmax in s' = 1 is action 0, whose target value is 10.
-    double = dqn.td_target(online, target, _batch(), gamma=0.5, double=True)
-    assert double.tolist() == [1.0 + 0.5 * 10.0, 2.0]
+    q_next_target = torch.tensor([TARGET[1], TARGET[2]])
+    q_next_online = torch.tensor([ONLINE[1], ONLINE[2]])
+    b = _batch()
+    # Plain DQN: the max over the target network in s' = 1 is 20.
+    assert dqn.td_target(b.rewards, b.discounts, q_next_target, None).tolist() == [1.0 + 0.5 * 20.0, 2.0]
+    # Double DQN: the online argmax in s' = 1 is action 0, whose target value is 10.
+    assert dqn.td_target(b.rewards, b.discounts, q_next_target, q_next_online).tolist() == [1.0 + 0.5 * 10.0, 2.0]
 
 
-def test_huber_loss_by_hand():
-    online = _FixedQ([[0.0, 5.0], [3.0, 1.0], [0.0, 0.0]])
-    target = _FixedQ([[0.0, 0.0], [10.0, 20.0], [7.0, 7.0]])
-    loss = dqn.dqn_loss(online, target, _batch(), gamma=0.5, double=True)
-    # Q(s0, a1) = 5 vs y = 6 (|d| = 1: 0.5 d²); Q(s1, a0) = 3 vs y = 2 (0.5).
-    assert loss.item() == pytest.approx((0.5 * 1.0 + 0.5 * 1.0) / 2)
+@pytest.mark.parametrize("double,expected", [
+    # Q(s0, a1) = 5 vs y = 6 and Q(s1, a0) = 3 vs y = 2: both |d| = 1, Huber 0.5 d² each.
+    (True, (0.5 + 0.5) / 2),
+    # Plain: y = 1 + 0.5 · 20 = 11, |5 − 11| = 6 → 6 − 0.5 = 5.5; second as above.
+    (False, (5.5 + 0.5) / 2),
+])
+def test_huber_loss_by_hand(double, expected):
+    loss = dqn.dqn_loss(_FixedQ(ONLINE), _FixedQ(TARGET), _batch(), double=double)
+    assert loss.item() == pytest.approx(expected)
+
+
+def test_replay_discounts_stop_only_at_terminations():
+    from rlgen.rl.replay import ReplayBuffer
+
+    buf = ReplayBuffer(4, (1,), gamma=0.9)
+    obs = np.zeros((2, 1), np.float32)
+    buf.start(obs)
+    # env 0 terminated, env 1 was truncated by a time limit: only env 0 stops bootstrapping.
+    buf.add(np.array([0, 1]), np.array([1.0, 1.0]), np.array([1.0, 0.0]), np.array([0.0, 1.0]), obs, obs)
+    b = buf.sample(64, np.random.default_rng(0))
+    by_action = {int(a): float(d) for a, d in zip(b.actions, b.discounts)}
+    assert by_action == {0: 0.0, 1: pytest.approx(0.9)}
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -90,7 +110,7 @@ def test_smoke_run_writes_everything(tmp_path):
     summary = dqn.main(_tiny(tmp_path / "run", gif=True, num_envs=2))
     files = set(os.listdir(tmp_path / "run"))
     assert {"config.json", "metrics.jsonl", "summary.json", "checkpoint.pt", "learning_curve.png",
-            "greedy_episode.gif"} <= files
+            "eval_episode.gif"} <= files
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     for key in ("algo", "env", "seed", "env_steps", "wall_seconds", "eval_return_mean", "eval_return_std",
                 "eval_episodes", "solved_at_env_step"):

@@ -98,16 +98,19 @@ def test_dueling_head_by_hand():
 
 
 def test_replay_ring_and_sample():
-    buf = ReplayBuffer(5, (2,))
+    buf = ReplayBuffer(5, (2,), gamma=0.9)
+    shift = np.array([[0], [0.5]], np.float32)
+    buf.start(np.zeros((2, 2), np.float32) + shift)
     for t in range(4):  # two envs per step: 8 transitions into a ring of 5
-        obs = np.full((2, 2), t, np.float32) + np.array([[0], [0.5]], np.float32)
-        buf.add(obs, np.array([t, t]), np.array([1.0, 2.0]), obs + 1, np.array([0, 1]), np.array([0, 0]))
+        obs = np.full((2, 2), t, np.float32) + shift
+        buf.add(np.array([t, t]), np.array([1.0, 2.0]), np.array([0, 1]), np.array([0, 0]), obs + 1, obs + 1)
     assert len(buf) == 5 and buf.pos == 3
     # The three newest writes went to slots 0..2 (wrapped), the older two remain in 3..4.
     assert buf.obs[:3, 0].tolist() == [2.5, 3.0, 3.5] and buf.obs[3:, 0].tolist() == [1.5, 2.0]
     batch = buf.sample(64, np.random.default_rng(0))
     assert batch.obs.shape == (64, 2) and batch.actions.dtype == torch.int64
     assert torch.equal(batch.next_obs, batch.obs + 1)
+    assert torch.allclose(batch.discounts, torch.where(batch.obs[:, 0] % 1 == 0.5, 0.0, 0.9))
     assert set(batch.obs[:, 0].tolist()) <= {2.5, 3.0, 3.5, 1.5, 2.0}
     fresh = ReplayBuffer(5, (2,))
     fresh.load_state_dict(buf.state_dict())

@@ -37,7 +37,8 @@ class MLP(Backbone):
                  activation: type[nn.Module] = nn.ReLU) -> None:
         super().__init__()
         self.input_shape = tuple(input_shape)
-        layers: list[nn.Module] = [nn.Flatten()]
+        # Vector inputs skip the Flatten: one module call less per forward pass in tight RL loops.
+        layers: list[nn.Module] = [nn.Flatten()] if len(self.input_shape) > 1 else []
         width = int(torch.tensor(self.input_shape).prod())
         for h in hidden:
             layers += [nn.Linear(width, h), activation()]

@@ -8,11 +8,19 @@ picks a' with the online network and evaluates it with the target network, which
 of the max-operator's overestimation; it is on by default. Losses use the Huber form and the
 gradient norm is clipped, both as in the Nature paper's error clipping.
 
+Atari games (``--env Breakout``, ``Pong``, any ALE game or ``ALE/Breakout-v5``) use the standard
+preprocessing of Mnih et al. 2015 and Machado et al. 2018 (:mod:`rlgen.rl.atari`: ale-py's C++ vector
+env for collection, 84×84 grey frames stacked by 4, rewards clipped to their sign for learning while
+raw game scores are reported, a lost life ending a training episode), the Nature CNN from
+:mod:`rlgen.nets`, and a replay that stores each frame once (:mod:`rlgen.rl.atari_replay`). Optional:
+dueling head (Wang et al. 2016), n-step returns (Sutton 1988; Hessel et al. 2018).
+
     python -m rlgen.rl.dqn --env CartPole          # classic control, defaults from ENV_DEFAULTS
+    python -m rlgen.rl.dqn --env Breakout          # Atari, RL-Zoo settings
     python -m rlgen.rl.dqn --resume runs/dqn-...   # continue a stopped run
 
-The story below reads top to bottom: arguments, the per-environment defaults, the update,
-and the training loop in :func:`main`.
+The story below reads top to bottom: arguments, the per-environment defaults, the update, the
+two kinds of task (vector observations, Atari frames), and the training loop in :func:`main`.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ import copy
 import dataclasses
 import math
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +44,10 @@ from rlgen import checkpoint, cli
 from rlgen.errors import UsageError
 from rlgen.nets import QNetwork, make_backbone, polyak_update
 from rlgen.rl import envs as envlib
-from rlgen.rl.replay import Batch, ReplayBuffer
+from rlgen.rl import plots
+from rlgen.rl.atari import make_atari_env, make_atari_vector_env
+from rlgen.rl.atari_replay import FrameReplay, check_replay_args
+from rlgen.rl.replay import ReplayBuffer
 from rlgen.rl.schedules import linear_schedule
 from rlgen.track import Tracker, default_run_dir
 from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state
@@ -45,7 +58,7 @@ ALGO = "dqn"
 @dataclass
 class Args:
     env: str = "CartPole"
-    """Environment: a short name (CartPole, Acrobot, MountainCar) or a full gymnasium id."""
+    """Environment: a short name (CartPole, Acrobot, MountainCar, Breakout, Pong, ...) or a full id."""
     seed: int = 0
     """Random seed for networks, exploration, replay sampling and environment resets."""
     device: str = "auto"
@@ -100,16 +113,25 @@ class Args:
     """Gradient-norm clip."""
     eval_every: int | None = None
     """Environment steps between greedy evaluations."""
-    eval_episodes: int = 20
-    """Episodes per greedy evaluation."""
-    checkpoint_every: int = 5000
+    eval_episodes: int | None = None
+    """Episodes per evaluation."""
+    eval_epsilon: float | None = None
+    """ε during evaluation (0 for classic control, 0.05 for Atari as in Mnih et al. 2015)."""
+    checkpoint_every: int | None = None
     """Environment steps between checkpoints (0: only at the end)."""
-    save_replay: bool = True
-    """Keep the replay contents in the checkpoint so --resume continues exactly."""
-    threads: int = 1
-    """Torch CPU threads (one is fastest for small networks)."""
+    save_replay: bool | None = None
+    """Keep the replay in the checkpoint so --resume continues exactly (default: on for classic
+    control, off for Atari, where it is gigabytes)."""
+    n_step: int = 1
+    """n-step returns (Atari replay only)."""
+    sticky_actions: bool = False
+    """Atari: repeat the previous action with probability 0.25 (Machado et al. 2018)."""
+    threads: int | None = None
+    """Torch CPU threads (default: 1 for classic control, where one is fastest; all cores for Atari)."""
+    compile: bool = False
+    """torch.compile the Q-network (worth it for long Atari runs)."""
     gif: bool = True
-    """Write a GIF of one greedy episode at the end."""
+    """Write a GIF of one evaluation episode at the end."""
     stop_on_solve: bool = False
     """End training at the first evaluation that reaches the environment's reward threshold."""
 
@@ -118,7 +140,14 @@ class Args:
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "default": dict(total_steps=100_000, lr=1e-3, batch_size=64, buffer_size=50_000, learning_starts=1_000,
                     num_envs=1, gamma=0.99, train_freq=4, gradient_steps=1, target_update=250, tau=1.0,
-                    exploration_fraction=0.2, eps_end=0.05, hidden="128,128", eval_every=5_000),
+                    exploration_fraction=0.2, eps_end=0.05, hidden="128,128", eval_every=5_000,
+                    eval_episodes=20, eval_epsilon=0.0, checkpoint_every=5_000, save_replay=True, threads=1),
+    # RL-Zoo's Atari settings (hyperparams/dqn.yml); target_update counts gradient steps, so 250 is
+    # the zoo's 1,000 environment steps at train_freq 4.
+    "atari": dict(total_steps=10_000_000, lr=1e-4, batch_size=32, buffer_size=100_000, learning_starts=100_000,
+                  num_envs=4, gamma=0.99, train_freq=4, gradient_steps=1, target_update=250, tau=1.0,
+                  exploration_fraction=0.1, eps_end=0.01, hidden="", eval_every=250_000, eval_episodes=10,
+                  eval_epsilon=0.05, checkpoint_every=250_000, save_replay=False, threads=0),
     # Tuned here over seeds 0-4 for few gradient steps to solve: 4 envs, batch 256, lr 3e-3, a small net.
     "CartPole-v1": dict(total_steps=50_000, lr=3e-3, batch_size=256, buffer_size=50_000, learning_starts=1_000,
                         num_envs=4, gamma=0.99, train_freq=4, gradient_steps=1, target_update=50, tau=1.0,
@@ -132,12 +161,14 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def resolve_args(args: Args) -> Args:
     """Fill unset fields from :data:`ENV_DEFAULTS` and check every value; raises UsageError."""
-    env_id = envlib.resolve_env_id(args.env)
-    table = {**ENV_DEFAULTS["default"], **ENV_DEFAULTS.get(env_id, {})}
+    atari = envlib.is_atari(args.env)
+    env_id = envlib.resolve_atari_id(args.env) if atari else envlib.resolve_env_id(args.env)
+    table = {**ENV_DEFAULTS["default"], **ENV_DEFAULTS["atari" if atari else env_id]} if atari \
+        else {**ENV_DEFAULTS["default"], **ENV_DEFAULTS.get(env_id, {})}
     filled = {k: (table[k] if v is None and k in table else v) for k, v in dataclasses.asdict(args).items()}
     a = Args(**{**filled, "env": env_id})
     positive = ("total_steps", "batch_size", "buffer_size", "num_envs", "train_freq", "gradient_steps",
-                "target_update", "eval_every", "eval_episodes", "threads")
+                "target_update", "eval_every", "eval_episodes", "n_step")
     for name in positive:
         if getattr(a, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(a, name)} must be a positive integer")
@@ -147,22 +178,27 @@ def resolve_args(args: Args) -> Args:
         raise UsageError(f"--gamma {a.gamma} must lie in [0, 1]")
     if not 0.0 < a.tau <= 1.0:
         raise UsageError(f"--tau {a.tau} must lie in (0, 1]")
-    for name in ("eps_start", "eps_end", "exploration_fraction"):
+    for name in ("eps_start", "eps_end", "exploration_fraction", "eval_epsilon"):
         if not 0.0 <= getattr(a, name) <= 1.0:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(a, name)} must lie in [0, 1]")
-    if a.learning_starts < 0 or a.checkpoint_every < 0:
-        raise UsageError("--learning-starts and --checkpoint-every must be ≥ 0")
+    if a.learning_starts < 0 or a.checkpoint_every < 0 or a.threads < 0:
+        raise UsageError("--learning-starts, --checkpoint-every and --threads must be ≥ 0")
     if a.batch_size > a.buffer_size:
         raise UsageError(f"--batch-size {a.batch_size} is larger than --buffer-size {a.buffer_size}; "
                          "a batch must fit in the replay")
+    pick_device(a.device)
+    if atari:
+        check_replay_args(a.buffer_size, a.num_envs, a.batch_size, n_step=a.n_step, gamma=a.gamma)
+        return a
+    if a.n_step != 1:
+        raise UsageError(f"--n-step {a.n_step}: n-step returns are implemented for Atari only; use 1")
     hidden_widths(a.hidden)
     obs_space, act_space, _ = envlib.spaces_of(env_id)
     if not isinstance(act_space, gym.spaces.Discrete):
         raise UsageError(f"DQN needs a discrete action space; {env_id} has {act_space} "
                          "(continuous actions need an actor-critic method)")
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
-        raise UsageError(f"this DQN takes vector observations; {env_id} has {obs_space}")
-    pick_device(a.device)
+        raise UsageError(f"this DQN takes vector observations or Atari games; {env_id} has {obs_space}")
     return a
 
 
@@ -176,30 +212,116 @@ def hidden_widths(text: str) -> tuple[int, ...]:
     return widths
 
 
-def build_q_network(args: Args, obs_shape: tuple[int, ...], n_actions: int) -> QNetwork:
-    """The online network: an ``mlp`` backbone from :mod:`rlgen.nets` and a Q head."""
-    backbone = make_backbone("mlp", obs_shape, hidden=hidden_widths(args.hidden))
-    return QNetwork(backbone, n_actions, dueling=args.dueling)
+def td_target(rewards: torch.Tensor, discounts: torch.Tensor, q_next_target: torch.Tensor,
+              q_next_online: torch.Tensor | None) -> torch.Tensor:
+    """y = r + discount · Q_target(s', a*).
+
+    Double DQN (``q_next_online`` given): a* = argmax_a Q_online(s', a), valued by the target network.
+    Plain DQN: a* = argmax_a Q_target(s', a). ``discounts`` is γ^n, or 0 after a termination.
+    """
+    chooser = q_next_online if q_next_online is not None else q_next_target
+    best = chooser.argmax(dim=1, keepdim=True)
+    return rewards + discounts * q_next_target.gather(1, best).squeeze(1)
 
 
-def td_target(q_net: torch.nn.Module, target_net: torch.nn.Module, batch: Batch, gamma: float,
-              double: bool) -> torch.Tensor:
-    """y = r + γ (1 − terminated) Q_target(s', a*), a* = argmax Q_online(s', ·) if double else of Q_target."""
+def dqn_loss(q_net: torch.nn.Module, target_net: torch.nn.Module, batch: Any, double: bool,
+             prepare: Any = None) -> torch.Tensor:
+    """Huber loss between Q(s, a) and the TD target for a :class:`~rlgen.rl.replay.Batch`-like batch.
+
+    With Double DQN the online network sees s and s' in one forward pass (half the calls of two);
+    ``prepare`` turns stored observations into network input (e.g. uint8 frames → floats).
+    """
+    prepare = prepare or (lambda x: x)
+    n = batch.obs.shape[0]
+    if double:
+        q_both = q_net(prepare(torch.cat([batch.obs, batch.next_obs])))
+        q_all, q_next_online = q_both[:n], q_both[n:].detach()
+    else:
+        q_all, q_next_online = q_net(prepare(batch.obs)), None
     with torch.no_grad():
-        q_next_target = target_net(batch.next_obs)
-        if double:
-            best = q_net(batch.next_obs).argmax(dim=1, keepdim=True)
-        else:
-            best = q_next_target.argmax(dim=1, keepdim=True)
-        q_next = q_next_target.gather(1, best).squeeze(1)
-        return batch.rewards + gamma * (1.0 - batch.terminated) * q_next
+        y = td_target(batch.rewards, batch.discounts, target_net(prepare(batch.next_obs)), q_next_online)
+    q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+    return F.smooth_l1_loss(q, y)
 
 
-def dqn_loss(q_net: torch.nn.Module, target_net: torch.nn.Module, batch: Batch, gamma: float,
-             double: bool) -> torch.Tensor:
-    """Huber loss between Q(s, a) and the TD target."""
-    q = q_net(batch.obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
-    return F.smooth_l1_loss(q, td_target(q_net, target_net, batch, gamma, double))
+# -- The two kinds of task: what differs between vector observations and Atari frames ---------------
+@dataclass
+class Task:
+    """Environments, replay, network and evaluation of one run.
+
+    ``pool.obs`` is what the agent acts on; ``pool.step(actions)`` returns ``(next_obs, rewards,
+    terminated, truncated, finished)`` with each transition's true successor and the (score, length)
+    of finished episodes; ``replay.add(actions, rewards, terminated, truncated, next_obs, pool.obs)``
+    stores a vector step. ``prepare`` turns stored observations into network input.
+    """
+
+    pool: Any
+    replay: Any
+    q_net: QNetwork
+    prepare: Callable[[torch.Tensor], torch.Tensor]
+    make_eval_env: Callable[[bool], gym.Env]
+    threshold: float | None
+
+
+def vector_task(args: Args, device: torch.device) -> Task:
+    """Classic control: an MLP on float observations, a uniform replay of whole transitions."""
+    pool = envlib.EnvPool(args.env, args.num_envs, args.seed)
+    spec = pool.envs[0].spec
+    backbone = make_backbone("mlp", pool.obs.shape[1:], hidden=hidden_widths(args.hidden))
+    q_net = QNetwork(backbone, int(pool.envs[0].action_space.n), dueling=args.dueling).to(device)
+    replay = ReplayBuffer(args.buffer_size, pool.obs.shape[1:], args.gamma)
+
+    def make(render: bool) -> gym.Env:
+        return envlib.make_env(args.env, render_mode="rgb_array" if render else None)
+
+    return Task(pool, replay, q_net, lambda x: x, make, spec.reward_threshold if spec else None)
+
+
+class AtariPool:
+    """ale-py's vector env (:class:`rlgen.rl.atari.AtariVecEnv`) behind the same calls as ``EnvPool``.
+
+    Finished episodes are whole games with raw scores, even though a lost life ends a training episode.
+    """
+
+    def __init__(self, args: Args, seed: int) -> None:
+        self.venv = make_atari_vector_env(args.env, args.num_envs, seed, sticky_actions=args.sticky_actions)
+        self.obs, _ = self.venv.reset()
+        self.frames_before = 0
+
+    @property
+    def frames(self) -> int:
+        """Emulator frames played by this run so far."""
+        return self.frames_before + self.venv.frames
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]:
+        self.obs, rewards, terminated, truncated, info = self.venv.step(actions)
+        finished = [(g.score, g.length) for g in self.venv.pop_finished()]
+        return info["next_obs"], rewards, terminated, truncated, finished
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"frames": self.frames}
+
+    def load_state_dict(self, state: dict[str, Any]) -> bool:
+        """Emulator states are not saved: a resumed run starts new games (and says so in the log)."""
+        self.frames_before = int(state["frames"])
+        return False
+
+    def close(self) -> None:
+        self.venv.close()
+
+
+def atari_task(args: Args, device: torch.device) -> Task:
+    """Atari: the Nature CNN on stacked uint8 frames scaled to [0, 1], a replay storing each frame once."""
+    pool = AtariPool(args, args.seed)
+    backbone = make_backbone("nature_cnn", pool.obs.shape[1:])
+    q_net = QNetwork(backbone, pool.venv.n_actions, dueling=args.dueling).to(device)
+    replay = FrameReplay(args.buffer_size, args.num_envs, n_step=args.n_step, gamma=args.gamma,
+                         batch_size=args.batch_size, clip_rewards=True, pin_memory=device.type == "cuda")
+
+    def make(render: bool) -> gym.Env:
+        return make_atari_env(args.env, sticky_actions=args.sticky_actions, render=render)
+
+    return Task(pool, replay, q_net, lambda x: x.float().div_(255.0), make, None)
 
 
 def main(args: Args) -> dict[str, Any]:
@@ -209,36 +331,36 @@ def main(args: Args) -> dict[str, Any]:
         ckpt = checkpoint.load(args.resume, algo=ALGO)
         args = Args(**{**ckpt["args"], "resume": args.resume, "run_dir": args.resume})
     args = resolve_args(args)
+    atari = envlib.is_atari(args.env)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO, args.env.split("-v")[0])
 
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rng = seed_everything(args.seed)
     device = pick_device(args.device)
-    pool = envlib.EnvPool(args.env, args.num_envs, args.seed)
-    obs_shape = pool.obs.shape[1:]
-    n_actions = int(pool.envs[0].action_space.n)
-    threshold = pool.envs[0].spec.reward_threshold if pool.envs[0].spec else None
-
-    q_net = build_q_network(args, obs_shape, n_actions).to(device)
+    task = (atari_task if atari else vector_task)(args, device)
+    pool, replay, q_net, prepare = task.pool, task.replay, task.q_net, task.prepare
+    n_actions = int(q_net.head.adv.out_features)
     target_net = copy.deepcopy(q_net).requires_grad_(False)
-    optimizer = torch.optim.Adam(q_net.parameters(), lr=args.lr, fused=True)
-    replay = ReplayBuffer(args.buffer_size, obs_shape)
+    params = list(q_net.parameters())
+    optimizer = torch.optim.Adam(params, lr=args.lr, fused=device.type in ("cpu", "cuda"))
+    learner = torch.compile(q_net) if args.compile else q_net
 
     step, updates, solved_at, train_seconds, wall_before = 0, 0, None, 0.0, 0.0
     history: dict[str, list[float]] = {"step": [], "eval_return": [], "train_seconds": []}
-    recent: list[float] = []
     if ckpt is not None:
         q_net.load_state_dict(ckpt["q_net"])
         target_net.load_state_dict(ckpt["target_net"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, updates, solved_at = ckpt["step"], ckpt["updates"], ckpt["solved_at"]
-        train_seconds, history, recent = ckpt["train_seconds"], ckpt["history"], ckpt["recent"]
-        wall_before = ckpt["wall_seconds"]
+        train_seconds, history, wall_before = ckpt["train_seconds"], ckpt["history"], ckpt["wall_seconds"]
         if "replay" in ckpt:
             replay.load_state_dict(ckpt["replay"])
         if not pool.load_state_dict(ckpt["envs"]):
-            pool = envlib.EnvPool(args.env, args.num_envs, args.seed + step)
+            warnings.warn("environment state could not be restored: the resumed run starts new episodes",
+                          stacklevel=2)
         set_rng_state(ckpt["rng"], rng)
+    replay.start(pool.obs)
 
     tracker = Tracker(run_dir, args, algo=ALGO, wandb_mode=args.wandb, project=args.wandb_project,
                       entity=args.wandb_entity, name=args.wandb_name,
@@ -247,15 +369,19 @@ def main(args: Args) -> dict[str, Any]:
     bar = tracker.progress(args.total_steps, initial=step)
 
     def act_greedy(obs: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return q_net(torch.as_tensor(obs, device=device)).argmax(dim=1).cpu().numpy()
+        with torch.inference_mode():
+            return q_net(prepare(torch.as_tensor(obs, device=device))).argmax(dim=1).cpu().numpy()
+
+    def evaluate() -> np.ndarray:
+        return envlib.evaluate(act_greedy, lambda: task.make_eval_env(False), args.eval_episodes,
+                               seed=10_000 * (args.seed + 1), epsilon=args.eval_epsilon)
 
     def save_checkpoint() -> None:
         state: dict[str, Any] = dict(
             q_net=q_net.state_dict(), target_net=target_net.state_dict(), optimizer=optimizer.state_dict(),
-            updates=updates, solved_at=solved_at, train_seconds=train_seconds, history=history, recent=recent,
-            wall_seconds=wall_before + time.time() - tracker.start_time,
-            envs=pool.state_dict(), rng=rng_state(rng))
+            updates=updates, solved_at=solved_at, train_seconds=train_seconds, history=history,
+            wall_seconds=wall_before + time.time() - tracker.start_time, envs=pool.state_dict(),
+            rng=rng_state(rng))
         if args.save_replay:
             state["replay"] = replay.state_dict()
         checkpoint.save(run_dir / checkpoint.FILENAME, algo=ALGO, args=dataclasses.asdict(args), step=step,
@@ -272,13 +398,11 @@ def main(args: Args) -> dict[str, Any]:
             greedy = rng.random(n) >= eps
             if step >= args.learning_starts and greedy.any():
                 actions[greedy] = act_greedy(pool.obs[greedy])
-            obs = pool.obs.copy()
             next_obs, rewards, terminated, truncated, finished = pool.step(actions)
-            replay.add(obs, actions, rewards, next_obs, terminated, truncated)
+            replay.add(actions, rewards, terminated, truncated, next_obs, pool.obs)
             prev, step = step, step + n
             bar.update(n)
             for ret, length in finished:
-                recent.append(ret)
                 tracker.log({"episode_return": ret, "episode_length": length, "epsilon": eps}, step)
 
             # -- learn: gradient_steps updates every train_freq environment steps --------------
@@ -288,11 +412,11 @@ def main(args: Args) -> dict[str, Any]:
                 for _ in range(rounds * args.gradient_steps):
                     batch = replay.sample(args.batch_size, rng)
                     if device.type != "cpu":
-                        batch = Batch(*(t.to(device, non_blocking=True) for t in batch))
-                    loss = dqn_loss(q_net, target_net, batch, args.gamma, args.double)
+                        batch = type(batch)(*(t.to(device, non_blocking=True) for t in batch))
+                    loss = dqn_loss(learner, target_net, batch, args.double, prepare)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    torch.nn.utils.clip_grad_norm_(q_net.parameters(), args.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
                     optimizer.step()
                     updates += 1
                     if updates % args.target_update == 0:
@@ -300,15 +424,15 @@ def main(args: Args) -> dict[str, Any]:
                 if updates // 100 > logged:
                     tracker.log({"loss": loss.item(), "updates": updates}, step)
 
-            # -- evaluate greedily and checkpoint ----------------------------------------------
+            # -- evaluate and checkpoint -------------------------------------------------------
             if step // args.eval_every > prev // args.eval_every or step >= args.total_steps:
                 train_seconds += time.perf_counter() - tick
-                returns = envlib.evaluate(act_greedy, args.env, args.eval_episodes, seed=10_000 * (args.seed + 1))
+                returns = evaluate()
                 mean = float(returns.mean())
                 history["step"].append(step)
                 history["eval_return"].append(mean)
                 history["train_seconds"].append(train_seconds)
-                if solved_at is None and threshold is not None and mean >= threshold:
+                if solved_at is None and task.threshold is not None and mean >= task.threshold:
                     solved_at = step
                 tracker.log({"eval_return": mean, "eval_return_std": float(returns.std()),
                              "train_seconds": train_seconds}, step)
@@ -323,27 +447,30 @@ def main(args: Args) -> dict[str, Any]:
 
     # -- final evaluation, pictures and summary --------------------------------------------------
     save_checkpoint()
-    returns = envlib.evaluate(act_greedy, args.env, args.eval_episodes, seed=10_000 * (args.seed + 1))
-    from rlgen.rl import plots
-
+    returns = evaluate()
     curve = plots.save_learning_curve(run_dir / "learning_curve.png", history["step"], history["eval_return"],
-                                      threshold=threshold, xlabel="environment steps",
+                                      threshold=task.threshold, xlabel="environment steps",
                                       title=f"DQN on {args.env} (seed {args.seed})")
     tracker.log_image("learning_curve", curve)
     if args.gif:
-        frames, _ = envlib.record_episode(act_greedy, args.env, seed=10_000 * (args.seed + 1))
-        gif = plots.save_episode_gif(run_dir / "greedy_episode.gif", frames)
-        tracker.log_video("greedy_episode", gif)
+        frames, _ = envlib.record_episode(act_greedy, lambda: task.make_eval_env(True),
+                                          seed=10_000 * (args.seed + 1), epsilon=args.eval_epsilon)
+        gif = plots.save_episode_gif(run_dir / "eval_episode.gif", frames)
+        tracker.log_video("eval_episode", gif)
     summary = {
         "algo": ALGO, "env": args.env, "seed": args.seed, "env_steps": step, "updates": updates,
         "wall_seconds": round(wall_before + time.time() - tracker.start_time, 3),
         "train_seconds": round(train_seconds, 3),
         "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std()),
-        "eval_episodes": args.eval_episodes, "reward_threshold": threshold, "solved_at_env_step": solved_at,
+        "eval_episodes": args.eval_episodes, "eval_epsilon": args.eval_epsilon,
+        "reward_threshold": task.threshold, "solved_at_env_step": solved_at,
         "solved_at_train_seconds": (history["train_seconds"][history["step"].index(solved_at)]
                                     if solved_at is not None else None),
         "best_eval_return": max(history["eval_return"]) if history["eval_return"] else None,
+        "replay_bytes": int(replay.nbytes),
     }
+    if atari:
+        summary["frames"] = pool.frames
     tracker.finish(summary)
     return summary
 

@@ -210,20 +210,26 @@ def _plain_rng_state(state: dict[str, Any]) -> dict[str, Any]:
     return {k: (_plain_rng_state(v) if isinstance(v, dict) else v) for k, v in state.items()}
 
 
-def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int, seed: int,
-             **kwargs: Any) -> np.ndarray:
+def evaluate(act: Callable[[np.ndarray], np.ndarray], make: Callable[[], gym.Env], episodes: int, seed: int,
+             epsilon: float = 0.0) -> np.ndarray:
     """Returns of ``episodes`` episodes run side by side, episode i reset with ``seed + i``.
 
-    ``act`` maps a batch of observations to a batch of actions. Running the episodes together
-    lets the policy act on one batch per step instead of one observation at a time.
+    ``act`` maps a batch of observations to a batch of actions; with ``epsilon`` > 0 each action is
+    replaced by a uniformly random one with that probability (drawn from a generator seeded with
+    ``seed``). Running the episodes together lets the policy act on one batch per step.
     """
-    envs = [make_env(env_id, **kwargs) for _ in range(episodes)]
-    obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)]).astype(np.float32)
+    envs = [make() for _ in range(episodes)]
+    rng = np.random.default_rng(seed)
+    obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])
+    n_actions = int(envs[0].action_space.n)
     returns = np.zeros(episodes)
     alive = np.ones(episodes, dtype=bool)
     while alive.any():
         idx = np.flatnonzero(alive)
-        actions = act(obs[idx])
+        actions = np.asarray(act(obs[idx]))
+        if epsilon > 0:
+            explore = rng.random(len(idx)) < epsilon
+            actions = np.where(explore, rng.integers(0, n_actions, len(idx)), actions)
         for j, i in enumerate(idx):
             o, r, term, trunc, _ = envs[i].step(int(actions[j]))
             returns[i] += r
@@ -235,14 +241,21 @@ def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int
     return returns
 
 
-def record_episode(act: Callable[[np.ndarray], np.ndarray], env_id: str, seed: int, max_frames: int = 250,
-                   **kwargs: Any) -> tuple[list[np.ndarray], float]:
-    """Frames (rgb arrays, at most ``max_frames``, evenly thinned) and the return of one episode."""
-    env = make_env(env_id, render_mode="rgb_array", **kwargs)
+def record_episode(act: Callable[[np.ndarray], np.ndarray], make_render: Callable[[], gym.Env], seed: int,
+                   epsilon: float = 0.0, max_frames: int = 250) -> tuple[list[np.ndarray], float]:
+    """Frames (``env.render()`` arrays, at most ``max_frames``, evenly thinned) and the return of one episode.
+
+    ``make_render`` builds the environment with ``render_mode="rgb_array"``.
+    """
+    env = make_render()
+    rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
     frames, total, done = [env.render()], 0.0, False
     while not done:
-        obs, r, term, trunc, _ = env.step(int(act(np.asarray(obs, dtype=np.float32)[None])[0]))
+        action = int(np.asarray(act(np.asarray(obs)[None]))[0])
+        if epsilon > 0 and rng.random() < epsilon:
+            action = int(rng.integers(0, env.action_space.n))
+        obs, r, term, trunc, _ = env.step(action)
         total += float(r)
         done = term or trunc
         frames.append(env.render())
