@@ -130,6 +130,9 @@ class Args:
     """Torch CPU threads (default: 1 for classic control, where one is fastest; all cores for Atari)."""
     compile: bool = False
     """torch.compile the Q-network (worth it for long Atari runs)."""
+    amp: bool | None = None
+    """bfloat16 autocast for the network passes (default: on for Atari where the CPU has bf16 units
+    (AMX/AVX-512 BF16) or on CUDA, off for classic control)."""
     gif: bool = True
     """Write a GIF of one evaluation episode at the end."""
     stop_on_solve: bool = False
@@ -141,13 +144,14 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "default": dict(total_steps=100_000, lr=1e-3, batch_size=64, buffer_size=50_000, learning_starts=1_000,
                     num_envs=1, gamma=0.99, train_freq=4, gradient_steps=1, target_update=250, tau=1.0,
                     exploration_fraction=0.2, eps_end=0.05, hidden="128,128", eval_every=5_000,
-                    eval_episodes=20, eval_epsilon=0.0, checkpoint_every=5_000, save_replay=True, threads=1),
+                    eval_episodes=20, eval_epsilon=0.0, checkpoint_every=5_000, save_replay=True, threads=1,
+                    amp=False),
     # RL-Zoo's Atari settings (hyperparams/dqn.yml); target_update counts gradient steps, so 250 is
     # the zoo's 1,000 environment steps at train_freq 4.
     "atari": dict(total_steps=10_000_000, lr=1e-4, batch_size=32, buffer_size=100_000, learning_starts=100_000,
                   num_envs=4, gamma=0.99, train_freq=4, gradient_steps=1, target_update=250, tau=1.0,
                   exploration_fraction=0.1, eps_end=0.01, hidden="", eval_every=250_000, eval_episodes=10,
-                  eval_epsilon=0.05, checkpoint_every=250_000, save_replay=False, threads=0),
+                  eval_epsilon=0.05, checkpoint_every=250_000, save_replay=False, threads=0, amp=None),
     # Tuned here over seeds 0-4 for few gradient steps to solve: 4 envs, batch 256, lr 3e-3, a small net.
     "CartPole-v1": dict(total_steps=50_000, lr=3e-3, batch_size=256, buffer_size=50_000, learning_starts=1_000,
                         num_envs=4, gamma=0.99, train_freq=4, gradient_steps=1, target_update=50, tau=1.0,
@@ -186,7 +190,9 @@ def resolve_args(args: Args) -> Args:
     if a.batch_size > a.buffer_size:
         raise UsageError(f"--batch-size {a.batch_size} is larger than --buffer-size {a.buffer_size}; "
                          "a batch must fit in the replay")
-    pick_device(a.device)
+    device = pick_device(a.device)
+    if a.amp is None:
+        a.amp = device.type == "cuda" or bf16_cpu()
     if atari:
         check_replay_args(a.buffer_size, a.num_envs, a.batch_size, n_step=a.n_step, gamma=a.gamma)
         return a
@@ -200,6 +206,13 @@ def resolve_args(args: Args) -> Args:
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         raise UsageError(f"this DQN takes vector observations or Atari games; {env_id} has {obs_space}")
     return a
+
+
+def bf16_cpu() -> bool:
+    """Whether this CPU has bfloat16 matrix units, where autocast speeds convolutions up."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(cpu, c, lambda: False)() for c in checks)
 
 
 def hidden_widths(text: str) -> tuple[int, ...]:
@@ -225,23 +238,22 @@ def td_target(rewards: torch.Tensor, discounts: torch.Tensor, q_next_target: tor
 
 
 def dqn_loss(q_net: torch.nn.Module, target_net: torch.nn.Module, batch: Any, double: bool,
-             prepare: Any = None) -> torch.Tensor:
+             prepare: Callable[[torch.Tensor], torch.Tensor] | None = None, amp: bool = False) -> torch.Tensor:
     """Huber loss between Q(s, a) and the TD target for a :class:`~rlgen.rl.replay.Batch`-like batch.
 
-    With Double DQN the online network sees s and s' in one forward pass (half the calls of two);
-    ``prepare`` turns stored observations into network input (e.g. uint8 frames → floats).
+    ``prepare`` turns stored observations into network input (e.g. uint8 frames → floats); ``amp``
+    runs the forward passes in bfloat16 autocast (the loss itself stays in float32).
     """
     prepare = prepare or (lambda x: x)
-    n = batch.obs.shape[0]
-    if double:
-        q_both = q_net(prepare(torch.cat([batch.obs, batch.next_obs])))
-        q_all, q_next_online = q_both[:n], q_both[n:].detach()
-    else:
-        q_all, q_next_online = q_net(prepare(batch.obs)), None
-    with torch.no_grad():
-        y = td_target(batch.rewards, batch.discounts, target_net(prepare(batch.next_obs)), q_next_online)
-    q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
-    return F.smooth_l1_loss(q, y)
+    device_type = batch.obs.device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
+        q = q_net(prepare(batch.obs)).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+        with torch.no_grad():
+            next_obs = prepare(batch.next_obs)
+            q_next_online = q_net(next_obs) if double else None
+            y = td_target(batch.rewards, batch.discounts, target_net(next_obs).float(),
+                          None if q_next_online is None else q_next_online.float())
+    return F.smooth_l1_loss(q.float(), y)
 
 
 # -- The two kinds of task: what differs between vector observations and Atari frames ---------------
@@ -314,14 +326,19 @@ def atari_task(args: Args, device: torch.device) -> Task:
     """Atari: the Nature CNN on stacked uint8 frames scaled to [0, 1], a replay storing each frame once."""
     pool = AtariPool(args, args.seed)
     backbone = make_backbone("nature_cnn", pool.obs.shape[1:])
-    q_net = QNetwork(backbone, pool.venv.n_actions, dueling=args.dueling).to(device)
+    # Channels-last is oneDNN's preferred layout: with bf16 it halves the CNN's update time on a CPU.
+    q_net = QNetwork(backbone, pool.venv.n_actions, dueling=args.dueling).to(device,
+                                                                            memory_format=torch.channels_last)
     replay = FrameReplay(args.buffer_size, args.num_envs, n_step=args.n_step, gamma=args.gamma,
                          batch_size=args.batch_size, clip_rewards=True, pin_memory=device.type == "cuda")
 
     def make(render: bool) -> gym.Env:
         return make_atari_env(args.env, sticky_actions=args.sticky_actions, render=render)
 
-    return Task(pool, replay, q_net, lambda x: x.float().div_(255.0), make, None)
+    def prepare(frames: torch.Tensor) -> torch.Tensor:
+        return frames.contiguous(memory_format=torch.channels_last).float().div_(255.0)
+
+    return Task(pool, replay, q_net, prepare, make, None)
 
 
 def main(args: Args) -> dict[str, Any]:
@@ -413,7 +430,7 @@ def main(args: Args) -> dict[str, Any]:
                     batch = replay.sample(args.batch_size, rng)
                     if device.type != "cpu":
                         batch = type(batch)(*(t.to(device, non_blocking=True) for t in batch))
-                    loss = dqn_loss(learner, target_net, batch, args.double, prepare)
+                    loss = dqn_loss(learner, target_net, batch, args.double, prepare, args.amp)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
