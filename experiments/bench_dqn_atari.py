@@ -46,7 +46,7 @@ def run_rlgen(game: str, steps: int, learning_starts: int, device: str, seed: in
         rows = [r for r in read_metrics(f"{tmp}/run") if "loss" in r]
     first, last = rows[0], rows[-1]
     rate = (last["step"] - first["step"]) / (last["time"] - first["time"])
-    return {"steps_per_second": rate, "updates": summary["updates"], "amp": args.amp,
+    return {"steps_per_second": rate, "updates": summary["updates"], "amp": dqn.resolve_args(args).amp,
             "measured_steps": last["step"] - first["step"]}
 
 

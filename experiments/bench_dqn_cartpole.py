@@ -4,7 +4,9 @@ SB3 runs with the RL-Zoo hyperparameters (``hyperparams/dqn.yml``, see ../shared
 rlgen with its defaults. Both are evaluated greedily every ``--eval-every`` environment steps on
 the same 20 episode seeds, and a run counts as solved at the first evaluation whose mean reaches
 475 within 50,000 environment steps. "Seconds to solve" is training time up to that evaluation,
-evaluation time excluded for both. Both run with one torch thread.
+evaluation time excluded for both, as wall seconds and as CPU seconds of the process (both run
+with one torch thread, so on an idle machine the two agree; on a shared, loaded one CPU seconds
+are the figure that other processes cannot inflate, and the ratio is taken on them).
 
     python experiments/bench_dqn_cartpole.py [--seeds 0,1,2,3,4] [--json out.json]
 """
@@ -39,7 +41,8 @@ def run_rlgen(seed: int, budget: int, eval_every: int, episodes: int) -> dict:
                               eval_episodes=episodes, run_dir=f"{tmp}/run", wandb="disabled", gif=False,
                               checkpoint_every=0, stop_on_solve=True))
     return {"solved": s["solved_at_env_step"] is not None, "steps": s["solved_at_env_step"],
-            "seconds": s["solved_at_train_seconds"], "best": s["best_eval_return"]}
+            "seconds": s["solved_at_train_seconds"], "cpu": s["solved_at_train_cpu_seconds"],
+            "best": s["best_eval_return"]}
 
 
 def run_sb3(seed: int, budget: int, eval_every: int, episodes: int) -> dict:
@@ -50,33 +53,38 @@ def run_sb3(seed: int, budget: int, eval_every: int, episodes: int) -> dict:
         def __init__(self) -> None:
             super().__init__()
             self.train_seconds, self.tick = 0.0, time.perf_counter()
+            self.train_cpu, self.tick_cpu = 0.0, time.process_time()
             self.solved_at: int | None = None
             self.solved_seconds: float | None = None
+            self.solved_cpu: float | None = None
             self.best = -np.inf
 
         def _on_step(self) -> bool:
             if self.num_timesteps % eval_every:
                 return True
             self.train_seconds += time.perf_counter() - self.tick
+            self.train_cpu += time.process_time() - self.tick_cpu
             returns = evaluate(lambda o: self.model.predict(o, deterministic=True)[0], lambda: make_env(ENV),
                                episodes, seed=10_000 * (seed + 1))
             self.best = max(self.best, float(returns.mean()))
-            self.tick = time.perf_counter()
+            self.tick, self.tick_cpu = time.perf_counter(), time.process_time()
             if returns.mean() >= THRESHOLD:
                 self.solved_at, self.solved_seconds = self.num_timesteps, self.train_seconds
+                self.solved_cpu = self.train_cpu
                 return False
             return True
 
     judge = Judge()
     model = DQN("MlpPolicy", ENV, seed=seed, verbose=0, device="cpu", **ZOO)
-    judge.tick = time.perf_counter()
+    judge.tick, judge.tick_cpu = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=budget, callback=judge)
     return {"solved": judge.solved_at is not None, "steps": judge.solved_at, "seconds": judge.solved_seconds,
-            "best": judge.best}
+            "cpu": judge.solved_cpu, "best": judge.best}
 
 
-def median_seconds(rows: list[dict]) -> float:
-    return statistics.median([r["seconds"] if r["solved"] else float("inf") for r in rows])
+def median_of(rows: list[dict], key: str) -> float:
+    """Median over seeds; a seed that never solved counts as infinitely slow."""
+    return statistics.median([r[key] if r["solved"] else float("inf") for r in rows])
 
 
 def main() -> None:
@@ -99,30 +107,36 @@ def main() -> None:
 
     def cell(r: dict | None) -> str:
         if r is None:
-            return f"{'-':>8} {'-':>7} {'-':>7}"
-        return (f"{'yes':>8} {r['steps']:>7} {r['seconds']:>7.1f}" if r["solved"]
-                else f"{'no':>8} {'-':>7} {'-':>7}")
+            return f"{'-':>8} {'-':>7} {'-':>7} {'-':>7}"
+        return (f"{'yes':>8} {r['steps']:>7} {r['seconds']:>7.1f} {r['cpu']:>7.1f}" if r["solved"]
+                else f"{'no':>8} {'-':>7} {'-':>7} {'-':>7}")
 
     print(f"\nDQN on {ENV}: solved = greedy mean over {opts.eval_episodes} episodes ≥ {THRESHOLD:g} "
           f"within {opts.budget} env steps (evaluated every {opts.eval_every})")
-    print(f"{'seed':>4} | {'rlgen':>8} {'steps':>7} {'sec':>7} | {'SB3 zoo':>8} {'steps':>7} {'sec':>7} | "
-          f"{'sec ratio':>9}")
+    print(f"{'seed':>4} | {'rlgen':>8} {'steps':>7} {'wall s':>7} {'cpu s':>7} | {'SB3 zoo':>8} {'steps':>7} "
+          f"{'wall s':>7} {'cpu s':>7} | {'wall ratio':>10} {'cpu ratio':>9}")
     for row in rows:
         o, t = row["rlgen"], row["sb3"]
-        ratio = (f"{o['seconds'] / t['seconds']:9.3f}" if t and o["solved"] and t["solved"] else f"{'-':>9}")
-        print(f"{row['seed']:>4} | {cell(o)} | {cell(t)} | {ratio}")
+        both = t is not None and o["solved"] and t["solved"]
+        ratios = (f"{o['seconds'] / t['seconds']:10.3f} {o['cpu'] / t['cpu']:9.3f}" if both
+                  else f"{'-':>10} {'-':>9}")
+        print(f"{row['seed']:>4} | {cell(o)} | {cell(t)} | {ratios}")
     ours = [r["rlgen"] for r in rows]
-    med_o = median_seconds(ours)
-    print(f"rlgen: solved {sum(r['solved'] for r in ours)}/{len(ours)}, median seconds to solve {med_o:.2f}")
-    result = {"env": ENV, "budget": opts.budget, "rows": rows, "rlgen_median_seconds": med_o}
+    med = {k: median_of(ours, k) for k in ("seconds", "cpu")}
+    print(f"rlgen: solved {sum(r['solved'] for r in ours)}/{len(ours)}, median to solve "
+          f"{med['seconds']:.2f} wall s, {med['cpu']:.2f} cpu s")
+    result = {"env": ENV, "budget": opts.budget, "rows": rows, "rlgen_median_seconds": med["seconds"],
+              "rlgen_median_cpu_seconds": med["cpu"]}
     if not opts.skip_sb3:
         theirs = [r["sb3"] for r in rows]
-        med_t = median_seconds(theirs)
-        print(f"SB3:   solved {sum(r['solved'] for r in theirs)}/{len(theirs)}, median seconds to solve {med_t:.2f}"
-              f"  (unsolved seeds count as infinite)")
-        ratio = med_o / med_t if np.isfinite(med_t) else 0.0
-        print(f"median time-to-solve ratio rlgen/SB3 = {ratio:.3f} (goal ≤ 0.2)")
-        result.update(sb3_median_seconds=med_t, median_ratio=ratio)
+        med_t = {k: median_of(theirs, k) for k in ("seconds", "cpu")}
+        print(f"SB3:   solved {sum(r['solved'] for r in theirs)}/{len(theirs)}, median to solve "
+              f"{med_t['seconds']:.2f} wall s, {med_t['cpu']:.2f} cpu s  (unsolved seeds count as infinite)")
+        ratio = {k: (med[k] / med_t[k] if np.isfinite(med_t[k]) else 0.0) for k in med}
+        print(f"median time-to-solve ratio rlgen/SB3: {ratio['seconds']:.3f} wall, {ratio['cpu']:.3f} cpu "
+              f"(goal ≤ 0.2)")
+        result.update(sb3_median_seconds=med_t["seconds"], sb3_median_cpu_seconds=med_t["cpu"],
+                      median_ratio_wall=ratio["seconds"], median_ratio_cpu=ratio["cpu"])
     if opts.json:
         with open(opts.json, "w") as fh:
             json.dump(result, fh, indent=2, default=float)

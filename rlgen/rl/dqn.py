@@ -363,14 +363,17 @@ def main(args: Args) -> dict[str, Any]:
     optimizer = torch.optim.Adam(params, lr=args.lr, fused=device.type in ("cpu", "cuda"))
     learner = torch.compile(q_net) if args.compile else q_net
 
-    step, updates, solved_at, train_seconds, wall_before = 0, 0, None, 0.0, 0.0
-    history: dict[str, list[float]] = {"step": [], "eval_return": [], "train_seconds": []}
+    step, updates, solved_at, train_seconds, train_cpu, wall_before = 0, 0, None, 0.0, 0.0, 0.0
+    # Training time excludes evaluation; CPU seconds are what a loaded, shared machine cannot inflate.
+    history: dict[str, list[float]] = {"step": [], "eval_return": [], "train_seconds": [], "train_cpu_seconds": [],
+                                       "episode_step": [], "episode_return": []}
     if ckpt is not None:
         q_net.load_state_dict(ckpt["q_net"])
         target_net.load_state_dict(ckpt["target_net"])
         optimizer.load_state_dict(ckpt["optimizer"])
         step, updates, solved_at = ckpt["step"], ckpt["updates"], ckpt["solved_at"]
         train_seconds, history, wall_before = ckpt["train_seconds"], ckpt["history"], ckpt["wall_seconds"]
+        train_cpu = ckpt["train_cpu_seconds"]
         if "replay" in ckpt:
             replay.load_state_dict(ckpt["replay"])
         if not pool.load_state_dict(ckpt["envs"]):
@@ -386,7 +389,7 @@ def main(args: Args) -> dict[str, Any]:
     bar = tracker.progress(args.total_steps, initial=step)
 
     def act_greedy(obs: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
             return q_net(prepare(torch.as_tensor(obs, device=device))).argmax(dim=1).cpu().numpy()
 
     def evaluate() -> np.ndarray:
@@ -396,7 +399,8 @@ def main(args: Args) -> dict[str, Any]:
     def save_checkpoint() -> None:
         state: dict[str, Any] = dict(
             q_net=q_net.state_dict(), target_net=target_net.state_dict(), optimizer=optimizer.state_dict(),
-            updates=updates, solved_at=solved_at, train_seconds=train_seconds, history=history,
+            updates=updates, solved_at=solved_at, train_seconds=train_seconds, train_cpu_seconds=train_cpu,
+            history=history,
             wall_seconds=wall_before + time.time() - tracker.start_time, envs=pool.state_dict(),
             rng=rng_state(rng))
         if args.save_replay:
@@ -406,7 +410,7 @@ def main(args: Args) -> dict[str, Any]:
 
     explore_steps = args.exploration_fraction * args.total_steps
     n = args.num_envs
-    tick = time.perf_counter()
+    tick, tick_cpu = time.perf_counter(), time.process_time()
     try:
         while step < args.total_steps:
             # -- act ε-greedily in every environment ------------------------------------------
@@ -420,6 +424,8 @@ def main(args: Args) -> dict[str, Any]:
             prev, step = step, step + n
             bar.update(n)
             for ret, length in finished:
+                history["episode_step"].append(step)
+                history["episode_return"].append(ret)
                 tracker.log({"episode_return": ret, "episode_length": length, "epsilon": eps}, step)
 
             # -- learn: gradient_steps updates every train_freq environment steps --------------
@@ -444,16 +450,18 @@ def main(args: Args) -> dict[str, Any]:
             # -- evaluate and checkpoint -------------------------------------------------------
             if step // args.eval_every > prev // args.eval_every or step >= args.total_steps:
                 train_seconds += time.perf_counter() - tick
+                train_cpu += time.process_time() - tick_cpu
                 returns = evaluate()
                 mean = float(returns.mean())
                 history["step"].append(step)
                 history["eval_return"].append(mean)
                 history["train_seconds"].append(train_seconds)
+                history["train_cpu_seconds"].append(train_cpu)
                 if solved_at is None and task.threshold is not None and mean >= task.threshold:
                     solved_at = step
                 tracker.log({"eval_return": mean, "eval_return_std": float(returns.std()),
                              "train_seconds": train_seconds}, step)
-                tick = time.perf_counter()
+                tick, tick_cpu = time.perf_counter(), time.process_time()
                 if solved_at is not None and args.stop_on_solve:
                     break
             if args.checkpoint_every and step // args.checkpoint_every > prev // args.checkpoint_every:
@@ -465,9 +473,12 @@ def main(args: Args) -> dict[str, Any]:
     # -- final evaluation, pictures and summary --------------------------------------------------
     save_checkpoint()
     returns = evaluate()
-    curve = plots.save_learning_curve(run_dir / "learning_curve.png", history["step"], history["eval_return"],
-                                      threshold=task.threshold, xlabel="environment steps",
-                                      title=f"DQN on {args.env} (seed {args.seed})")
+    evaluation = f"evaluation (ε = {args.eval_epsilon:g}, {args.eval_episodes} episodes)"
+    curve = plots.save_learning_curve(run_dir / "learning_curve.png", history["episode_step"],
+                                      history["episode_return"], threshold=task.threshold,
+                                      xlabel="environment steps", ylabel="return",
+                                      title=f"DQN on {args.env} (seed {args.seed})",
+                                      extra={evaluation: (history["step"], history["eval_return"])})
     tracker.log_image("learning_curve", curve)
     if args.gif:
         frames, _ = envlib.record_episode(act_greedy, lambda: task.make_eval_env(True),
@@ -483,6 +494,8 @@ def main(args: Args) -> dict[str, Any]:
         "reward_threshold": task.threshold, "solved_at_env_step": solved_at,
         "solved_at_train_seconds": (history["train_seconds"][history["step"].index(solved_at)]
                                     if solved_at is not None else None),
+        "solved_at_train_cpu_seconds": (history["train_cpu_seconds"][history["step"].index(solved_at)]
+                                        if solved_at is not None else None),
         "best_eval_return": max(history["eval_return"]) if history["eval_return"] else None,
         "replay_bytes": int(replay.nbytes),
     }
