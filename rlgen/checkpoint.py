@@ -10,16 +10,19 @@ mid-write leaves the previous checkpoint in place. It is read back with
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from rlgen.errors import UsageError
+from rlgen.utils import atomic_open
+
+T = TypeVar("T")
 
 FORMAT = "rlgen-checkpoint-v1"
 FILENAME = "checkpoint.pt"
@@ -36,16 +39,8 @@ def save(path: str | os.PathLike, *, algo: str, args: dict[str, Any], step: int,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "algo": algo, "args": dict(args), "step": int(step), **state}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as fh:
+        torch.save(payload, fh)
     return path
 
 
@@ -68,3 +63,17 @@ def load(run_dir_or_file: str | os.PathLike, *, algo: str | tuple[str, ...] | No
         if ckpt.get("algo") not in wanted:
             raise UsageError(f"{path} holds a {ckpt.get('algo')!r} checkpoint; expected {' or '.join(wanted)}")
     return ckpt
+
+
+def resume_args(cls: type[T], args: T, algo: str) -> tuple[T, dict[str, Any]]:
+    """For ``--resume RUN_DIR``: the run's own args (from its checkpoint) and the checkpoint.
+
+    Everything comes from the checkpoint except where the run continues (``run_dir``) and how it
+    is logged (``wandb``, when given on the command line).
+    """
+    ckpt = load(args.resume, algo=algo)  # type: ignore[attr-defined]
+    saved = {k: v for k, v in ckpt["args"].items() if k in {f.name for f in dataclasses.fields(cls)}}
+    wandb = getattr(args, "wandb", None)
+    restored = dataclasses.replace(cls(**saved), resume=args.resume, run_dir=args.resume,  # type: ignore
+                                   **({"wandb": wandb} if wandb is not None else {}))
+    return restored, ckpt

@@ -51,7 +51,8 @@ def test_breakout_smoke_checkpoint_kill_resume_video(tmp_path):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--env", "Breakot"], "unknown Atari game 'Breakot'"),
+    (["--env", "Breakot"], "unknown environment 'Breakot'"),
+    (["--env", "ALE/Breakot-v5"], "unknown Atari game 'ALE/Breakot-v5'"),
     (["--env", "Breakout", "--num-envs", "0"], "--num-envs 0 must be a positive integer"),
     (["--env", "Breakout", "--buffer-size", "16", "--batch-size", "32"],
      "--batch-size 32 is larger than --buffer-size 16"),
@@ -62,6 +63,7 @@ def test_atari_bad_input(tmp_path, capsys, argv, message):
         cli.run(dqn.main, dqn.Args, argv + ["--run-dir", str(run), "--wandb", "disabled"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and message in err, err
+    assert "Breakot" not in message or "Did you mean Breakout" in err
     assert not run.exists()
 
 

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rlgen.utils import atomic_write_bytes
+from rlgen.utils import atomic_open, atomic_write_bytes
 
 CACHE_FORMAT = 1
 
@@ -45,17 +44,9 @@ def entry_dir(root: Path, tag: str, key: dict[str, Any]) -> Path:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    # np.save into a temp file then rename: large arrays need not be held twice in memory.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # np.save straight into the temp file: large arrays need not be held twice in memory.
+    with atomic_open(path) as fh:
+        np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
 
 
 def read_entry(folder: Path, key: dict[str, Any]) -> dict[str, np.ndarray] | None:

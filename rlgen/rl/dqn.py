@@ -345,8 +345,7 @@ def main(args: Args) -> dict[str, Any]:
     """Train, evaluate and save; returns the summary written to ``summary.json``."""
     ckpt = None
     if args.resume is not None:
-        ckpt = checkpoint.load(args.resume, algo=ALGO)
-        args = Args(**{**ckpt["args"], "resume": args.resume, "run_dir": args.resume})
+        args, ckpt = checkpoint.resume_args(Args, args, ALGO)
     args = resolve_args(args)
     atari = envlib.is_atari(args.env)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO, args.env.split("-v")[0])

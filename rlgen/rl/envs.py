@@ -42,11 +42,12 @@ def resolve_env_id(name: str) -> str:
         return lowered[name.lower()]
     if name in gym.registry:
         return name
-    candidates = list(SHORT_NAMES) + [k for k in gym.registry if "/" not in k]
-    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
+    games = list(atari_game_ids())
+    close = difflib.get_close_matches(name, list(SHORT_NAMES) + games, n=3, cutoff=0.6) or \
+        difflib.get_close_matches(name, [k for k in gym.registry if "/" not in k], n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise UsageError(f"unknown environment {name!r}; known short names: {', '.join(SHORT_NAMES)} "
-                     f"(or any registered gymnasium id).{hint}")
+    raise UsageError(f"unknown environment {name!r}; known short names: {', '.join(SHORT_NAMES)}, "
+                     f"any of the {len(games)} Atari games (Breakout, Pong, ...), or a registered gymnasium id.{hint}")
 
 
 def atari_game_ids() -> dict[str, str]:

@@ -604,9 +604,7 @@ def main(args: Args) -> dict[str, Any]:
         return play(args.play, gif_name="play.gif")
     ckpt = None
     if args.resume:
-        ckpt = checkpoint.load(args.resume, algo=ALGO)
-        args = dataclasses.replace(Args(**ckpt["args"]), resume=args.resume, run_dir=args.resume,
-                                   wandb=args.wandb if args.wandb is not None else ckpt["args"].get("wandb"))
+        args, ckpt = checkpoint.resume_args(Args, args, ALGO)
     args, problem = resolve(args)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(
         "value_iteration" if args.value_iteration else ALGO, problem.env_id)

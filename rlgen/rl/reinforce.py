@@ -318,9 +318,7 @@ def main(args: Args) -> dict[str, Any]:
     """Train; returns the summary that is also written to ``summary.json``."""
     ckpt = None
     if args.resume:
-        ckpt = checkpoint.load(args.resume, algo=ALGO)
-        args = dataclasses.replace(Args(**ckpt["args"]), resume=args.resume, run_dir=args.resume,
-                                   wandb=args.wandb if args.wandb is not None else ckpt["args"].get("wandb"))
+        args, ckpt = checkpoint.resume_args(Args, args, ALGO)
     args, info = resolve(args)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO, args.env)
     args = dataclasses.replace(args, run_dir=str(run_dir))
