@@ -80,24 +80,28 @@ def build_parser(cls: type, description: str | None = None, prog: str | None = N
     )
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+    own = set(cls.__dict__.get("__annotations__", {}))
+    shared = parser.add_argument_group("run folder and logging (shared by every training command)")
+    # The algorithm's own flags first, then those it inherits from a shared base.
+    for f in sorted(dataclasses.fields(cls), key=lambda f: f.name not in own):
         if not f.init:
             continue
+        group = parser if f.name in own or not own else shared
         flag = "--" + f.name.replace("_", "-")
         tp = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         helptext = docs.get(f.name, "")
         base, _ = _unwrap_optional(tp)
         if base is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
-                                help=helptext)
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+                               help=helptext)
         elif typing.get_origin(base) is typing.Literal:
             choices = list(typing.get_args(base))
-            parser.add_argument(flag, dest=f.name, choices=choices, default=default, help=helptext,
-                                type=type(choices[0]))
+            group.add_argument(flag, dest=f.name, choices=choices, default=default, help=helptext,
+                               type=type(choices[0]))
         else:
-            parser.add_argument(flag, dest=f.name, type=_parser_type(tp, f.name), default=default, help=helptext,
-                                metavar=base.__name__.upper())
+            group.add_argument(flag, dest=f.name, type=_parser_type(tp, f.name), default=default, help=helptext,
+                               metavar=base.__name__.upper())
     return parser
 
 

@@ -26,6 +26,27 @@ from rlgen.utils import atomic_write_bytes, write_json
 WANDB_MODES = ("offline", "online", "disabled")
 
 
+@dataclasses.dataclass
+class RunArgs:
+    """Where a run lives and how it is logged: the flags every training command shares.
+
+    Each algorithm's ``Args`` extends this (one level), so the flag names cannot drift apart.
+    """
+
+    run_dir: str | None = None
+    """Run folder (default runs/<algo>-<env or data>-<time>)."""
+    resume: str | None = None
+    """Continue the run in this folder from its checkpoint, with its saved settings."""
+    wandb: str | None = None
+    """W&B mode: offline, online or disabled (default: $WANDB_MODE, else offline)."""
+    wandb_project: str = "rlgen"
+    """W&B project."""
+    wandb_entity: str | None = None
+    """W&B entity (team or user)."""
+    wandb_name: str | None = None
+    """W&B run name (default: the run folder's name)."""
+
+
 def resolve_wandb_mode(mode: str | None) -> str:
     """The flag wins; else ``WANDB_MODE``; else offline."""
     chosen = mode if mode is not None else os.environ.get("WANDB_MODE", "offline")
@@ -85,6 +106,13 @@ class Tracker:
             self._wandb = _init_wandb(self.wandb_mode, self.run_dir, project, entity,
                                       name or self.run_dir.name, {"algo": algo, **self.config},
                                       resumed=resume_step is not None)
+
+    @classmethod
+    def for_run(cls, run_dir: str | os.PathLike, args: RunArgs, *, algo: str, resume_step: int | None = None,
+                bar_keys: Iterable[str] = ()) -> Tracker:
+        """A tracker configured by the shared :class:`RunArgs` flags of ``args``."""
+        return cls(run_dir, args, algo=algo, wandb_mode=args.wandb, project=args.wandb_project,
+                   entity=args.wandb_entity, name=args.wandb_name, resume_step=resume_step, bar_keys=bar_keys)
 
     # -- metrics ---------------------------------------------------------------------------
     def log(self, metrics: dict[str, Any], step: int) -> None:

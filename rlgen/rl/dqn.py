@@ -49,32 +49,20 @@ from rlgen.rl.atari import make_atari_env, make_atari_vector_env
 from rlgen.rl.atari_replay import FrameReplay, check_replay_args
 from rlgen.rl.replay import ReplayBuffer
 from rlgen.rl.schedules import linear_schedule
-from rlgen.track import Tracker, default_run_dir
+from rlgen.track import RunArgs, Tracker, default_run_dir
 from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state
 
 ALGO = "dqn"
 
 
 @dataclass
-class Args:
+class Args(RunArgs):
     env: str = "CartPole"
     """Environment: a short name (CartPole, Acrobot, MountainCar, Breakout, Pong, ...) or a full id."""
     seed: int = 0
     """Random seed for networks, exploration, replay sampling and environment resets."""
     device: str = "auto"
     """auto, cpu or cuda."""
-    run_dir: str | None = None
-    """Run folder (default runs/dqn-<env>-<time>)."""
-    wandb: str | None = None
-    """W&B mode: offline, online or disabled (default: $WANDB_MODE, else offline)."""
-    wandb_project: str = "rlgen"
-    """W&B project."""
-    wandb_entity: str | None = None
-    """W&B entity (team or user)."""
-    wandb_name: str | None = None
-    """W&B run name (default: the run folder's name)."""
-    resume: str | None = None
-    """Continue the run in this folder from its checkpoint; every other flag is taken from the run."""
     total_steps: int | None = None
     """Environment steps to train for (all environments together)."""
     lr: float | None = None
@@ -381,10 +369,8 @@ def main(args: Args) -> dict[str, Any]:
         set_rng_state(ckpt["rng"], rng)
     replay.start(pool.obs)
 
-    tracker = Tracker(run_dir, args, algo=ALGO, wandb_mode=args.wandb, project=args.wandb_project,
-                      entity=args.wandb_entity, name=args.wandb_name,
-                      resume_step=step if ckpt is not None else None,
-                      bar_keys=("eval_return", "episode_return", "loss", "epsilon"))
+    tracker = Tracker.for_run(run_dir, args, algo=ALGO, resume_step=step if ckpt is not None else None,
+                              bar_keys=("eval_return", "episode_return", "loss", "epsilon"))
     bar = tracker.progress(args.total_steps, initial=step)
 
     def act_greedy(obs: np.ndarray) -> np.ndarray:

@@ -46,14 +46,14 @@ import torch
 from rlgen import checkpoint, cli
 from rlgen.errors import UsageError
 from rlgen.rl import envs as envlib
-from rlgen.track import Tracker, default_run_dir
+from rlgen.track import RunArgs, Tracker, default_run_dir
 from rlgen.utils import rng_state, seed_everything, set_rng_state, write_json
 
 ALGO = "qlearning"
 
 
 @dataclass
-class Args:
+class Args(RunArgs):
     env: str = "FrozenLake"
     """environment: a short name (FrozenLake, FrozenLake8x8, Taxi, CliffWalking, CartPole) or a gymnasium id"""
     seed: int = 0
@@ -93,24 +93,12 @@ class Args:
     """value iteration stops when no state value moves by more than this"""
     play: str | None = None
     """replay the saved greedy policy of RUN_DIR and write a GIF (no training)"""
-    run_dir: str | None = None
-    """run folder (default runs/qlearning-<env>-<time>)"""
-    resume: str | None = None
-    """continue the run in RUN_DIR from its checkpoint, with its saved settings"""
     checkpoint_every: int = 0
     """save a checkpoint every this many episodes (0: only at the end)"""
     log_every: int | None = None
     """log averaged metrics every this many episodes (default: 200 points over the run)"""
     gif: bool = True
     """write a GIF of one greedy episode"""
-    wandb: str | None = None
-    """W&B mode: offline, online or disabled (default: $WANDB_MODE, else offline)"""
-    wandb_project: str = "rlgen"
-    """W&B project"""
-    wandb_entity: str | None = None
-    """W&B entity (team or user)"""
-    wandb_name: str | None = None
-    """W&B run name (default: the run folder's name)"""
 
 
 # Per-environment defaults: the one place where the settings that meet the issue's goals live.
@@ -618,10 +606,8 @@ def main(args: Args) -> dict[str, Any]:
         optimal_q, vi_iters = value_iteration(problem.table, problem.n_states, problem.n_actions, args.gamma,
                                               args.vi_tol)
 
-    tracker = Tracker(run_dir, args, algo="value_iteration" if args.value_iteration else ALGO,
-                      wandb_mode=args.wandb, project=args.wandb_project, entity=args.wandb_entity,
-                      name=args.wandb_name, resume_step=ckpt["step"] if ckpt else None,
-                      bar_keys=("return", "success", "epsilon"))
+    tracker = Tracker.for_run(run_dir, args, algo="value_iteration" if args.value_iteration else ALGO,
+                              resume_step=ckpt["step"] if ckpt else None, bar_keys=("return", "success", "epsilon"))
     q = [[0.0] * problem.n_actions for _ in range(problem.n_states)]
     visits = [[0] * problem.n_actions for _ in range(problem.n_states)]
     history: dict[str, list[float]] = {"return": [], "length": [], "success": []}

@@ -45,14 +45,14 @@ from rlgen import checkpoint, cli
 from rlgen.errors import UsageError
 from rlgen.nets import make_backbone
 from rlgen.rl import envs as envlib
-from rlgen.track import Tracker, default_run_dir
+from rlgen.track import RunArgs, Tracker, default_run_dir
 from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state
 
 ALGO = "reinforce"
 
 
 @dataclass
-class Args:
+class Args(RunArgs):
     env: str = "CartPole"
     """environment: a short name (CartPole, Acrobot, Pong, ...) or a gymnasium / ALE id"""
     seed: int = 0
@@ -95,22 +95,10 @@ class Args:
     """greedy evaluation episodes at the end"""
     checkpoint_every: int = 50
     """save a checkpoint every this many episodes, at update boundaries (0: only at the end)"""
-    run_dir: str | None = None
-    """run folder (default runs/reinforce-<env>-<time>)"""
-    resume: str | None = None
-    """continue the run in RUN_DIR from its checkpoint, with its saved settings"""
     threads: int = 1
     """torch CPU threads (one is fastest for small networks)"""
     gif: bool = True
     """write a GIF of one greedy episode at the end"""
-    wandb: str | None = None
-    """W&B mode: offline, online or disabled (default: $WANDB_MODE, else offline)"""
-    wandb_project: str = "rlgen"
-    """W&B project"""
-    wandb_entity: str | None = None
-    """W&B entity (team or user)"""
-    wandb_name: str | None = None
-    """W&B run name (default: the run folder's name)"""
 
 
 EMA_ALPHA, EMA_START = 0.05, 10.0  # pytorch/examples reinforce.py's running reward
@@ -348,9 +336,8 @@ def main(args: Args) -> dict[str, Any]:
         wall_before, train_seconds = ckpt["wall_seconds"], ckpt["train_seconds"]
         set_rng_state(ckpt["rng"], rng)
 
-    tracker = Tracker(run_dir, args, algo=ALGO, wandb_mode=args.wandb, project=args.wandb_project,
-                      entity=args.wandb_entity, name=args.wandb_name, resume_step=ckpt["step"] if ckpt else None,
-                      bar_keys=("return", "ema"))
+    tracker = Tracker.for_run(run_dir, args, algo=ALGO, resume_step=ckpt["step"] if ckpt else None,
+                              bar_keys=("return", "ema"))
     started = time.time()
 
     def save_checkpoint() -> None:
