@@ -418,9 +418,8 @@ def main(args: Args) -> dict[str, Any]:
                 rounds = step // args.train_freq - prev // args.train_freq
                 logged = updates // 100
                 for _ in range(rounds * args.gradient_steps):
-                    batch = replay.sample(args.batch_size, rng)
-                    if device.type != "cpu":
-                        batch = type(batch)(*(t.to(device, non_blocking=True) for t in batch))
+                    # The Atari replay pins its batches for an asynchronous copy when the device is a GPU.
+                    batch = replay.sample(args.batch_size, rng, device)
                     loss = dqn_loss(learner, target_net, batch, args.double, prepare, args.amp)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()

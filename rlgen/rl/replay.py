@@ -81,13 +81,16 @@ class ReplayBuffer:
         self.size = min(self.size + n, self.capacity)
         self._last_obs = np.array(obs, dtype=np.float32)
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
-        """A uniform batch (with replacement) as CPU tensors that share memory with fresh NumPy copies."""
+    def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device | str | None = None) -> Batch:
+        """A uniform batch (with replacement) as tensors, moved to ``device`` when one is given."""
         idx = rng.integers(0, self.size, size=batch_size)
         discounts = self.gamma * (1.0 - self.terminated[idx])
-        return Batch(torch.from_numpy(self.obs[idx]), torch.from_numpy(self.actions[idx]),
-                     torch.from_numpy(self.rewards[idx]), torch.from_numpy(self.next_obs[idx]),
-                     torch.from_numpy(discounts))
+        batch = Batch(torch.from_numpy(self.obs[idx]), torch.from_numpy(self.actions[idx]),
+                      torch.from_numpy(self.rewards[idx]), torch.from_numpy(self.next_obs[idx]),
+                      torch.from_numpy(discounts))
+        if device is not None and torch.device(device).type != "cpu":
+            batch = Batch(*(t.to(device) for t in batch))
+        return batch
 
     def state_dict(self) -> dict[str, Any]:
         """Stored contents as tensors (readable by ``torch.load(weights_only=True)``)."""
