@@ -155,8 +155,7 @@ def resolve_args(args: Args) -> Args:
     """Fill unset fields from :data:`ENV_DEFAULTS` and check every value; raises UsageError."""
     atari = envlib.is_atari(args.env)
     env_id = envlib.resolve_atari_id(args.env) if atari else envlib.resolve_env_id(args.env)
-    table = {**ENV_DEFAULTS["default"], **ENV_DEFAULTS["atari" if atari else env_id]} if atari \
-        else {**ENV_DEFAULTS["default"], **ENV_DEFAULTS.get(env_id, {})}
+    table = {**ENV_DEFAULTS["default"], **ENV_DEFAULTS.get("atari" if atari else env_id, {})}
     filled = {k: (table[k] if v is None and k in table else v) for k, v in dataclasses.asdict(args).items()}
     a = Args(**{**filled, "env": env_id})
     positive = ("total_steps", "batch_size", "buffer_size", "num_envs", "train_freq", "gradient_steps",
@@ -263,9 +262,9 @@ class Task:
     threshold: float | None
 
 
-def vector_task(args: Args, device: torch.device) -> Task:
+def vector_task(args: Args, device: torch.device, env_seed: int) -> Task:
     """Classic control: an MLP on float observations, a uniform replay of whole transitions."""
-    pool = envlib.EnvPool(args.env, args.num_envs, args.seed)
+    pool = envlib.EnvPool(args.env, args.num_envs, env_seed)
     spec = pool.envs[0].spec
     backbone = make_backbone("mlp", pool.obs.shape[1:], hidden=hidden_widths(args.hidden))
     q_net = QNetwork(backbone, int(pool.envs[0].action_space.n), dueling=args.dueling).to(device)
@@ -310,9 +309,9 @@ class AtariPool:
         self.venv.close()
 
 
-def atari_task(args: Args, device: torch.device) -> Task:
+def atari_task(args: Args, device: torch.device, env_seed: int) -> Task:
     """Atari: the Nature CNN on stacked uint8 frames scaled to [0, 1], a replay storing each frame once."""
-    pool = AtariPool(args, args.seed)
+    pool = AtariPool(args, env_seed)
     backbone = make_backbone("nature_cnn", pool.obs.shape[1:])
     # Channels-last is oneDNN's preferred layout: with bf16 it halves the CNN's update time on a CPU.
     q_net = QNetwork(backbone, pool.venv.n_actions, dueling=args.dueling).to(device,
@@ -342,7 +341,9 @@ def main(args: Args) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     rng = seed_everything(args.seed)
     device = pick_device(args.device)
-    task = (atari_task if atari else vector_task)(args, device)
+    # A resumed run whose environments cannot be restored starts fresh games from new seeds.
+    env_seed = args.seed + (ckpt["step"] if ckpt is not None else 0)
+    task = (atari_task if atari else vector_task)(args, device, env_seed)
     pool, replay, q_net, prepare = task.pool, task.replay, task.q_net, task.prepare
     n_actions = int(q_net.head.adv.out_features)
     target_net = copy.deepcopy(q_net).requires_grad_(False)
