@@ -82,21 +82,15 @@ def test_replay_discounts_stop_only_at_terminations():
     (["--gamma", "1.5"], "--gamma 1.5 must lie in [0, 1]"),
     (["--num-envs", "0"], "--num-envs 0 must be a positive integer"),
 ])
-def test_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, argv, message):
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, bad_input, argv, message):
     run_dir = tmp_path / "run"
-    with pytest.raises(SystemExit) as exc:
-        cli.run(dqn.main, dqn.Args, argv + ["--run-dir", str(run_dir), "--wandb", "disabled"])
-    err = capsys.readouterr().err
-    assert exc.value.code == 2
-    assert err.count("\n") == 1 and message in err
+    bad_input(dqn.main, dqn.Args, argv + ["--run-dir", str(run_dir), "--wandb", "disabled"], message)
     assert not run_dir.exists()
 
 
-def test_resume_from_a_folder_without_checkpoint(tmp_path, capsys):
+def test_resume_from_a_folder_without_checkpoint(tmp_path, bad_input):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit) as exc:
-        cli.run(dqn.main, dqn.Args, ["--resume", str(tmp_path / "empty")])
-    assert exc.value.code == 2 and "no checkpoint" in capsys.readouterr().err
+    bad_input(dqn.main, dqn.Args, ["--resume", str(tmp_path / "empty")], "no checkpoint")
     assert os.listdir(tmp_path / "empty") == []
 
 

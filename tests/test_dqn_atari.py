@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from rlgen import checkpoint, cli
+from rlgen import checkpoint
 from rlgen.rl import dqn
 from rlgen.track import read_metrics
 
@@ -58,12 +58,9 @@ def test_breakout_smoke_checkpoint_kill_resume_video(tmp_path):
     (["--env", "Breakout", "--buffer-size", "16", "--batch-size", "32"],
      "--batch-size 32 is larger than --buffer-size 16"),
 ])
-def test_atari_bad_input(tmp_path, capsys, argv, message):
+def test_atari_bad_input(tmp_path, bad_input, argv, message):
     run = tmp_path / "run"
-    with pytest.raises(SystemExit) as exc:
-        cli.run(dqn.main, dqn.Args, argv + ["--run-dir", str(run), "--wandb", "disabled"])
-    err = capsys.readouterr().err
-    assert exc.value.code == 2 and err.count("\n") == 1 and message in err, err
+    err = bad_input(dqn.main, dqn.Args, argv + ["--run-dir", str(run), "--wandb", "disabled"], message)
     assert "Breakot" not in message or "Did you mean Breakout" in err
     assert not run.exists()
 
@@ -72,7 +69,7 @@ def test_atari_bad_input(tmp_path, capsys, argv, message):
     ("truncate", "truncated or corrupt"),
     ("foreign", "not an rlgen checkpoint"),
 ])
-def test_resume_from_a_bad_checkpoint(tmp_path, capsys, content, message):
+def test_resume_from_a_bad_checkpoint(tmp_path, bad_input, content, message):
     run = tmp_path / "run"
     run.mkdir()
     if content == "truncate":
@@ -82,8 +79,5 @@ def test_resume_from_a_bad_checkpoint(tmp_path, capsys, content, message):
     else:
         torch.save({"model": torch.zeros(3)}, run / "checkpoint.pt")
     before = sorted(os.listdir(run)), (run / "checkpoint.pt").read_bytes()
-    with pytest.raises(SystemExit) as exc:
-        cli.run(dqn.main, dqn.Args, ["--resume", str(run)])
-    err = capsys.readouterr().err
-    assert exc.value.code == 2 and err.count("\n") == 1 and message in err
+    bad_input(dqn.main, dqn.Args, ["--resume", str(run)], message)
     assert (sorted(os.listdir(run)), (run / "checkpoint.pt").read_bytes()) == before

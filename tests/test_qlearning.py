@@ -9,7 +9,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rlgen import checkpoint, cli
 from rlgen.rl import qlearning as ql
 
 
@@ -165,22 +164,15 @@ def test_cartpole_discretised_learns(run_dir):
     assert "eval_success_rate" not in s
 
 
-def test_same_seed_same_numbers_and_resume_is_exact(run_dir, tmp_path, monkeypatch):
+def test_same_seed_same_numbers_and_resume_is_exact(run_dir, tmp_path, kill_after_saves):
     common = dict(env="FrozenLake", seed=3, episodes=2_000, eval_episodes=100, gif=False)
     full = ql.main(ql.Args(run_dir=str(tmp_path / "full"), checkpoint_every=500, **common))
 
-    real_save, calls = checkpoint.save, []
-
-    def save_then_die(*a, **kw):  # the run is killed right after its second checkpoint
-        real_save(*a, **kw)
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    arm, disarm = kill_after_saves
+    arm(2)  # the run is killed right after its second checkpoint
     with pytest.raises(KeyboardInterrupt):
         ql.main(ql.Args(run_dir=str(run_dir), checkpoint_every=500, **common))
-    monkeypatch.setattr(checkpoint, "save", real_save)
+    disarm()
     resumed = ql.main(ql.Args(resume=str(run_dir)))
     for key in ("env_steps", "episodes", "eval_return_mean", "eval_success_rate", "optimal_eval_return_mean"):
         assert resumed[key] == full[key], key
@@ -201,11 +193,7 @@ def test_same_seed_same_numbers_and_resume_is_exact(run_dir, tmp_path, monkeypat
     (["--env", "CartPole", "--bins", "1,2"], "--bins"),
     (["--env", "NoSuchEnv"], "unknown environment"),
 ])
-def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, bad_input):
     run_dir = tmp_path / "never"
-    with pytest.raises(SystemExit) as err:
-        cli.run(ql.main, ql.Args, argv=[*argv, "--run-dir", str(run_dir)])
-    assert err.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    bad_input(ql.main, ql.Args, [*argv, "--run-dir", str(run_dir)], message)
     assert not run_dir.exists()

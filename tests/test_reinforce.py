@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from rlgen import checkpoint, cli
 from rlgen.rl import reinforce as rf
 
 
@@ -81,7 +80,7 @@ def test_karpathy_wrapper_gives_frame_differences():
 
 
 # -- learning with fixed seeds, and exact resume --------------------------------------------------
-def test_cartpole_learns_and_resume_reproduces_the_uninterrupted_run(run_dir, tmp_path, monkeypatch):
+def test_cartpole_learns_and_resume_reproduces_the_uninterrupted_run(run_dir, tmp_path, kill_after_saves):
     common = dict(env="CartPole", seed=0, episodes=60, batch_episodes=2, checkpoint_every=20, eval_episodes=3,
                   gif=False, device="cpu")
     full = rf.main(rf.Args(run_dir=str(tmp_path / "full"), **common))
@@ -90,18 +89,11 @@ def test_cartpole_learns_and_resume_reproduces_the_uninterrupted_run(run_dir, tm
     history = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["history"]["return"].numpy()
     assert history[-20:].mean() > 2 * history[:20].mean()  # learning, not noise: ~22 → well above 44
 
-    real_save, calls = checkpoint.save, []
-
-    def save_then_die(*a, **kw):  # killed right after the checkpoint at episode 40
-        real_save(*a, **kw)
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    arm, disarm = kill_after_saves
+    arm(2)  # killed right after the checkpoint at episode 40
     with pytest.raises(KeyboardInterrupt):
         rf.main(rf.Args(run_dir=str(run_dir), **common))
-    monkeypatch.setattr(checkpoint, "save", real_save)
+    disarm()
     resumed = rf.main(rf.Args(resume=str(run_dir)))
     for key in ("env_steps", "episodes", "updates", "eval_return_mean", "final_ema_return"):
         assert resumed[key] == full[key], key
@@ -121,21 +113,14 @@ def test_solved_rule_stops_training(run_dir):
 
 # -- Pong from pixels: a smoke run --------------------------------------------------------------------
 @pytest.mark.parametrize("preprocess", ["karpathy", "stack"])
-def test_pong_smoke_trains_checkpoints_resumes_and_writes_a_gif(preprocess, run_dir, monkeypatch):
+def test_pong_smoke_trains_checkpoints_resumes_and_writes_a_gif(preprocess, run_dir, kill_after_saves):
     args = rf.Args(env="Pong", preprocess=preprocess, episodes=3, batch_episodes=1, max_episode_steps=12,
                    checkpoint_every=1, eval_episodes=1, run_dir=str(run_dir), device="cpu")
-    real_save, calls = checkpoint.save, []
-
-    def save_then_die(*a, **kw):
-        real_save(*a, **kw)
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(checkpoint, "save", save_then_die)
+    arm, disarm = kill_after_saves
+    arm(2)
     with pytest.raises(KeyboardInterrupt):
         rf.main(args)
-    monkeypatch.setattr(checkpoint, "save", real_save)
+    disarm()
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["episode"] == 2
     s = rf.main(rf.Args(resume=str(run_dir)))
     assert s["env"] == "ALE/Pong-v5" and s["episodes"] == 3 and s["env_steps"] == 36
@@ -153,11 +138,7 @@ def test_pong_smoke_trains_checkpoints_resumes_and_writes_a_gif(preprocess, run_
     (["--hidden", "a,b"], "--hidden"),
     (["--env", "Pongg"], "unknown"),
 ])
-def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, bad_input):
     run_dir = tmp_path / "never"
-    with pytest.raises(SystemExit) as err:
-        cli.run(rf.main, rf.Args, argv=[*argv, "--run-dir", str(run_dir)])
-    assert err.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    bad_input(rf.main, rf.Args, [*argv, "--run-dir", str(run_dir)], message)
     assert not run_dir.exists()
