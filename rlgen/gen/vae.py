@@ -1,0 +1,474 @@
+"""Variational autoencoder (Kingma & Welling 2014, "Auto-encoding variational Bayes"; Rezende et al.
+2014), with the importance-weighted bound of Burda et al. 2015 ("Importance weighted autoencoders")
+as the test log-likelihood estimate.
+
+An encoder q(z|x) = N(μ(x), diag σ²(x)) and a decoder p(x|z) with a standard-normal prior p(z):
+
+    ELBO(x) = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z))        (reconstruction + KL, both per image)
+    KL      = ½ Σ_j (μ_j² + σ_j² − 1 − log σ_j²)          (closed form for Gaussians)
+    IWAE_k  = E[log (1/k) Σ_i p(x, z_i) / q(z_i|x)],  z_i ~ q(z|x)
+
+IWAE_1 is the ELBO (in expectation), IWAE_k only grows with k and tends to log p(x). Numbers are
+negative bounds in nats per image (lower is better), as papers report them.
+
+Likelihoods: Bernoulli (logits) for binarized images, by default a fixed threshold at 128 so
+numbers compare across models (``--binarize stochastic`` re-draws pixels each epoch as Burda et al.
+do); a discretized logistic per pixel and channel (Salimans et al. 2017, "PixelCNN++", one
+component) for grey or colour 8-bit images. Encoders and decoders come from :mod:`rlgen.nets`:
+an MLP or the convolutional encoder with its mirrored decoder.
+
+    python -m rlgen.gen.vae --data mnist5k                    # conv VAE, binarized digits
+    python -m rlgen.gen.vae --data mnist5k --arch mlp --latent-dim 2   # with the manifold grid
+    python -m rlgen.gen.vae --data faces --image-size 32      # colour, discretized logistic
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlgen import checkpoint, cli
+from rlgen.data import save_grid
+from rlgen.errors import UsageError
+from rlgen.gen.common import binarize, latent_walk, load_images, save_curves, save_gif, to_uint8_frames
+from rlgen.nets import MLP, ConvDecoder, ConvEncoder
+from rlgen.track import RunArgs, Tracker, default_run_dir
+from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state
+
+ALGO = "vae"
+
+
+@dataclass
+class Args(RunArgs):
+    data: str = "mnist5k"
+    """dataset name (mnist5k, mnist, fashion-mnist, cifar10, faces, folder:PATH, ...)"""
+    arch: Literal["conv", "mlp"] = "conv"
+    """encoder/decoder pair: conv (ConvEncoder + mirrored ConvDecoder) or mlp"""
+    likelihood: Literal["auto", "bernoulli", "logistic"] = "auto"
+    """p(x|z): bernoulli on binarized pixels, logistic (discretized, 256 levels); auto: bernoulli for grey data"""
+    binarize: Literal["threshold", "stochastic"] = "threshold"
+    """how grey pixels become {0, 1} for bernoulli: threshold at 128, or Bernoulli(x/255) re-drawn every epoch"""
+    image_size: int | None = None
+    """resize images to this many pixels square (default: the data's own size)"""
+    latent_dim: int = 32
+    """size of z (2 also writes the decoded manifold grid)"""
+    hidden: str = "512,256"
+    """hidden widths of the mlp encoder (the decoder mirrors them)"""
+    channels: str = "32,64,128"
+    """channels of the conv encoder's stride-2 layers (the decoder mirrors them)"""
+    seed: int = 0
+    """seed for initialisation, minibatch order and every sample drawn"""
+    device: str = "auto"
+    """auto, cpu or cuda"""
+    epochs: int = 130
+    """passes over the training split (sets the learning-rate schedule)"""
+    minutes: float | None = None
+    """also stop at the first minibatch after this much training wall time"""
+    batch_size: int = 64
+    """minibatch size"""
+    lr: float = 2e-3
+    """peak Adam learning rate (one-cycle schedule over --epochs)"""
+    weight_decay: float = 0.0
+    """Adam weight decay"""
+    shift: int = 2
+    """random translations of training images by up to this many pixels (regularises small datasets; 0: off)"""
+    kl_warmup: int = 5
+    """epochs over which the KL weight ramps from 0 to 1 (Sønderby et al. 2016); reported ELBOs use 1"""
+    iwae_k: int = 1000
+    """importance samples for the final test bound (Burda et al. 2015); 0 skips it"""
+    eval_every: int = 10
+    """epochs between test-ELBO evaluations"""
+    checkpoint_every: int = 10
+    """epochs between checkpoints (0: only at the end)"""
+    threads: int = 1
+    """torch CPU threads"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Small parts: likelihoods and the bounds
+# ---------------------------------------------------------------------------------------------
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(0, 1)) summed over the latent dimensions: one value per row."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+
+
+def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log p(x|z) for {0, 1} pixels, summed per image; ``logits`` may carry extra leading sample dims."""
+    return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").flatten(-3).sum(-1)
+
+
+def logistic_log_prob(params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log P(x|z) of 8-bit pixels under a discretized logistic per pixel and channel, summed per image.
+
+    ``params`` holds mean and log-scale stacked on the channel axis (2C channels); ``x`` is uint8
+    mapped to [−1, 1]. Each of the 256 levels gets the logistic mass of its bin of width 2/255;
+    the end levels take the whole tail (Salimans et al. 2017, eq. 2).
+    """
+    c = x.shape[-3]
+    mean, log_scale = params[..., :c, :, :], params[..., c:, :, :].clamp(min=-7.0)
+    y = x.float() / 127.5 - 1.0
+    inv = torch.exp(-log_scale)
+    upper = inv * (y - mean + 1.0 / 255)
+    lower = inv * (y - mean - 1.0 / 255)
+    # log(σ(u) − σ(l)) written stably; the edges use log σ(u) and log(1 − σ(l)) = −softplus(l).
+    log_cdf_upper = F.logsigmoid(upper)
+    log_one_minus_cdf_lower = -F.softplus(lower)
+    mid = torch.log((torch.sigmoid(upper) - torch.sigmoid(lower)).clamp_min(1e-12))
+    # Where the bin is so thin that the difference underflows, use the density times the width.
+    centre = inv * (y - mean)
+    log_pdf_mid = centre - log_scale - 2.0 * F.softplus(centre) + math.log(2.0 / 255)
+    mid = torch.where(torch.sigmoid(upper) - torch.sigmoid(lower) > 1e-5, mid, log_pdf_mid)
+    logp = torch.where(x == 0, log_cdf_upper, torch.where(x == 255, log_one_minus_cdf_lower, mid))
+    return logp.flatten(-3).sum(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+class VAE(nn.Module):
+    """Encoder → (μ, log σ²); decoder → likelihood parameters; ``sample`` and ``decode`` give [0, 1] means."""
+
+    def __init__(self, image_shape: tuple[int, int, int], arch: str, latent_dim: int, likelihood: str,
+                 hidden: tuple[int, ...], channels: tuple[int, ...]) -> None:
+        super().__init__()
+        self.image_shape, self.latent_dim, self.likelihood = tuple(image_shape), latent_dim, likelihood
+        c, h, w = image_shape
+        out_c = c if likelihood == "bernoulli" else 2 * c
+        if arch == "conv":
+            self.encoder: nn.Module = ConvEncoder(image_shape, channels=channels, features=None)
+            self.decoder: nn.Module = ConvDecoder(latent_dim, (out_c, h, w), channels=channels)
+        else:
+            self.encoder = MLP(image_shape, hidden=hidden)
+            widths = (latent_dim, *reversed(hidden))
+            layers: list[nn.Module] = []
+            for a, b in zip(widths, widths[1:]):
+                layers += [nn.Linear(a, b), nn.ReLU()]
+            self.decoder = nn.Sequential(*layers, nn.Linear(widths[-1], out_c * h * w), nn.Unflatten(1, (out_c, h, w)))
+        self.to_latent = nn.Linear(self.encoder.out_dim, 2 * latent_dim)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x) as (μ, log σ²); ``x`` is {0, 1} for bernoulli, uint8 otherwise."""
+        inp = x * 2.0 - 1.0 if self.likelihood == "bernoulli" else x.float() / 127.5 - 1.0
+        mu, logvar = self.to_latent(self.encoder(inp)).chunk(2, dim=-1)
+        return mu, logvar.clamp(-12.0, 8.0)
+
+    def decoder_params(self, z: torch.Tensor) -> torch.Tensor:
+        lead = z.shape[:-1]
+        out = self.decoder(z.reshape(-1, self.latent_dim))
+        return out.reshape(*lead, *out.shape[1:])
+
+    def log_px(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.likelihood == "bernoulli":
+            return bernoulli_log_prob(params, x)
+        return logistic_log_prob(params, x)
+
+    def elbo(self, x: torch.Tensor, beta: float = 1.0,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-image (ELBO with KL weight ``beta``, reconstruction log-likelihood, KL), one z sample each."""
+        mu, logvar = self.encode(x)
+        eps = torch.randn(mu.shape, generator=generator).to(mu.device) if generator is not None \
+            else torch.randn_like(mu)
+        z = mu + eps * (0.5 * logvar).exp()
+        rec = self.log_px(self.decoder_params(z), x)
+        kl = gaussian_kl(mu, logvar)
+        return rec - beta * kl, rec, kl
+
+    @torch.no_grad()
+    def iwae(self, x: torch.Tensor, k: int, generator: torch.Generator, chunk: int = 100) -> torch.Tensor:
+        """log (1/k) Σ_i p(x, z_i)/q(z_i|x) per image, streaming over chunks of samples (Burda et al. 2015)."""
+        mu, logvar = self.encode(x)
+        std = (0.5 * logvar).exp()
+        total = torch.full((len(x),), -math.inf, device=x.device)
+        done = 0
+        while done < k:
+            m = min(chunk, k - done)
+            eps = torch.randn((m, *mu.shape), generator=generator).to(mu.device)
+            z = mu + eps * std
+            log_pz = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(-1)
+            log_qz = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(-1)
+            log_w = self.log_px(self.decoder_params(z), x) + log_pz - log_qz
+            total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
+            done += m
+        return total - math.log(k)
+
+    def mean_image(self, params: torch.Tensor) -> torch.Tensor:
+        """The decoder's mean in [0, 1] (pixel probabilities, or the logistic's location)."""
+        c = self.image_shape[0]
+        if self.likelihood == "bernoulli":
+            return torch.sigmoid(params)
+        return ((params[:, :c] + 1.0) / 2.0).clamp(0, 1)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.mean_image(self.decoder_params(z))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` decoder means for z drawn from the prior, float (n, C, H, W) in [0, 1]."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator).to(device)
+        return self.decode(z)
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by its own (dy, dx) in [−max_shift, max_shift], filling with zeros, in one gather."""
+    if max_shift <= 0:
+        return x
+    b, c, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4)
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b, 1), generator=generator).to(x.device)
+    rows = (dy + torch.arange(h, device=x.device))[:, :, None]
+    cols = (dx + torch.arange(w, device=x.device))[:, None, :]
+    return padded[torch.arange(b, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise UsageError(f"--{flag} {text!r} must be comma-separated positive integers, e.g. 32,64,128")
+    return values
+
+
+def build_model(args: Args, image_shape: tuple[int, int, int]) -> VAE:
+    return VAE(image_shape, args.arch, args.latent_dim, args.likelihood, _ints(args.hidden, "hidden"),
+               _ints(args.channels, "channels"))
+
+
+def sampler_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> VAE:
+    """Rebuild a trained VAE from its checkpoint (the sampler contract of :mod:`rlgen.gen.common`)."""
+    args = Args(**{k: v for k, v in ckpt["args"].items() if k in {f.name for f in dataclasses.fields(Args)}})
+    model = build_model(args, tuple(ckpt["image_shape"]))  # type: ignore[arg-type]
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+def resolve(args: Args) -> Args:
+    for name in ("latent_dim", "epochs", "batch_size", "eval_every", "threads"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
+    if args.lr <= 0:
+        raise UsageError(f"--lr {args.lr} must be positive")
+    if args.shift < 0:
+        raise UsageError(f"--shift {args.shift} must be 0 (off) or a positive number of pixels")
+    if args.iwae_k < 0:
+        raise UsageError(f"--iwae-k {args.iwae_k} must be 0 (skip) or a positive sample count")
+    _ints(args.hidden, "hidden"), _ints(args.channels, "channels")
+    return args
+
+
+def prepare(args: Args) -> tuple[Args, dict[str, torch.Tensor | None]]:
+    """Train and test tensors as the likelihood wants them; resolves ``--likelihood auto``."""
+    train_x, train_y, _ = load_images(args.data, "train", args.image_size)
+    test_x, test_y, _ = load_images(args.data, "test", args.image_size)
+    if args.likelihood == "auto":
+        args = dataclasses.replace(args, likelihood="bernoulli" if train_x.shape[1] == 1 else "logistic")
+    if args.arch == "conv":
+        # The decoder mirrors the encoder's sizes; a map shrunk to nothing is the user's image size.
+        n_down = len(_ints(args.channels, "channels"))
+        if min(train_x.shape[2:]) < 2 ** n_down:
+            raise UsageError(f"image size {tuple(train_x.shape[2:])} is too small for {n_down} stride-2 conv "
+                             f"layers; use at least {2 ** n_down} px or fewer --channels")
+    data: dict[str, torch.Tensor | None] = {"train_raw": train_x, "train_y": train_y, "test_y": test_y}
+    if args.likelihood == "bernoulli":
+        # The test split is binarized once (a fixed draw for 'stochastic') so every evaluation agrees.
+        data["test"] = binarize(test_x, args.binarize, torch.Generator().manual_seed(12345))
+        data["train"] = binarize(train_x, "threshold") if args.binarize == "threshold" else None
+    else:
+        data["test"], data["train"] = test_x, train_x
+    return args, data
+
+
+@torch.no_grad()
+def evaluate_elbo(model: VAE, x: torch.Tensor, device: torch.device, seed: int, batch: int = 500) -> dict[str, float]:
+    """Mean test ELBO, reconstruction and KL (nats per image) with one fixed-seed z per image."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    sums = np.zeros(3)
+    for chunk in x.split(batch):
+        elbo, rec, kl = model.elbo(chunk.to(device), generator=gen)
+        sums += [float(elbo.sum()), float(rec.sum()), float(kl.sum())]
+    model.train()
+    return dict(zip(("elbo", "rec", "kl"), (sums / len(x)).tolist()))
+
+
+@torch.no_grad()
+def evaluate_iwae(model: VAE, x: torch.Tensor, k: int, device: torch.device, seed: int,
+                  batch: int = 50) -> float:
+    """Mean IWAE_k bound over ``x`` (nats per image, a lower bound on log p(x))."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    total = sum(float(model.iwae(chunk.to(device), k, gen).sum()) for chunk in x.split(batch))
+    model.train()
+    return total / len(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+def main(args: Args) -> dict[str, Any]:
+    """Train; returns the summary that is also written to ``summary.json``."""
+    ckpt = None
+    if args.resume:
+        args, ckpt = checkpoint.resume_args(Args, args, ALGO)
+    args = resolve(args)
+    args, data = prepare(args)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO, args.data)
+    args = dataclasses.replace(args, run_dir=str(run_dir))
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    seed_everything(args.seed)
+    order_gen = torch.Generator().manual_seed(args.seed)  # minibatch order and stochastic binarization
+
+    train_raw, test = data["train_raw"], data["test"]
+    assert train_raw is not None and test is not None
+    image_shape = tuple(train_raw.shape[1:])
+    model = build_model(args, image_shape).to(device)  # type: ignore[arg-type]
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    steps_per_epoch = math.ceil(len(train_raw) / args.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
+                                                pct_start=0.1)
+    epoch, step, train_seconds = 0, 0, 0.0
+    history: dict[str, list[float]] = {"epoch": [], "train_elbo": [], "eval_epoch": [], "test_elbo": []}
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        epoch, step, train_seconds = ckpt["epoch"], ckpt["step"], ckpt["train_seconds"]
+        history = {k: v.tolist() for k, v in ckpt["history"].items()}
+        set_rng_state(ckpt["rng"])
+        order_gen.set_state(ckpt["order_rng"])
+
+    tracker = Tracker.for_run(run_dir, args, algo=ALGO, resume_step=step if ckpt else None,
+                              bar_keys=("train_elbo", "test_elbo"))
+
+    def save_checkpoint() -> None:
+        checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=asdict(args), step=step, epoch=epoch,
+                        image_shape=list(image_shape), model=model.state_dict(), optimizer=opt.state_dict(),
+                        scheduler=sched.state_dict(), train_seconds=train_seconds,
+                        history={k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
+                        rng=rng_state(), order_rng=order_gen.get_state())
+
+    budget = args.minutes * 60 if args.minutes is not None else math.inf
+    bar = tracker.progress(args.epochs, initial=epoch, unit="epoch")
+    model.train()
+    try:
+        while epoch < args.epochs and train_seconds < budget:
+            tick = time.perf_counter()
+            if args.likelihood == "bernoulli" and args.binarize == "stochastic":
+                train = binarize(train_raw, "stochastic", order_gen)
+            else:
+                train = data["train"]
+            assert train is not None
+            sums, seen = 0.0, 0
+            beta = min(1.0, (epoch + 1) / args.kl_warmup) if args.kl_warmup > 0 else 1.0
+            for idx in torch.randperm(len(train), generator=order_gen).split(args.batch_size):
+                x = random_shift(train[idx].to(device), args.shift, order_gen)
+                elbo, rec, kl = model.elbo(x, beta=beta)
+                loss = -elbo.mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                sums += float((rec - kl).sum().detach())
+                seen += len(x)
+                if train_seconds + time.perf_counter() - tick >= budget:
+                    break
+            epoch += 1
+            train_seconds += time.perf_counter() - tick
+            metrics = {"train_elbo": sums / seen, "kl_weight": beta, "lr": sched.get_last_lr()[0], "epoch": epoch}
+            history["epoch"].append(epoch)
+            history["train_elbo"].append(metrics["train_elbo"])
+            if epoch % args.eval_every == 0 or epoch == args.epochs:
+                ev = evaluate_elbo(model, test, device, seed=args.seed)
+                metrics.update(test_elbo=ev["elbo"], test_rec=ev["rec"], test_kl=ev["kl"])
+                history["eval_epoch"].append(epoch)
+                history["test_elbo"].append(ev["elbo"])
+            tracker.log(metrics, step)
+            bar.update(1)
+            if args.checkpoint_every and epoch % args.checkpoint_every == 0:
+                save_checkpoint()
+    finally:
+        bar.close()
+    save_checkpoint()
+
+    # -- final numbers ------------------------------------------------------------------------------
+    final = evaluate_elbo(model, test, device, seed=args.seed)
+    iwae = evaluate_iwae(model, test, args.iwae_k, device, seed=args.seed) if args.iwae_k else None
+    summary: dict[str, Any] = {
+        "algo": ALGO, "data": args.data, "arch": args.arch, "likelihood": args.likelihood, "seed": args.seed,
+        "latent_dim": args.latent_dim, "epochs": epoch, "steps": step, "binarize": args.binarize,
+        "train_seconds": round(train_seconds, 2), "train_minutes": round(train_seconds / 60, 3),
+        "wall_seconds": round(time.time() - tracker.start_time, 2),
+        "test_elbo_nats": -final["elbo"], "test_rec_nats": -final["rec"], "test_kl_nats": final["kl"],
+        "iwae_k": args.iwae_k, "test_iwae_nats": -iwae if iwae is not None else None,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+    if args.likelihood == "logistic":
+        dims = int(np.prod(image_shape))
+        summary["test_elbo_bits_per_dim"] = -final["elbo"] / (dims * math.log(2))
+        if iwae is not None:
+            summary["test_iwae_bits_per_dim"] = -iwae / (dims * math.log(2))
+
+    # -- pictures ---------------------------------------------------------------------------------
+    model.eval()
+    gen = torch.Generator().manual_seed(args.seed)
+    # The test splits are sorted by class; a fixed shuffle shows every class.
+    picks = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:48]
+    with torch.no_grad():
+        show = test[picks[:32]].to(device)
+        mu, _ = model.encode(show)
+        recon = model.decode(mu).cpu()
+        shown = show.cpu().float() if args.likelihood == "bernoulli" else show.cpu().float() / 255
+        pairs = torch.stack([shown, recon], 1).reshape(-1, *image_shape)  # input, reconstruction, ...
+        files = {
+            "reconstructions": save_grid(run_dir / "reconstructions.png", pairs, nrow=16, value_range=(0, 1),
+                                         title="test inputs (odd columns) and reconstructions (even)"),
+            "samples": save_grid(run_dir / "samples.png", model.sample(64, gen).cpu(), nrow=8, value_range=(0, 1),
+                                 title=f"VAE prior samples (decoder means), {args.data}"),
+        }
+        # A walk between encoded test images shows what the latent space has organised.
+        a, b = model.encode(test[picks[32:40]].to(device))[0], model.encode(test[picks[40:48]].to(device))[0]
+        t = torch.linspace(0, 1, 16, device=device)
+        ts = torch.cat([t, t.flip(0)])
+        frames = [to_uint8_frames(model.decode((1 - s) * a + s * b).cpu()) for s in ts]
+        grids = [np.concatenate(list(f), axis=1) for f in frames]
+        files["interpolation"] = save_gif(run_dir / "interpolation.gif", grids, fps=12)
+        if args.latent_dim == 2:
+            # Decode an evenly spaced grid of prior quantiles (Kingma & Welling 2014, fig. 4).
+            q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.03, 0.97, 20))
+            zz = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), -1).reshape(-1, 2)
+            files["manifold"] = save_grid(run_dir / "manifold.png", model.decode(zz.to(device)).cpu(), nrow=20,
+                                          value_range=(0, 1), padding=0, min_cell=28, title="decoded latent grid")
+        walk = latent_walk(model, 6, 10, gen)
+        files["latent_walk"] = save_gif(run_dir / "latent_walk.gif", to_uint8_frames(walk), fps=10)
+    files["learning_curve"] = save_curves(
+        run_dir / "learning_curve.png",
+        {"train ELBO": (history["epoch"], history["train_elbo"]), "test ELBO": (history["eval_epoch"],
+                                                                                history["test_elbo"])},
+        xlabel="epoch", ylabel="nats per image (higher is better)", title=f"VAE ({args.arch}) on {args.data}")
+    for key, path in files.items():
+        if path.suffix == ".gif":
+            tracker.log_video(key, path)
+        else:
+            tracker.log_image(key, path)
+    return {**summary, "run_dir": str(tracker.finish(summary))}
+
+
+if __name__ == "__main__":
+    cli.run(main, Args)
