@@ -69,7 +69,7 @@ class Args(RunArgs):
     """seed for initialisation, minibatch order and every sample drawn"""
     device: str = "auto"
     """auto, cpu or cuda"""
-    epochs: int = 130
+    epochs: int = 80
     """passes over the training split (sets the learning-rate schedule)"""
     minutes: float | None = None
     """also stop at the first minibatch after this much training wall time"""
