@@ -42,7 +42,7 @@ GOALS = {"vae-conv": 78.0, "pixelcnn": 68.0, "gated-pixelcnn": 67.0}
 # name → (module, args for a full run, args for --quick)
 ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "vae-mlp": ("rlgen.gen.vae", dict(arch="mlp", epochs=100), dict(arch="mlp", epochs=1, iwae_k=10)),
-    "vae-conv": ("rlgen.gen.vae", dict(arch="conv"), dict(arch="conv", epochs=1, iwae_k=10)),
+    "vae-conv": ("rlgen.gen.vae", dict(arch="conv", minutes=8.0), dict(arch="conv", epochs=1, iwae_k=10)),
     "pixelcnn": ("rlgen.gen.pixelcnn", dict(), dict(epochs=1)),
     "gated-pixelcnn": ("rlgen.gen.pixelcnn", dict(gated=True), dict(gated=True, epochs=1)),
     "gan-bce": ("rlgen.gen.gan", dict(loss="bce", arch="mlp"), dict(loss="bce", arch="mlp", minutes=0.1)),
