@@ -1,0 +1,664 @@
+"""Generative adversarial networks: the original GAN, LSGAN and DCGAN.
+
+A generator G maps noise z ~ N(0, I) to images; a discriminator D tells real images from G's.
+They play the minimax game of Goodfellow et al. 2014 ("Generative adversarial nets", NeurIPS),
+trained as in its Algorithm 1: ``--d-steps`` k updates of D, each on a fresh real batch and a
+fresh noise batch, then one update of G on fresh noise.
+
+Losses (D outputs a raw score s; σ is the logistic sigmoid):
+
+* ``bce`` (Goodfellow et al. 2014): D minimises −log σ(s(x)) − log(1 − σ(s(G(z)))), G minimises
+  the *non-saturating* −log σ(s(G(z))) (section 3 of the paper: log(1 − D(G(z))) saturates early
+  in training, when D rejects every sample, while −log D(G(z)) still gives strong gradients).
+* ``lsgan`` (Mao et al. 2017, "Least squares generative adversarial networks", ICCV), with the
+  0-1 coding a = 0, b = c = 1: D minimises ½(s(x) − 1)² + ½ s(G(z))², G minimises ½(s(G(z)) − 1)².
+
+``--label-smoothing 0.9`` replaces D's real target 1 by 0.9 (one-sided label smoothing, Salimans
+et al. 2016, "Improved techniques for training GANs"); fake targets stay at 0.
+
+Architectures:
+
+* ``dcgan`` (Radford et al. 2015, "Unsupervised representation learning with deep convolutional
+  generative adversarial networks", ICLR 2016): no pooling, only strided convolutions (4×4
+  kernels, stride 2) in D and fractionally-strided ones in G, BatchNorm in every layer except
+  G's output and D's input, ReLU in G with Tanh at the output, LeakyReLU(0.2) in D, weights drawn
+  from N(0, 0.02), Adam with lr 2e-4 and β1 = 0.5. The first G layer projects z to a 4×4 map
+  (a 4×4 transposed convolution of the 1×1 input, which is the paper's "matrix multiplication
+  reshaped into a 4-dimensional tensor"); each further layer doubles the size, so G makes 2^k px
+  images: 16, 32, 64 or 128. D mirrors G and ends in one 4×4 convolution to a single score. The
+  paper draws z uniformly; here z is Gaussian so latent walks can use spherical interpolation.
+* ``mlp``: fully connected G (z → w → 2w → 4w → pixels, LeakyReLU, Tanh) and D (pixels → 2w →
+  w → 1), for flat images such as 28-px MNIST, in the spirit of the 2014 paper's MNIST model.
+
+During training a grid of G's images from a fixed noise batch is saved every ``--sample-every``
+steps (``samples/step_NNNNNN.png``) and animated into ``training.gif`` at the end; D and G losses
+and the mean scores D(x), D(G(z)) are logged and drawn in ``losses.png``. When the running mean of
+D's loss stays within ``--collapse-threshold`` × its equilibrium value (2 log 2 for bce, ¼ for
+lsgan) of the lowest loss D can reach (0, or the entropy of a smoothed label) for
+``--collapse-patience`` steps, a warning is raised and ``d_collapsed`` is logged: D has won and G
+gets almost no gradient. At the end, ``--fid-samples`` images are scored with
+:func:`rlgen.gen.metrics.sample_quality` (a classifier-based Fréchet distance with its real-data
+floor, and the entropy of the predicted classes).
+
+    python -m rlgen.gen.gan --data mnist5k --loss bce --arch mlp
+    python -m rlgen.gen.gan --data mnist5k --loss lsgan --arch mlp
+    python -m rlgen.gen.gan --data mnist5k --arch dcgan            # resized to 32 px
+    python -m rlgen.gen.gan --data faces --arch dcgan              # 32 px, ≤ 20 min on one CPU core
+    python -m rlgen.gen.gan --data folder:~/anime-faces.zip --arch dcgan --image-size 64 --device cuda
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlgen import checkpoint, cli
+from rlgen.data.grid import save_grid
+from rlgen.errors import UsageError
+from rlgen.gen.common import load_images, save_gif
+from rlgen.track import RunArgs, Tracker, default_run_dir
+from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state
+
+ALGO = "gan"
+DCGAN_SIZES = (16, 32, 64, 128)
+STATS = ("d_loss", "g_loss", "d_real", "d_fake")  # one row of the per-step history
+
+
+@dataclass
+class Args(RunArgs):
+    data: str = "mnist5k"
+    """training images: mnist5k, faces, folder:PATH (a directory or .zip of images), or any rlgen dataset"""
+    loss: Literal["bce", "lsgan"] = "bce"
+    """bce: non-saturating GAN loss (Goodfellow et al. 2014); lsgan: least squares (Mao et al. 2017)"""
+    arch: Literal["mlp", "dcgan"] | None = None
+    """mlp (flat images) or dcgan (Radford et al. 2015) (default: per dataset)"""
+    image_size: int | None = None
+    """training image size in px; dcgan makes 16, 32, 64 or 128 (default: per dataset)"""
+    seed: int = 0
+    """seed for the networks, the data order and the noise"""
+    device: str = "auto"
+    """auto, cpu or cuda"""
+    latent_dim: int = 100
+    """size of the noise vector z ~ N(0, I)"""
+    width: int | None = None
+    """dcgan: channels of G's last and D's first layer (64 in the paper); mlp: hidden width w (default: per data)"""
+    lr: float | None = None
+    """Adam learning rate of both networks (default: 2e-4, as in DCGAN)"""
+    beta1: float = 0.5
+    """Adam β1 (0.5 in DCGAN: the default 0.9 oscillates)"""
+    beta2: float = 0.999
+    """Adam β2"""
+    batch_size: int | None = None
+    """images per batch, real and generated alike (default: per data)"""
+    d_steps: int = 1
+    """discriminator updates per generator update (k in Goodfellow et al.'s Algorithm 1)"""
+    label_smoothing: float | None = None
+    """D's target for real images: 1 is none, 0.9 is one-sided label smoothing (Salimans et al. 2016) (default: per
+    data)"""
+    steps: int | None = None
+    """generator updates (default: per dataset)"""
+    epochs: float | None = None
+    """train for this many passes over the data instead of --steps (D sees k real batches per step)"""
+    minutes: float | None = None
+    """wall-clock training budget in minutes (the training loop, grids and checkpoints included; not data loading
+    or the final scoring): stop at the first step boundary past it (default: per dataset)"""
+    sample_every: int | None = None
+    """save the fixed-noise sample grid every this many steps (default: about 25 grids per run)"""
+    log_every: int = 50
+    """log the mean losses and scores of the last this many steps"""
+    checkpoint_every: int = 500
+    """save a checkpoint every this many steps (0: only at the end)"""
+    fid_samples: int = 1000
+    """images scored by the classifier Fréchet distance at the end (0: skip)"""
+    collapse_threshold: float = 0.05
+    """warn when D's running-mean loss stays below this fraction of its equilibrium value (0: never)"""
+    collapse_patience: int = 200
+    """steps the running mean must stay below --collapse-threshold before the warning"""
+    threads: int = 1
+    """torch CPU threads"""
+
+
+# Defaults in one table, most specific last: every dataset, the architecture, the dataset (the part
+# before ':' for folder:PATH), then the dataset with that architecture. Budgets are measured on one
+# shared CPU core (see the module docstring commands); a GPU finishes the same steps far sooner.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "*": dict(arch="dcgan", lr=2e-4, label_smoothing=1.0, minutes=None),
+    "mlp": dict(image_size=None, width=128, batch_size=64, steps=10_000),
+    "dcgan": dict(image_size=64, width=64, batch_size=128, steps=10_000),
+    "mnist5k": dict(arch="mlp"),
+    "mnist5k/mlp": dict(steps=8_000, minutes=5.0),
+    "mnist5k/dcgan": dict(image_size=32, width=32, batch_size=64, steps=2_000, minutes=5.0),
+    "faces": dict(arch="dcgan", image_size=32),
+    "faces/mlp": dict(steps=15_000, minutes=10.0),
+    # one-sided smoothing on faces: Fréchet distance 83 against 122 without it (that run also got 3,068 steps to
+    # 4,884 within its 17 minutes, on a busier CPU, so part of the gain is more steps)
+    "faces/dcgan": dict(width=32, batch_size=64, label_smoothing=0.9, steps=5_000, minutes=17.0),
+    "folder/dcgan": dict(image_size=64, width=64, batch_size=128, steps=20_000),
+}
+RESOLVED = ("arch", "image_size", "width", "lr", "label_smoothing", "batch_size", "steps", "minutes")
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------
+def bce_d_loss(real: torch.Tensor, fake: torch.Tensor, real_target: float = 1.0) -> torch.Tensor:
+    """D's loss from raw scores: −[t log σ(s_r) + (1 − t) log(1 − σ(s_r))] − log(1 − σ(s_f)), batch means.
+
+    ``real_target`` t < 1 is one-sided label smoothing; computed from logits for numerical stability.
+    """
+    return (F.binary_cross_entropy_with_logits(real, torch.full_like(real, real_target))
+            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+
+
+def bce_g_loss(fake: torch.Tensor) -> torch.Tensor:
+    """The non-saturating generator loss −log σ(s(G(z))) (Goodfellow et al. 2014, section 3)."""
+    return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+
+
+def lsgan_d_loss(real: torch.Tensor, fake: torch.Tensor, real_target: float = 1.0) -> torch.Tensor:
+    """½ E[(s(x) − b)²] + ½ E[(s(G(z)) − a)²] with a = 0 and b = ``real_target`` (Mao et al. 2017, eq. 2)."""
+    return 0.5 * (real - real_target).pow(2).mean() + 0.5 * fake.pow(2).mean()
+
+
+def lsgan_g_loss(fake: torch.Tensor) -> torch.Tensor:
+    """½ E[(s(G(z)) − c)²] with c = 1 (Mao et al. 2017, eq. 2)."""
+    return 0.5 * (fake - 1.0).pow(2).mean()
+
+
+LOSSES = {"bce": (bce_d_loss, bce_g_loss), "lsgan": (lsgan_d_loss, lsgan_g_loss)}
+# D's loss when it cannot tell real from fake (D = ½ everywhere for bce, s = ½ for lsgan).
+EQUILIBRIUM_D_LOSS = {"bce": 2 * math.log(2), "lsgan": 0.25}
+
+
+def d_loss_floor(loss: str, real_target: float) -> float:
+    """The lowest loss D can reach: with a smoothed real target t the bce real term cannot go below the
+    binary entropy −t log t − (1 − t) log(1 − t); lsgan reaches 0 with s(x) = t. The collapse rule measures above it."""
+    if loss == "lsgan" or real_target >= 1.0:
+        return 0.0
+    t = real_target
+    return -(t * math.log(t) + (1 - t) * math.log(1 - t))
+
+
+def d_score(out: torch.Tensor, loss: str) -> torch.Tensor:
+    """What D says about a batch, on the scale its loss uses: the probability σ(s) for bce, s for lsgan."""
+    return torch.sigmoid(out) if loss == "bce" else out
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks
+# ---------------------------------------------------------------------------------------------
+def dcgan_generator(latent_dim: int, channels: int, size: int, width: int) -> nn.Sequential:
+    """z (n, latent_dim, 1, 1) → (n, channels, size, size) in [−1, 1]: project to 4×4, then double to ``size``."""
+    n_up = int(math.log2(size)) - 2  # stride-2 layers after the 4×4 projection
+    ch = width * 2 ** (n_up - 1)
+    layers: list[nn.Module] = [nn.ConvTranspose2d(latent_dim, ch, 4, 1, 0, bias=False), nn.BatchNorm2d(ch),
+                               nn.ReLU(True)]
+    for _ in range(n_up - 1):
+        layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+        ch //= 2
+    layers += [nn.ConvTranspose2d(ch, channels, 4, 2, 1, bias=False), nn.Tanh()]  # no BatchNorm at the output
+    return nn.Sequential(*layers)
+
+
+def dcgan_discriminator(channels: int, size: int, width: int) -> nn.Sequential:
+    """(n, channels, size, size) → (n, 1, 1, 1) raw scores: halve to 4×4, then one 4×4 convolution."""
+    n_down = int(math.log2(size)) - 2
+    ch = width
+    layers: list[nn.Module] = [nn.Conv2d(channels, ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]  # no BN
+    for _ in range(n_down - 1):
+        layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2), nn.LeakyReLU(0.2, True)]
+        ch *= 2
+    layers += [nn.Conv2d(ch, 1, 4, 1, 0, bias=False)]
+    return nn.Sequential(*layers)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """Radford et al.: all weights from N(0, 0.02); BatchNorm scales from N(1, 0.02), shifts 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """G: z (n, latent_dim) → images (n, C, H, W) in [−1, 1]; the sampler contract of :mod:`rlgen.gen.common`."""
+
+    def __init__(self, arch: str, latent_dim: int, image_shape: tuple[int, int, int], width: int) -> None:
+        super().__init__()
+        self.arch, self.latent_dim, self.image_shape = arch, int(latent_dim), tuple(int(s) for s in image_shape)
+        c, h, w = self.image_shape
+        if arch == "dcgan":
+            self.net = dcgan_generator(self.latent_dim, c, h, width)
+            self.apply(dcgan_init)
+        else:
+            # BatchNorm in G's hidden layers, the DCGAN lesson carried over: without it the pixels stay speckled
+            self.net = nn.Sequential(
+                nn.Linear(self.latent_dim, width), nn.BatchNorm1d(width), nn.LeakyReLU(0.2, True),
+                nn.Linear(width, 2 * width), nn.BatchNorm1d(2 * width), nn.LeakyReLU(0.2, True),
+                nn.Linear(2 * width, 4 * width), nn.BatchNorm1d(4 * width), nn.LeakyReLU(0.2, True),
+                nn.Linear(4 * width, c * h * w), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        n = z.shape[0]
+        if self.arch == "dcgan":
+            return self.net(z.reshape(n, self.latent_dim, 1, 1))
+        return self.net(z.reshape(n, self.latent_dim)).reshape(n, *self.image_shape)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (n, latent_dim) → images in [0, 1]."""
+        return (self(z) + 1.0) / 2.0
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` images in [0, 1]; the noise is drawn on the CPU from ``generator``, so a seed fixes them."""
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator)
+        return torch.cat([self.decode(chunk.to(device)).cpu() for chunk in z.split(500)])
+
+
+class Discriminator(nn.Module):
+    """D: images (n, C, H, W) in [−1, 1] → raw scores (n,) (logits for bce, values for lsgan)."""
+
+    def __init__(self, arch: str, image_shape: tuple[int, int, int], width: int) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        if arch == "dcgan":
+            self.net = dcgan_discriminator(c, h, width)
+            self.apply(dcgan_init)
+        else:
+            self.net = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(c * h * w, 2 * width), nn.LeakyReLU(0.2, True),
+                nn.Linear(2 * width, width), nn.LeakyReLU(0.2, True),
+                nn.Linear(width, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).reshape(-1)
+
+
+def sampler_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> Generator:
+    """The trained generator of a ``gan`` checkpoint, on ``device``, in eval mode (BatchNorm running stats)."""
+    a = ckpt["args"]
+    model = Generator(a["arch"], a["latent_dim"], tuple(ckpt["image_shape"]), a["width"])
+    model.load_state_dict(ckpt["generator"])
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Training helpers
+# ---------------------------------------------------------------------------------------------
+class CollapseMonitor:
+    """Flags a discriminator that has won: the running mean of its loss below ``threshold`` for ``patience`` steps."""
+
+    def __init__(self, threshold: float, patience: int, alpha: float = 0.02) -> None:
+        self.threshold, self.patience, self.alpha = threshold, patience, alpha
+        self.mean: float | None = None
+        self.below = 0
+        self.collapsed_at: int | None = None
+
+    @property
+    def collapsed(self) -> bool:
+        return self.below >= self.patience
+
+    def update(self, d_loss: float, step: int) -> bool:
+        """Feed one step's D loss; True the first time the collapse rule fires."""
+        self.mean = d_loss if self.mean is None else (1 - self.alpha) * self.mean + self.alpha * d_loss
+        self.below = self.below + 1 if self.mean < self.threshold else 0
+        if self.collapsed and self.collapsed_at is None:
+            self.collapsed_at = step
+            return True
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "below": self.below, "collapsed_at": self.collapsed_at}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean, self.below, self.collapsed_at = state["mean"], state["below"], state["collapsed_at"]
+
+
+class Batches:
+    """Shuffled batches of uint8 images without replacement, reshuffled each pass (the last partial batch
+    is dropped); its whole state (generator, permutation, position) goes into checkpoints."""
+
+    def __init__(self, images: torch.Tensor, batch_size: int, seed: int) -> None:
+        self.images, self.batch_size = images, batch_size
+        self.gen = torch.Generator().manual_seed(seed)
+        self.perm = torch.randperm(len(images), generator=self.gen)
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        """The next batch, as floats in [−1, 1] on the images' device."""
+        if self.pos + self.batch_size > len(self.perm):
+            self.perm, self.pos = torch.randperm(len(self.images), generator=self.gen), 0
+        idx = self.perm[self.pos:self.pos + self.batch_size].to(self.images.device)
+        self.pos += self.batch_size
+        return self.images[idx].float().div_(127.5).sub_(1.0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"gen": self.gen.get_state(), "perm": self.perm, "pos": self.pos}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["gen"])
+        self.perm, self.pos = state["perm"], state["pos"]
+
+
+def save_loss_curves(path: Path, history: np.ndarray, loss: str, collapse_line: float | None,
+                     title: str) -> Path:
+    """Two panels: D and G losses per step, and the mean scores D(x), D(G(z)); raw (faint) and smoothed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rlgen.rl.plots import moving_average
+
+    steps = np.arange(1, len(history) + 1)
+    window = max(1, min(200, len(history) // 25))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
+    for ax, cols, ylabel in ((axes[0], (0, 1), "loss"), (axes[1], (2, 3), "σ(D)" if loss == "bce" else "D")):
+        for col, colour in zip(cols, ("tab:blue", "tab:orange")):
+            label = {"d_loss": "D loss", "g_loss": "G loss", "d_real": "D(x)", "d_fake": "D(G(z))"}[STATS[col]]
+            ax.plot(steps, history[:, col], color=colour, alpha=0.2, linewidth=0.6)
+            ax.plot(steps, moving_average(history[:, col], window), color=colour, linewidth=1.5,
+                    label=f"{label} (mean of {window})")
+        ax.set_xlabel("generator step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    if collapse_line:
+        axes[0].axhline(collapse_line, color="tab:red", linestyle="--", linewidth=1, label="collapse threshold")
+    for ax in axes:
+        ax.legend(loc="best", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup
+# ---------------------------------------------------------------------------------------------
+def defaults_for(data: str, arch: str | None) -> dict[str, Any]:
+    """The per-data table, flattened for ``data`` and ``arch`` (None: the data's default architecture)."""
+    key = data.split(":", 1)[0]
+    arch = arch or {**DEFAULTS["*"], **DEFAULTS.get(key, {})}["arch"]
+    return {**DEFAULTS["*"], **DEFAULTS[arch], **DEFAULTS.get(key, {}), **DEFAULTS.get(f"{key}/{arch}", {}),
+            "arch": arch}
+
+
+def resolve(args: Args) -> Args:
+    """Fill per-data defaults and check every value before anything is written."""
+    table = defaults_for(args.data, args.arch)
+    args = dataclasses.replace(args, **{k: (getattr(args, k) if getattr(args, k) is not None else table[k])
+                                        for k in RESOLVED})
+    if args.arch == "dcgan" and args.image_size not in DCGAN_SIZES:
+        raise UsageError(f"--image-size {args.image_size}: the dcgan generator doubles a 4×4 map per layer, so it "
+                         f"makes {', '.join(map(str, DCGAN_SIZES))} px images; pick one (or --arch mlp)")
+    if args.image_size is not None and args.image_size < 4:
+        raise UsageError(f"--image-size {args.image_size} is too small; use 4 or more pixels")
+    for name in ("lr",):
+        if not getattr(args, name) > 0:
+            raise UsageError(f"--{name} {getattr(args, name)} must be positive")
+    for name in ("beta1", "beta2"):
+        if not 0.0 <= getattr(args, name) < 1.0:
+            raise UsageError(f"--{name} {getattr(args, name)} must lie in [0, 1)")
+    for name in ("latent_dim", "width", "batch_size", "d_steps", "steps", "log_every", "threads",
+                 "collapse_patience"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
+    for name in ("checkpoint_every", "fid_samples", "collapse_threshold"):
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must be non-negative")
+    if not 0.0 < args.label_smoothing <= 1.0:
+        raise UsageError(f"--label-smoothing {args.label_smoothing}: the real-image target must lie in (0, 1] "
+                         "(0.9 is the usual one-sided smoothing, 1 is none)")
+    if args.epochs is not None and not args.epochs > 0:
+        raise UsageError(f"--epochs {args.epochs} must be positive")
+    if args.minutes is not None and not args.minutes > 0:
+        raise UsageError(f"--minutes {args.minutes} must be positive")
+    if args.sample_every is not None and args.sample_every < 1:
+        raise UsageError(f"--sample-every {args.sample_every} must be at least 1")
+    if args.arch == "dcgan" and args.width * 2 ** (int(math.log2(args.image_size)) - 3) > 8192:
+        raise UsageError(f"--width {args.width} is too wide for {args.image_size} px (G's first layer would have "
+                         "more than 8192 channels)")
+    return args
+
+
+def load_training_images(args: Args) -> torch.Tensor:
+    """uint8 (N, C, S, S) training images at the run's size (native size for mlp without --image-size)."""
+    images, _, _ = load_images(args.data, "train", args.image_size)
+    if images.shape[-1] != images.shape[-2]:
+        raise UsageError(f"{args.data} images are {images.shape[-1]}×{images.shape[-2]}; pass --image-size N to "
+                         "resize and centre-crop them to N×N")
+    if len(images) < args.batch_size:
+        raise UsageError(f"{args.data} has {len(images)} training images, fewer than --batch-size {args.batch_size}")
+    return images
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+def main(args: Args) -> dict[str, Any]:
+    """Train; returns the summary that is also written to ``summary.json``."""
+    started = time.time()
+    ckpt = None
+    if args.resume:
+        args, ckpt = checkpoint.resume_args(Args, args, ALGO)
+    args = resolve(args)
+    device = pick_device(args.device)
+    torch.set_num_threads(args.threads)
+    images = load_training_images(args)
+    n_images = len(images)
+    image_shape = tuple(int(s) for s in images.shape[1:])
+    if args.image_size is None:  # mlp at the native size: record it, so the checkpoint says what G makes
+        args = dataclasses.replace(args, image_size=image_shape[-1])
+    if args.epochs is not None:
+        args = dataclasses.replace(args, steps=max(1, math.ceil(args.epochs * n_images
+                                                                / (args.batch_size * args.d_steps))))
+    sample_every = args.sample_every or max(1, args.steps // 25)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO, args.data)
+    args = dataclasses.replace(args, run_dir=str(run_dir))
+
+    # -- networks, optimisers, data order, noise ---------------------------------------------------
+    seed_everything(args.seed)
+    G = Generator(args.arch, args.latent_dim, image_shape, args.width).to(device)
+    D = Discriminator(args.arch, image_shape, args.width).to(device)
+    g_opt = torch.optim.Adam(G.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
+    d_opt = torch.optim.Adam(D.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
+    d_loss_fn, g_loss_fn = LOSSES[args.loss]
+    batches = Batches(images.to(device), args.batch_size, seed=args.seed + 1)
+    noise = torch.Generator().manual_seed(args.seed + 2)  # z on the CPU: the same numbers on any device
+    fixed_z = torch.randn(64, args.latent_dim, generator=torch.Generator().manual_seed(args.seed + 3))
+    equilibrium = EQUILIBRIUM_D_LOSS[args.loss]
+    floor = d_loss_floor(args.loss, args.label_smoothing)
+    monitor = CollapseMonitor(args.collapse_threshold * equilibrium, args.collapse_patience)
+
+    step, images_seen, last_log = 0, 0, 0
+    history: list[list[float]] = []
+    wall_before, train_seconds = 0.0, 0.0
+    if ckpt is not None:
+        G.load_state_dict(ckpt["generator"])
+        D.load_state_dict(ckpt["discriminator"])
+        g_opt.load_state_dict(ckpt["g_opt"])
+        d_opt.load_state_dict(ckpt["d_opt"])
+        batches.load_state_dict(ckpt["batches"])
+        noise.set_state(ckpt["noise"])
+        monitor.load_state_dict(ckpt["monitor"])
+        step, images_seen, last_log = ckpt["step"], ckpt["images_seen"], ckpt["last_log"]
+        history = ckpt["history"].tolist()
+        wall_before, train_seconds = ckpt["wall_seconds"], ckpt["train_seconds"]
+        set_rng_state(ckpt["rng"])
+
+    tracker = Tracker.for_run(run_dir, args, algo=ALGO, resume_step=step if ckpt else None,
+                              bar_keys=("d_loss", "g_loss", "d_real", "d_fake"))
+    pending: list[torch.Tensor] = []  # per-step stats still on the device: one sync per log, not per step
+
+    def flush() -> None:
+        """Move pending stats into the history and feed the collapse monitor."""
+        if not pending:
+            return
+        rows = torch.stack(pending).cpu().tolist()
+        pending.clear()
+        for row in rows:
+            history.append(row)
+            s = len(history)
+            if monitor.update(row[0] - floor, s) and args.collapse_threshold > 0:
+                warnings.warn(f"GAN: the discriminator's loss collapsed (running mean {monitor.mean + floor:.3g}, "
+                              f"less than {monitor.threshold:.3g} above its lowest possible value {floor:.3g}, for "
+                              f"{args.collapse_patience} steps, at step {s}); G now gets "
+                              "little gradient. Try --loss lsgan, --label-smoothing 0.9 or a lower --lr",
+                              RuntimeWarning, stacklevel=2)
+
+    def save_checkpoint() -> None:
+        flush()
+        checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=asdict(args), step=step,
+                        image_shape=list(image_shape), generator=G.state_dict(), discriminator=D.state_dict(),
+                        g_opt=g_opt.state_dict(), d_opt=d_opt.state_dict(), batches=batches.state_dict(),
+                        noise=noise.get_state(), monitor=monitor.state_dict(), images_seen=images_seen,
+                        last_log=last_log, history=torch.tensor(history, dtype=torch.float64).reshape(-1, 4),
+                        wall_seconds=wall_before + time.time() - started, train_seconds=train_seconds,
+                        rng=rng_state())
+
+    def log_window() -> None:
+        """Log the means of the steps since the last log."""
+        nonlocal last_log
+        flush()
+        means = dict(zip(STATS, np.asarray(history[last_log:step]).mean(0).tolist()))
+        tracker.log({**means, "d_loss_running": monitor.mean + floor, "d_collapsed": int(monitor.collapsed),
+                     "epoch": images_seen / n_images}, step)
+        last_log = step
+
+    grid_dir = run_dir / "samples"
+
+    def save_fixed_grid() -> Path:
+        was_training = G.training
+        G.eval()  # running BatchNorm statistics, as the final sampler uses: the grid shows what it will give
+        with torch.no_grad():
+            imgs = G.decode(fixed_z.to(device)).cpu()
+        G.train(was_training)
+        path = save_grid(grid_dir / f"step_{step:06d}.png", imgs, nrow=8, title=f"{args.arch} {args.loss}, step {step}")
+        tracker.log_image("samples", path, step=step)
+        return path
+
+    if step == 0:
+        save_fixed_grid()
+    bar = tracker.progress(args.steps, initial=step)
+    G.train()
+    D.train()
+    stopped_early = False
+    try:
+        while step < args.steps:
+            if args.minutes is not None and train_seconds >= 60.0 * args.minutes:
+                stopped_early = True
+                break
+            tick = time.perf_counter()
+            # -- k discriminator updates, each on a fresh real batch and fresh noise -----------------
+            for _ in range(args.d_steps):
+                real = batches.next()
+                z = torch.randn(args.batch_size, args.latent_dim, generator=noise).to(device)
+                with torch.no_grad():
+                    fake = G(z)
+                real_out, fake_out = D(real), D(fake)
+                d_loss = d_loss_fn(real_out, fake_out, args.label_smoothing)
+                d_opt.zero_grad(set_to_none=True)
+                d_loss.backward()
+                d_opt.step()
+                images_seen += args.batch_size
+            # -- one generator update; D's weights need no gradient here ------------------------
+            z = torch.randn(args.batch_size, args.latent_dim, generator=noise).to(device)
+            D.requires_grad_(False)
+            g_loss = g_loss_fn(D(G(z)))
+            g_opt.zero_grad(set_to_none=True)
+            g_loss.backward()
+            g_opt.step()
+            D.requires_grad_(True)
+            step += 1
+            with torch.no_grad():
+                pending.append(torch.stack([d_loss.detach(), g_loss.detach(), d_score(real_out, args.loss).mean(),
+                                            d_score(fake_out, args.loss).mean()]))
+
+            if step % args.log_every == 0 or step == args.steps:
+                log_window()
+                bar.update(step - bar.n)
+            if step % sample_every == 0:
+                save_fixed_grid()
+            if args.checkpoint_every and step % args.checkpoint_every == 0:
+                save_checkpoint()
+            train_seconds += time.perf_counter() - tick
+    finally:
+        bar.close()
+    if last_log < step:  # stopped by --minutes between two logs
+        log_window()
+    if step % sample_every != 0:
+        save_fixed_grid()
+    save_checkpoint()
+
+    # -- pictures ------------------------------------------------------------------------------------
+    grids = sorted(grid_dir.glob("step_*.png"))
+    final = [p for p in grids if int(p.stem.split("_")[1]) <= step]  # not those of a longer run killed here
+    samples_png = run_dir / "samples.png"
+    samples_png.write_bytes(final[-1].read_bytes())
+    tracker.log_image("samples_final", samples_png, step=step)
+    from PIL import Image
+
+    keep = final[:: max(1, math.ceil(len(final) / 60))]
+    if keep[-1] != final[-1]:
+        keep.append(final[-1])
+    frames = [np.asarray(Image.open(p).convert("RGB")) for p in keep]
+    gif = save_gif(run_dir / "training.gif", frames, fps=4)
+    tracker.log_video("training", gif)
+    hist = np.asarray(history, dtype=np.float64).reshape(-1, 4)
+    curves = save_loss_curves(run_dir / "losses.png", hist, args.loss,
+                              monitor.threshold + floor if args.collapse_threshold > 0 else None,
+                              f"GAN ({args.loss}, {args.arch}) on {args.data}, {args.image_size} px, seed {args.seed}")
+    tracker.log_image("losses", curves)
+
+    # -- sample quality ------------------------------------------------------------------------------
+    quality: dict[str, Any] = {}
+    if args.fid_samples:
+        try:
+            from rlgen.gen.metrics import sample_quality
+        except ImportError:  # metrics arrive with the lead's part of the issue
+            sample_quality = None
+        if sample_quality is not None:
+            G.eval()
+            samples = G.sample(args.fid_samples, generator=torch.Generator().manual_seed(args.seed + 4))
+            quality = sample_quality(args.data, samples, args.image_size, n=args.fid_samples) or {}
+            if quality:
+                tracker.log({k: v for k, v in quality.items() if isinstance(v, (int, float))}, step)
+
+    tail = hist[-min(len(hist), args.log_every):]
+    summary = {
+        "algo": ALGO, "data": args.data, "loss": args.loss, "arch": args.arch, "image_size": args.image_size,
+        "seed": args.seed, "steps": step, "epochs": round(images_seen / n_images, 3),
+        "stopped_by_minutes": stopped_early,
+        "wall_seconds": round(wall_before + time.time() - started, 3),
+        "train_minutes": round(train_seconds / 60.0, 3),
+        "d_loss": float(tail[:, 0].mean()) if len(tail) else None,
+        "g_loss": float(tail[:, 1].mean()) if len(tail) else None,
+        "d_real": float(tail[:, 2].mean()) if len(tail) else None,
+        "d_fake": float(tail[:, 3].mean()) if len(tail) else None,
+        "d_collapsed_at": monitor.collapsed_at,
+        "fid": quality.get("fid"), "fid_floor": quality.get("fid_floor"),
+        "class_entropy": quality.get("class_entropy"),
+        **{k: v for k, v in quality.items() if k not in ("fid", "fid_floor", "class_entropy")},
+    }
+    tracker.finish(summary)
+    return summary
+
+
+if __name__ == "__main__":
+    cli.run(main, Args)

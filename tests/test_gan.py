@@ -1,0 +1,238 @@
+"""GANs: the losses by hand, DCGAN's layers and init, short runs, the sampler, exact resume and bad input."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from rlgen.gen import gan
+from rlgen.gen.common import load_sampler
+from rlgen.track import read_metrics
+
+TINY = dict(data="mnist5k", arch="dcgan", image_size=16, width=8, batch_size=16, fid_samples=0, device="cpu",
+            log_every=2)
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+# -- losses by hand ------------------------------------------------------------------------------------
+def test_bce_losses_match_hand_computation():
+    real, fake = torch.tensor([0.0, 2.0]), torch.tensor([-1.0, 1.0])
+    real_term = -(math.log(sigmoid(0.0)) + math.log(sigmoid(2.0))) / 2
+    fake_term = -(math.log(1 - sigmoid(-1.0)) + math.log(1 - sigmoid(1.0))) / 2
+    assert gan.bce_d_loss(real, fake).item() == pytest.approx(real_term + fake_term, rel=1e-6)
+    # one-sided smoothing: the real target is 0.9, fakes keep 0
+    t = 0.9
+    smoothed = -sum(t * math.log(sigmoid(r)) + (1 - t) * math.log(1 - sigmoid(r)) for r in (0.0, 2.0)) / 2
+    assert gan.bce_d_loss(real, fake, 0.9).item() == pytest.approx(smoothed + fake_term, rel=1e-6)
+    # non-saturating G loss: −log σ(s(G(z)))
+    assert gan.bce_g_loss(fake).item() == pytest.approx(-(math.log(sigmoid(-1.0)) + math.log(sigmoid(1.0))) / 2,
+                                                        rel=1e-6)
+    # a D that cannot tell (σ = ½ everywhere) has loss 2 log 2, the equilibrium the collapse rule scales by
+    assert gan.bce_d_loss(torch.zeros(3), torch.zeros(3)).item() == pytest.approx(gan.EQUILIBRIUM_D_LOSS["bce"])
+
+
+def test_non_saturating_loss_keeps_its_gradient_when_d_rejects_every_sample():
+    s = torch.tensor([-10.0], requires_grad=True)  # D is sure the sample is fake
+    gan.bce_g_loss(s).backward()
+    assert s.grad.item() == pytest.approx(sigmoid(-10.0) - 1.0)  # ≈ −1, where log(1 − σ(s)) gives ≈ −4.5e-5
+    saturating = torch.tensor([-10.0], requires_grad=True)
+    torch.log(1 - torch.sigmoid(saturating)).sum().backward()
+    assert abs(saturating.grad.item()) < 1e-4
+
+
+def test_lsgan_losses_match_hand_computation():
+    real, fake = torch.tensor([1.0, 0.5]), torch.tensor([0.0, 1.0])
+    # ½ mean((s_r − 1)²) + ½ mean(s_f²) = ½·(0 + 0.25)/2 + ½·(0 + 1)/2
+    assert gan.lsgan_d_loss(real, fake).item() == pytest.approx(0.0625 + 0.25)
+    assert gan.lsgan_d_loss(real, fake, 0.9).item() == pytest.approx(0.5 * (0.01 + 0.16) / 2 + 0.25)
+    assert gan.lsgan_g_loss(fake).item() == pytest.approx(0.5 * (1.0 + 0.0) / 2)
+    assert gan.lsgan_d_loss(torch.full((4,), 0.5), torch.full((4,), 0.5)).item() == pytest.approx(
+        gan.EQUILIBRIUM_D_LOSS["lsgan"])
+
+
+# -- DCGAN as Radford et al. describe it ------------------------------------------------------------------
+@pytest.mark.parametrize("size, channels, width, n_layers", [(32, 1, 16, 4), (64, 3, 8, 5)])
+def test_dcgan_shapes_ranges_batchnorm_placement_and_init(size, channels, width, n_layers):
+    torch.manual_seed(0)
+    G = gan.Generator("dcgan", 100, (channels, size, size), width)
+    D = gan.Discriminator("dcgan", (channels, size, size), width)
+    z = torch.randn(5, 100)
+    x = G(z)
+    assert x.shape == (5, channels, size, size) and x.min() >= -1 and x.max() <= 1
+    images = G.decode(z)
+    assert images.min() >= 0 and images.max() <= 1
+    assert D(x).shape == (5,)
+
+    g_layers, d_layers = list(G.net), list(D.net)
+    g_convs = [i for i, m in enumerate(g_layers) if isinstance(m, nn.ConvTranspose2d)]
+    d_convs = [i for i, m in enumerate(d_layers) if isinstance(m, nn.Conv2d)]
+    assert len(g_convs) == len(d_convs) == n_layers
+    assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.Upsample)) for m in g_layers + d_layers)
+    # G: BatchNorm + ReLU after every layer but the output, which is Tanh
+    for i in g_convs[:-1]:
+        assert isinstance(g_layers[i + 1], nn.BatchNorm2d) and isinstance(g_layers[i + 2], nn.ReLU)
+    assert isinstance(g_layers[g_convs[-1] + 1], nn.Tanh) and len(g_layers) == g_convs[-1] + 2
+    assert all(g_layers[i].stride == (2, 2) for i in g_convs[1:])
+    # D: no BatchNorm on the input layer, BatchNorm on the others, LeakyReLU(0.2), a single score at the end
+    assert isinstance(d_layers[d_convs[0] + 1], nn.LeakyReLU)
+    for i in d_convs[1:-1]:
+        assert isinstance(d_layers[i + 1], nn.BatchNorm2d) and isinstance(d_layers[i + 2], nn.LeakyReLU)
+    assert all(m.negative_slope == 0.2 for m in d_layers if isinstance(m, nn.LeakyReLU))
+    assert all(d_layers[i].stride == (2, 2) for i in d_convs[:-1])
+    assert d_convs[-1] == len(d_layers) - 1 and d_layers[-1].out_channels == 1
+    # N(0, 0.02) weights, BatchNorm scales around 1 with shifts 0
+    weights = torch.cat([m.weight.flatten() for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
+                        + [m.weight.flatten() for m in D.modules() if isinstance(m, nn.Conv2d)])
+    assert abs(weights.mean().item()) < 2e-3 and weights.std().item() == pytest.approx(0.02, rel=0.05)
+    bns = [m for m in list(G.modules()) + list(D.modules()) if isinstance(m, nn.BatchNorm2d)]
+    scales = torch.cat([m.weight.flatten() for m in bns])
+    assert scales.mean().item() == pytest.approx(1.0, abs=0.01) and scales.std().item() < 0.04
+    assert all((m.bias == 0).all() for m in bns)
+
+
+def test_per_data_defaults_follow_the_papers():
+    dc = gan.resolve(gan.Args(data="faces"))
+    assert (dc.arch, dc.image_size, dc.lr, dc.beta1, dc.label_smoothing) == ("dcgan", 32, 2e-4, 0.5, 0.9)
+    assert gan.resolve(gan.Args(data="faces", label_smoothing=1.0)).label_smoothing == 1.0
+    assert gan.resolve(gan.Args(data="mnist5k")).arch == "mlp"
+    assert gan.resolve(gan.Args(data="mnist5k", arch="dcgan")).image_size == 32  # 28 px resized to 32
+    assert gan.resolve(gan.Args(data="folder:/x", arch="dcgan")).image_size == 64
+
+
+def test_d_loss_floor_under_label_smoothing():
+    assert gan.d_loss_floor("bce", 1.0) == 0.0 and gan.d_loss_floor("lsgan", 0.9) == 0.0
+    # the best bce D with target 0.9 outputs σ = 0.9 on real images and 0 on fakes
+    best = gan.bce_d_loss(torch.tensor([math.log(9.0)]), torch.tensor([-50.0]), 0.9).item()
+    assert gan.d_loss_floor("bce", 0.9) == pytest.approx(best, abs=1e-6)
+
+
+def test_collapse_monitor_fires_once_after_patience():
+    m = gan.CollapseMonitor(threshold=0.1, patience=3, alpha=1.0)
+    assert [m.update(v, s) for s, v in enumerate([0.05, 0.05, 0.5, 0.05, 0.05, 0.05, 0.05], 1)] == \
+        [False, False, False, False, False, True, False]
+    assert m.collapsed_at == 6 and m.collapsed
+
+
+# -- short runs -------------------------------------------------------------------------------------------
+def test_short_run_writes_summary_grids_gif_curves_and_a_sampler(run_dir):
+    s = gan.main(gan.Args(run_dir=str(run_dir), steps=6, sample_every=3, **TINY))
+    saved = json.loads((run_dir / "summary.json").read_text())
+    assert saved == s
+    for key in ("algo", "data", "loss", "arch", "image_size", "seed", "steps", "epochs", "wall_seconds",
+                "train_minutes", "d_loss", "g_loss", "fid", "fid_floor", "class_entropy"):
+        assert key in s, key
+    assert (s["algo"], s["arch"], s["image_size"], s["steps"]) == ("gan", "dcgan", 16, 6)
+    assert s["epochs"] == pytest.approx(6 * 16 / 4000)
+    for name in ("samples.png", "training.gif", "losses.png", "checkpoint.pt", "samples/step_000000.png",
+                 "samples/step_000003.png", "samples/step_000006.png"):
+        assert (run_dir / name).exists(), name
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    assert all(0 <= r["d_real"] <= 1 and 0 <= r["d_fake"] <= 1 and r["d_collapsed"] == 0 for r in rows)
+
+    # the checkpoint's generator: same seed, same images; eval mode; in [0, 1]
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    a = gan.sampler_from_checkpoint(ckpt, torch.device("cpu"))
+    b, _ = load_sampler(run_dir)
+    assert not a.training and a.latent_dim == 100
+    x1 = a.sample(9, generator=torch.Generator().manual_seed(5))
+    x2 = b.sample(9, generator=torch.Generator().manual_seed(5))
+    assert x1.shape == (9, 1, 16, 16) and torch.equal(x1, x2) and 0 <= x1.min() and x1.max() <= 1
+    assert not torch.equal(x1, a.sample(9, generator=torch.Generator().manual_seed(6)))
+    assert a.decode(torch.zeros(2, 100)).shape == (2, 1, 16, 16)
+
+
+def test_mlp_lsgan_with_k_steps_smoothing_and_epochs(run_dir):
+    s = gan.main(gan.Args(run_dir=str(run_dir), data="mnist5k", arch="mlp", loss="lsgan", width=16, batch_size=20,
+                          d_steps=2, label_smoothing=0.9, epochs=0.03, fid_samples=0, device="cpu", log_every=1))
+    assert (s["steps"], s["image_size"], s["loss"]) == (3, 28, "lsgan")  # ceil(0.03 · 4000 / (20 · 2)) = 3
+    assert s["epochs"] == pytest.approx(3 * 2 * 20 / 4000)
+    model, _ = load_sampler(run_dir)
+    assert model.sample(4, generator=torch.Generator().manual_seed(0)).shape == (4, 1, 28, 28)
+
+
+def test_minutes_budget_stops_at_a_step_boundary_and_logs_the_last_steps(run_dir):
+    s = gan.main(gan.Args(run_dir=str(run_dir), steps=1000, minutes=1e-4, **{**TINY, "log_every": 500}))
+    assert s["stopped_by_minutes"] and 1 <= s["steps"] < 1000
+    assert read_metrics(run_dir)[-1]["step"] == s["steps"]
+    assert (run_dir / f"samples/step_{s['steps']:06d}.png").exists()
+
+
+def test_collapse_warning_is_raised_and_logged(run_dir):
+    with pytest.warns(RuntimeWarning, match="collapsed"):
+        s = gan.main(gan.Args(run_dir=str(run_dir), steps=4, collapse_threshold=100.0, collapse_patience=3,
+                              **TINY))
+    assert s["d_collapsed_at"] == 3
+    assert [r["d_collapsed"] for r in read_metrics(run_dir)] == [0, 1]
+
+
+def test_sample_quality_lands_in_the_summary(run_dir, monkeypatch):
+    from rlgen.gen import metrics
+
+    seen = {}
+
+    def fake_quality(data, samples, image_size, n=None):
+        seen.update(data=data, shape=tuple(samples.shape), lo=samples.min().item(), hi=samples.max().item())
+        return {"fid": 12.5, "fid_floor": 5.0, "class_entropy": 2.2, "classifier_accuracy": 0.97}
+
+    monkeypatch.setattr(metrics, "sample_quality", fake_quality)
+    s = gan.main(gan.Args(run_dir=str(run_dir), steps=2, **{**TINY, "fid_samples": 12}))
+    assert seen["data"] == "mnist5k" and seen["shape"] == (12, 1, 16, 16) and 0 <= seen["lo"] <= seen["hi"] <= 1
+    assert (s["fid"], s["fid_floor"], s["class_entropy"], s["classifier_accuracy"]) == (12.5, 5.0, 2.2, 0.97)
+
+
+def test_resume_after_a_kill_matches_the_uninterrupted_run(tmp_path, run_dir, kill_after_saves):
+    common = dict(steps=12, checkpoint_every=4, sample_every=4, **TINY)
+    full = gan.main(gan.Args(run_dir=str(tmp_path / "full"), **common))
+    arm, disarm = kill_after_saves
+    arm(2)  # killed right after the checkpoint at step 8
+    with pytest.raises(KeyboardInterrupt):
+        gan.main(gan.Args(run_dir=str(run_dir), **common))
+    disarm()
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] == 8
+    resumed = gan.main(gan.Args(resume=str(run_dir)))
+    for key in ("steps", "epochs", "d_loss", "g_loss", "d_real", "d_fake"):
+        assert resumed[key] == full[key], key
+    a = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    assert torch.equal(a["history"], b["history"])
+    for net in ("generator", "discriminator"):
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), (net, k)
+    assert [r["step"] for r in read_metrics(run_dir)] == [r["step"] for r in read_metrics(tmp_path / "full")]
+
+
+# -- bad input --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["--arch", "dcgan", "--image-size", "48"], "16, 32, 64, 128"),
+    (["--arch", "dcgan", "--image-size", "28"], "16, 32, 64, 128"),
+    (["--label-smoothing", "0"], "--label-smoothing"),
+    (["--d-steps", "0"], "--d-steps"),
+    (["--lr", "0"], "--lr"),
+    (["--data", "nosuchdata"], "unknown dataset"),
+])
+def test_bad_input_is_one_line(argv, message, bad_input, run_dir):
+    bad_input(gan.main, gan.Args, [*argv, "--run-dir", str(run_dir)], message)
+    assert not run_dir.exists()
+
+
+def test_folder_without_images_is_one_line(tmp_path, bad_input):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    bad_input(gan.main, gan.Args, ["--data", f"folder:{empty}", "--run-dir", str(tmp_path / "run")],
+              "no PNG or JPEG images")
+
+
+@pytest.mark.parametrize("argv", [["--loss", "wgan"], ["--arch", "resnet"]])
+def test_unknown_loss_or_arch_is_refused_by_argparse(argv, capsys):
+    from rlgen import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.run(gan.main, gan.Args, argv)
+    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
