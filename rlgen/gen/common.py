@@ -171,24 +171,6 @@ def save_gif(path: str | os.PathLike, frames: Sequence[np.ndarray] | np.ndarray,
 def save_curves(path: str | os.PathLike, curves: dict[str, tuple[Sequence[float], Sequence[float]]],
                 xlabel: str, ylabel: str, title: str | None = None) -> Path:
     """One PNG with several named curves ``{"label": (xs, ys)}`` on shared axes."""
-    import matplotlib
+    from rlgen.rl.plots import save_learning_curve
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for label, (xs, ys) in curves.items():
-        if len(xs):
-            ax.plot(xs, ys, linewidth=1.4, label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_learning_curve(path, [], [], xlabel=xlabel, ylabel=ylabel, title=title, extra=curves)
