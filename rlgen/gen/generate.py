@@ -57,6 +57,9 @@ def main(args: Args) -> dict[str, Any]:
         raise UsageError(f"--out {args.out!r} must name a .png file")
     torch.set_num_threads(args.threads)
     model, ckpt = load_sampler(args.checkpoint, pick_device(args.device))
+    if args.interpolate and not hasattr(model, "decode"):
+        raise UsageError(f"--interpolate: a {ckpt['algo']} model has no latent space to walk through; "
+                         "it needs a GAN or a VAE checkpoint")
     gen = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
         images = model.sample(args.n, generator=gen).cpu()
