@@ -124,3 +124,14 @@ def run(main: Callable[[T], Any], cls: type[T], argv: Sequence[str] | None = Non
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def int_list(text: str, flag: str, example: str = "128,128") -> tuple[int, ...]:
+    """``"32,64"`` → ``(32, 64)``; anything else (empty, non-integer, < 1) is a UsageError naming ``--flag``."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise UsageError(f"--{flag} {text!r} must be comma-separated positive integers such as {example}")
+    return values

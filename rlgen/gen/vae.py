@@ -232,13 +232,7 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
 
 
 def _ints(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        values = ()
-    if not values or min(values) < 1:
-        raise UsageError(f"--{flag} {text!r} must be comma-separated positive integers, e.g. 32,64,128")
-    return values
+    return cli.int_list(text, flag, example="32,64,128")
 
 
 def build_model(args: Args, image_shape: tuple[int, int, int]) -> VAE:

@@ -203,13 +203,7 @@ def bf16_cpu() -> bool:
 
 
 def hidden_widths(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(w) for w in text.split(","))
-    except ValueError:
-        raise UsageError(f"--hidden {text!r} must be comma-separated integers such as 128,128") from None
-    if not widths or min(widths) < 1:
-        raise UsageError(f"--hidden {text!r} must be comma-separated positive integers such as 128,128")
-    return widths
+    return cli.int_list(text, "hidden")
 
 
 def td_target(rewards: torch.Tensor, discounts: torch.Tensor, q_next_target: torch.Tensor,

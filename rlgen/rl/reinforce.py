@@ -272,10 +272,7 @@ def resolve(args: Args) -> tuple[Args, dict[str, Any]]:
         raise UsageError("--entropy-coef, --max-grad-norm and --checkpoint-every must be non-negative")
     if args.max_episode_steps is not None and args.max_episode_steps < 1:
         raise UsageError(f"--max-episode-steps {args.max_episode_steps} must be at least 1")
-    try:
-        hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
-    except ValueError:
-        raise UsageError(f"--hidden {args.hidden!r}: expected comma-separated integers such as 128,128") from None
+    hidden = cli.int_list(args.hidden, "hidden")
     device = pick_device(args.device)
     env = make_env(args)
     try:
