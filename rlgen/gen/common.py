@@ -98,7 +98,7 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 # Samplers from checkpoints
 # ---------------------------------------------------------------------------------------------
-def load_sampler(run_dir_or_file: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Any, dict]:
+def load_sampler(run_dir_or_file: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Sampler, dict]:
     """The sampler saved in a run folder (or checkpoint file), in eval mode, and its checkpoint."""
     ckpt = checkpoint.load(run_dir_or_file)
     algo = ckpt.get("algo")
