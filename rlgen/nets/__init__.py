@@ -3,6 +3,7 @@
 from rlgen.nets.backbones import (
     BACKBONES,
     MLP,
+    AtariCNN,
     Backbone,
     ConvDecoder,
     ConvEncoder,
@@ -14,6 +15,6 @@ from rlgen.nets.ema import polyak_update
 from rlgen.nets.heads import ProjectionHead, QHead, QNetwork
 
 __all__ = [
-    "BACKBONES", "MLP", "Backbone", "ConvDecoder", "ConvEncoder", "NatureCNN", "ResNet18",
+    "BACKBONES", "AtariCNN", "MLP", "Backbone", "ConvDecoder", "ConvEncoder", "NatureCNN", "ResNet18",
     "make_backbone", "polyak_update", "ProjectionHead", "QHead", "QNetwork",
 ]

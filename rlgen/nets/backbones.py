@@ -174,16 +174,55 @@ class ResNet18(Backbone):
         return self.pool(self.blocks(self.stem(x)))
 
 
+class AtariCNN(Backbone):
+    """The encoder of AtariARI / ST-DIM (Anand et al. 2019) for full 210×160 frames.
+
+    Conv 32×8/4, 64×4/2, 128×4/2, 64×3/1 (ReLU after each), then a linear layer to ``features``
+    (256) with no activation. Weights are orthogonal with the ReLU gain and biases zero, as in the
+    paper's code, so a random-init encoder matches its "random CNN" baseline.
+    :meth:`local_features` returns the 128-channel map after the third conv, which ST-DIM's
+    spatial objectives use.
+    """
+
+    def __init__(self, input_shape: Sequence[int] = (1, 210, 160), features: int = 256) -> None:
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        c = self.input_shape[0]
+        self.early = nn.Sequential(
+            nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 128, 4, stride=2), nn.ReLU(),
+        )
+        self.late = nn.Sequential(nn.Conv2d(128, 64, 3, stride=1), nn.ReLU(), nn.Flatten())
+        _, self.local_shape = _flat_size(self.early, self.input_shape)
+        flat, _ = _flat_size(nn.Sequential(self.early, self.late), self.input_shape)
+        self.fc = nn.Linear(flat, features)
+        self.out_dim = features
+        gain = nn.init.calculate_gain("relu")
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.orthogonal_(m.weight, gain)
+                nn.init.zeros_(m.bias)
+
+    def local_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, 128, H', W') feature map after the third conv (11×8 for 210×160 frames)."""
+        return self.early(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.late(self.early(x)))
+
+
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "mlp": MLP,
     "nature_cnn": NatureCNN,
     "convnet": ConvEncoder,
     "resnet18": ResNet18,
+    "atari_cnn": AtariCNN,
 }
 
 
 def make_backbone(name: str, input_shape: Sequence[int], **kwargs: Any) -> Backbone:
-    """Build a backbone by name (``mlp``, ``nature_cnn``, ``convnet``, ``resnet18``)."""
+    """Build a backbone by name (``mlp``, ``nature_cnn``, ``convnet``, ``resnet18``, ``atari_cnn``)."""
     key = name.lower().replace("-", "_")
     if key not in BACKBONES:
         raise UsageError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")

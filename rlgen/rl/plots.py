@@ -28,7 +28,7 @@ def save_learning_curve(path: str | os.PathLike, steps: Sequence[float], returns
                         threshold: float | None = None, xlabel: str = "environment steps",
                         ylabel: str = "episode return", title: str | None = None,
                         smooth: int | None = None, extra: dict[str, tuple[Sequence[float], Sequence[float]]]
-                        | None = None) -> Path:
+                        | None = None, label: str = "episode return", threshold_label: str = "solved") -> Path:
     """Plot ``returns`` against ``steps`` (raw, faint) with a moving average, and save a PNG.
 
     ``threshold`` draws the environment's "solved" line; ``extra`` adds named curves
@@ -44,15 +44,16 @@ def save_learning_curve(path: str | os.PathLike, steps: Sequence[float], returns
     xs, ys = np.asarray(steps, dtype=np.float64), np.asarray(returns, dtype=np.float64)
     if len(ys):
         window = smooth or max(1, min(100, len(ys) // 20))
-        ax.plot(xs, ys, color="tab:blue", alpha=0.25, linewidth=0.8, label="episode return")
+        ax.plot(xs, ys, color="tab:blue", alpha=0.25, linewidth=0.8, label=label)
         if window > 1:
             ax.plot(xs, moving_average(ys, window), color="tab:blue", linewidth=1.6,
                     label=f"mean of last {window}")
     colours = ("tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:gray")
-    for i, (label, (ex, ey)) in enumerate((extra or {}).items()):
-        ax.plot(ex, ey, linewidth=1.4, label=label, color=colours[i % len(colours)])
+    for i, (name, (ex, ey)) in enumerate((extra or {}).items()):
+        ax.plot(ex, ey, linewidth=1.4, label=name, color=colours[i % len(colours)])
     if threshold is not None:
-        ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"solved ({threshold:g})")
+        ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1,
+                   label=f"{threshold_label} ({threshold:.3g})")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:

@@ -1,0 +1,236 @@
+"""Machinery the contrastive methods share: data, pairs of views, the kNN monitor, data parallelism,
+the learning-rate schedule and the encoder checkpoint format read by :mod:`rlgen.selfsup.encoders`."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from rlgen.data import load_dataset, save_grid
+from rlgen.errors import UsageError
+from rlgen.selfsup.augment import Recipe, augment
+from rlgen.selfsup.losses import world
+
+
+@dataclasses.dataclass
+class PretrainData:
+    """uint8 images on the training device, with labels and episode ids where the data has them."""
+
+    train: torch.Tensor
+    train_labels: torch.Tensor | None
+    test: torch.Tensor
+    test_labels: torch.Tensor | None
+    episode: torch.Tensor | None
+    """Episode id of each training frame (``atari-frames`` only): temporal pairs need it."""
+    description: str
+
+
+def load_pretrain_data(data: str, device: torch.device, frames: int | None = None) -> PretrainData:
+    """Both splits of ``data``; the kNN monitor uses labels where they are classes (not Atari RAM)."""
+    options: dict[str, Any] = {"n": frames} if data.startswith("atari-frames") and frames else {}
+    train = load_dataset(data, "train", **options)
+    test = load_dataset(data, "test", **({"n": max(1, frames // 5)} if options and frames else {}))
+    is_class = train.labels is not None and train.labels.dim() == 1
+    return PretrainData(
+        train=train.images.to(device), test=test.images.to(device),
+        train_labels=train.labels.to(device) if is_class else None,
+        test_labels=test.labels.to(device) if is_class and test.labels is not None else None,
+        episode=train.extras.get("episode"), description=train.description)
+
+
+def temporal_partners(episode: torch.Tensor, idx: torch.Tensor, max_gap: int, gen: torch.Generator) -> torch.Tensor:
+    """For each frame in ``idx``, a frame 1..``max_gap`` steps later in the same episode (earlier at its end).
+
+    Positives as in ST-DIM / ATC (Anand et al. 2019; Stooke et al. 2021): nearby frames of one
+    episode. ``episode`` holds contiguous runs of ids, as :mod:`rlgen.data.atari_frames` writes them.
+    """
+    _, counts = torch.unique_consecutive(episode, return_counts=True)
+    ends = torch.cumsum(counts, 0) - 1  # last index of each run
+    run = torch.repeat_interleave(torch.arange(len(counts)), counts)[idx]
+    last, first = ends[run], ends[run] - counts[run] + 1
+    gap = torch.randint(1, max_gap + 1, (len(idx),), generator=gen)
+    ahead = idx + torch.minimum(gap, last - idx)
+    behind = idx - torch.minimum(gap, idx - first)
+    # A one-frame episode has no neighbour: the frame is its own (augmented) partner.
+    return torch.where(last > idx, ahead, behind)
+
+
+def two_views(images: torch.Tensor, idx: torch.Tensor, recipe: Recipe, gen: torch.Generator,
+              pairs: str = "augment", episode: torch.Tensor | None = None,
+              max_gap: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two augmented views of the global batch ``idx`` (``temporal``: the second from a nearby frame)."""
+    if pairs == "temporal":
+        if episode is None:
+            raise UsageError("--pairs temporal needs frame data with episode ids (atari-frames:GAME)")
+        other = temporal_partners(episode, idx.cpu(), max_gap, gen).to(images.device)
+    else:
+        other = idx
+    return augment(images[idx], recipe, gen), augment(images[other], recipe, gen)
+
+
+def local_slice(x: torch.Tensor) -> torch.Tensor:
+    """This process's share of a global batch: contiguous rows, rank order."""
+    rank, size = world()
+    if size == 1:
+        return x
+    n = len(x) // size
+    return x[rank * n: (rank + 1) * n]
+
+
+def init_distributed(device_name: str) -> tuple[int, int, torch.device | None]:
+    """Join the process group ``torchrun`` describes (gloo on the CPU, NCCL on GPUs); ``(rank, size, device)``.
+
+    Without ``torchrun`` (no ``WORLD_SIZE`` > 1) nothing happens and ``device`` is None.
+    """
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return 0, 1, None
+    if not dist.is_initialized():
+        cuda = device_name in ("auto", "cuda") and torch.cuda.is_available()
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    rank = dist.get_rank()
+    if torch.cuda.is_available() and device_name in ("auto", "cuda"):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, size, torch.device("cuda", local)
+    return rank, size, torch.device("cpu")
+
+
+class GlobalBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose batch statistics span every process (the CPU/gloo stand-in for SyncBatchNorm,
+    which PyTorch only runs on GPUs). Sums and squared sums are all-reduced with gradients, so the
+    forward and backward passes equal those of BatchNorm on the global batch on one process."""
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2-D input, got {x.dim()}-D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        dims = [0] + list(range(2, x.dim()))
+        count = torch.tensor(float(x.numel() // x.shape[1]), dtype=x.dtype, device=x.device)
+        stats = all_reduce(torch.cat([x.sum(dims), x.pow(2).sum(dims), count.view(1)]))
+        c = x.shape[1]
+        total = stats[-1]
+        mean = stats[:c] / total
+        var = (stats[c: 2 * c] / total - mean.pow(2)).clamp_min(0)
+        with torch.no_grad():
+            assert self.running_mean is not None and self.running_var is not None
+            self.running_mean.lerp_(mean.detach(), self.momentum or 0.1)
+            self.running_var.lerp_(var.detach() * total / (total - 1).clamp_min(1), self.momentum or 0.1)
+            self.num_batches_tracked += 1  # type: ignore[operator]
+        shape = [1, c] + [1] * (x.dim() - 2)
+        out = (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+        return out * self.weight.view(shape) + self.bias.view(shape) if self.affine else out
+
+
+def global_batchnorm(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Replace every BatchNorm in ``model`` by one synchronised over processes (in place; returns it)."""
+    if device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, child in model.named_children():
+        if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
+            bn = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
+                                 child.track_running_stats).to(device)
+            bn.load_state_dict(child.state_dict())
+            setattr(model, name, bn)
+        else:
+            global_batchnorm(child, device)
+    return model
+
+
+def all_mean(value: float) -> float:
+    """The mean of a scalar over processes (itself without a process group)."""
+    _, size = world()
+    if size == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t.item()) / size
+
+
+@torch.no_grad()
+def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, query: torch.Tensor, k: int = 200,
+                tau: float = 0.1, n_classes: int | None = None, chunk: int = 1024) -> torch.Tensor:
+    """Weighted kNN (Wu et al. 2018): cosine neighbours vote with weight exp(similarity / τ)."""
+    n_classes = n_classes or int(train_labels.max()) + 1
+    bank = F.normalize(train_feats, dim=1)
+    k = min(k, len(bank))
+    preds = []
+    for i in range(0, len(query), chunk):
+        sims = F.normalize(query[i: i + chunk], dim=1) @ bank.T
+        top, where = sims.topk(k, dim=1)
+        votes = torch.zeros(len(top), n_classes, device=top.device, dtype=top.dtype)
+        votes.scatter_add_(1, train_labels[where], (top / tau).exp())
+        preds.append(votes.argmax(1))
+    return torch.cat(preds)
+
+
+@torch.no_grad()
+def embed(net: torch.nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Features of uint8 images in eval mode (BatchNorm running statistics), then back to train mode."""
+    was = net.training
+    net.eval()
+    out = torch.cat([net(images[i: i + batch_size].float() / 255) for i in range(0, len(images), batch_size)])
+    net.train(was)
+    return out
+
+
+def knn_accuracy(net: torch.nn.Module, data: PretrainData, k: int = 200, tau: float = 0.1) -> float | None:
+    """The kNN monitor: training images as the bank, held-out images as queries; None without labels."""
+    if data.train_labels is None or data.test_labels is None:
+        return None
+    pred = knn_predict(embed(net, data.train), data.train_labels, embed(net, data.test), k, tau)
+    return float((pred == data.test_labels).float().mean())
+
+
+def cosine_lr(base: float, progress: float, warmup: float = 0.05) -> float:
+    """Linear warm-up over the first ``warmup`` of training, then a cosine to zero (Loshchilov & Hutter 2017)."""
+    if progress < warmup:
+        return base * progress / warmup
+    p = min(1.0, (progress - warmup) / (1 - warmup))
+    return base * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def check_common(args: Any) -> None:
+    """The checks every pretraining command makes on its shared flags."""
+    for name in ("batch_size", "threads", "knn_every", "log_every", "max_gap"):
+        if getattr(args, name, 1) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
+    if args.batch_size < 2:
+        raise UsageError(f"--batch-size {args.batch_size}: a contrastive loss needs at least 2 images per batch")
+    if args.lr <= 0:
+        raise UsageError(f"--lr {args.lr} must be positive")
+    if args.total_steps < 1:
+        raise UsageError(f"--total-steps {args.total_steps} must be at least 1")
+    if args.minutes is not None and args.minutes <= 0:
+        raise UsageError(f"--minutes {args.minutes} must be positive")
+    if args.temperature <= 0:
+        raise UsageError(f"--temperature {args.temperature} must be positive")
+
+
+def write_pictures(run_dir: Path, tracker: Any, history: dict[str, list[float]], images: torch.Tensor,
+                   recipe: Recipe, seed: int, title: str, ylabel: str, chance: float) -> None:
+    """The loss curve beside its chance level, and a grid of view pairs so the recipe can be checked by eye."""
+    from rlgen.rl.plots import save_learning_curve
+
+    if history["loss"]:
+        path = run_dir / "loss_curve.png"
+        save_learning_curve(path, history["step"], history["loss"], threshold=chance, xlabel="step", ylabel=ylabel,
+                            title=title, label="loss", threshold_label="chance")
+        tracker.log_image("loss_curve", path)
+    gen = torch.Generator().manual_seed(seed)
+    pick = images[torch.randperm(len(images), generator=gen)[:16]].cpu()
+    grid = torch.cat([pick.float() / 255, augment(pick, recipe, gen), augment(pick, recipe, gen)])
+    save_grid(run_dir / "views.png", grid, nrow=16, value_range=(0, 1), title="images (top) and two augmented views")
+    tracker.log_image("views", run_dir / "views.png")

@@ -1,0 +1,360 @@
+"""ST-DIM, Spatiotemporal Deep InfoMax (Anand et al. 2019, "Unsupervised State Representation
+Learning in Atari", section 4), pretraining the AtariARI encoder on consecutive Atari frames.
+
+For a pair of frames (x_t, x_t+1) of one episode, the encoder gives a global feature φ(x) (256-d)
+and a map of local features φ_mn(x) (128-d at each of the 11×8 positions after the third conv).
+Two InfoNCE objectives, the negatives being the other pairs of the batch:
+
+    global-local:  g_mn(x_t, x_t+1) = φ(x_t)ᵀ W_g φ_mn(x_t+1)
+    local-local:   f_mn(x_t, x_t+1) = φ_mn(x_t)ᵀ W_l φ_mn(x_t+1)
+    L = mean over m, n of [ CE of g_mn over the batch + CE of f_mn over the batch ]
+
+where, at each position, anchor i's positive is its own next frame and the other B − 1 next
+frames of the batch are its negatives. At chance each term is ln B, so the loss starts near 2 ln B.
+
+Pairs never cross an episode boundary, and pretraining sees only the train episodes of the
+AtariARI probe split (:func:`rlgen.selfsup.atari_probe.split_episodes` with ``--split-seed``, the
+probe's ``--seed``), so the probe's validation and test episodes stay unseen. On CPUs with
+bfloat16 matrix units the encoder runs in bf16 autocast with channels-last tensors (about 3× faster
+here); the InfoNCE scores are computed in float32.
+
+    python -m rlgen.selfsup.stdim --data atari-frames:breakout --minutes 30
+    python -m rlgen.selfsup.atari_probe --game Breakout --checkpoint RUN_DIR
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rlgen import checkpoint, cli
+from rlgen.errors import UsageError
+from rlgen.nets import AtariCNN
+from rlgen.track import RunArgs, Tracker, default_run_dir
+from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state
+
+ALGO = "stdim"
+FRAME_SHAPE = (1, 210, 160)
+
+
+@dataclass
+class Args(RunArgs):
+    data: str = "atari-frames:breakout"
+    """frame data: atari-frames:GAME (a game with AtariARI RAM annotations)"""
+    frames: int = 50_000
+    """frames of the atari-frames train collection to load (the probe's default, so the cache is shared)"""
+    data_seed: int = 0
+    """seed of the frame collection (the probe's --data-seed)"""
+    split_seed: int = 0
+    """seed of the AtariARI episode split; pretraining uses its train episodes only (the probe's --seed)"""
+    gap: int = 1
+    """frames between the two frames of a pair (1: consecutive, as in the paper)"""
+    minutes: float | None = 30.0
+    """stop after this much training wall time (none: only --total-steps)"""
+    total_steps: int | None = None
+    """stop after this many updates (none: only --minutes)"""
+    batch_size: int = 64
+    """pairs per update (each anchor's negatives are the other pairs)"""
+    lr: float = 3e-4
+    """Adam learning rate (the paper's)"""
+    seed: int = 0
+    """seed of the initialisation and of the pairs drawn"""
+    device: str = "auto"
+    """auto, cpu or cuda"""
+    threads: int = 1
+    """torch CPU threads"""
+    amp: bool | None = None
+    """bfloat16 autocast for the encoder (default: on where the CPU has bf16 units, or on CUDA)"""
+    log_every: int = 50
+    """updates between logged loss averages"""
+    checkpoint_every: int = 1000
+    """updates between checkpoints (0: only at the end)"""
+    probe: bool = False
+    """at the end, run the AtariARI probe on the same frames and split (a few minutes) and record its F1"""
+
+
+# ---------------------------------------------------------------------------------------------
+# The two objectives
+# ---------------------------------------------------------------------------------------------
+def infonce_diagonal(scores: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of (..., B, B) score matrices whose positives lie on the diagonal."""
+    b = scores.shape[-1]
+    target = torch.arange(b, device=scores.device).repeat(scores[..., 0, 0].numel())
+    return F.cross_entropy(scores.reshape(-1, b), target)
+
+
+class GlobalLocalInfoNCE(nn.Module):
+    """ST-DIM's global-local objective (Anand et al. 2019, sec. 4): the global feature of x_t,
+    through a linear map W_g, scored against the local feature of x_t+1 at each position (m, n).
+
+    ``forward(global_t (B, G), local_next (B, C, H, W))``: score[m, n, i, j] = (W_g φ(x_t^i))ᵀ
+    φ_mn(x_t+1^j); cross-entropy with positive j = i at each position, averaged over positions
+    and anchors.
+    """
+
+    def __init__(self, global_dim: int = 256, local_dim: int = 128) -> None:
+        super().__init__()
+        self.proj = nn.Linear(global_dim, local_dim)
+
+    def forward(self, global_t: torch.Tensor, local_next: torch.Tensor) -> torch.Tensor:
+        pred = self.proj(global_t)
+        return infonce_diagonal(torch.einsum("ic,jcmn->mnij", pred, local_next))
+
+
+class LocalLocalInfoNCE(nn.Module):
+    """ST-DIM's local-local objective (Anand et al. 2019, sec. 4): the local feature of x_t at
+    (m, n), through a linear map W_l, scored against the local feature of x_t+1 at the same (m, n).
+
+    ``forward(local_t (B, C, H, W), local_next (B, C, H, W))``: score[m, n, i, j] =
+    (W_l φ_mn(x_t^i))ᵀ φ_mn(x_t+1^j); cross-entropy with positive j = i, averaged as above.
+    """
+
+    def __init__(self, local_dim: int = 128) -> None:
+        super().__init__()
+        self.proj = nn.Linear(local_dim, local_dim)
+
+    def forward(self, local_t: torch.Tensor, local_next: torch.Tensor) -> torch.Tensor:
+        pred = self.proj(local_t.permute(0, 2, 3, 1))  # (B, H, W, C)
+        return infonce_diagonal(torch.einsum("imnc,jcmn->mnij", pred, local_next))
+
+
+class STDIM(nn.Module):
+    """The encoder and both objectives' linear maps; ``forward`` returns (global-local, local-local) losses."""
+
+    def __init__(self, input_shape: tuple[int, ...] = FRAME_SHAPE) -> None:
+        super().__init__()
+        self.encoder = AtariCNN(input_shape)
+        local_dim = self.encoder.local_shape[0]
+        self.global_local = GlobalLocalInfoNCE(self.encoder.out_dim, local_dim)
+        self.local_local = LocalLocalInfoNCE(local_dim)
+
+    def forward(self, x_t: torch.Tensor, x_next: torch.Tensor, amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(x_t.device.type, dtype=torch.bfloat16, enabled=amp):
+            # One pass over both frames; split (not slicing) so the backward is a single concatenation.
+            local_t, local_next = self.encoder.local_features(torch.cat([x_t, x_next])).split(len(x_t))
+            global_t = self.encoder.fc(self.encoder.late(local_t))
+        # The scores in float32: bf16 keeps ~3 significant digits, too few for a softmax over the batch.
+        local_t, local_next = local_t.float(), local_next.float()
+        return self.global_local(global_t.float(), local_next), self.local_local(local_t, local_next)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: consecutive frames of the probe's train episodes
+# ---------------------------------------------------------------------------------------------
+def game_of(data: str) -> str:
+    """``atari-frames:breakout`` → ``Breakout`` (a game with AtariARI annotations)."""
+    from rlgen.selfsup.atari_probe import resolve_game
+
+    prefix, _, arg = data.partition(":")
+    if prefix != "atari-frames" or not arg:
+        raise UsageError(f"--data {data!r}: ST-DIM trains on Atari frames, e.g. atari-frames:breakout")
+    return resolve_game(arg)
+
+
+def pair_anchors(episode: torch.Tensor, allowed: torch.Tensor, gap: int) -> torch.Tensor:
+    """Indices t in ``allowed`` whose frame t + gap exists in the same episode."""
+    n = len(episode)
+    t = allowed[allowed + gap < n]
+    return t[episode[t + gap] == episode[t]]
+
+
+def load_pairs(args: Args) -> tuple[torch.Tensor, torch.Tensor, dict[str, int]]:
+    """All frames, the pair anchors in the probe's train episodes, and counts."""
+    from rlgen.data.atari_frames import load_atari_frames
+    from rlgen.selfsup.atari_probe import split_episodes
+
+    game = game_of(args.data)
+    data = load_atari_frames(game, "train", n=args.frames, seed=args.data_seed)
+    train, _, _ = split_episodes(data.episode, args.split_seed)
+    anchors = pair_anchors(data.episode, train, args.gap)
+    if len(anchors) < args.batch_size:
+        raise UsageError(f"{args.data}: {len(anchors)} frame pairs {args.gap} apart in the train episodes of "
+                         f"{args.frames} frames, fewer than --batch-size {args.batch_size}; use more --frames")
+    counts = {"train_frames": len(train), "train_episodes": int(torch.unique(data.episode[train]).numel()),
+              "pairs": len(anchors)}
+    return data.frames, anchors, counts
+
+
+def bf16_cpu() -> bool:
+    """Whether this CPU has bfloat16 matrix units (where autocast speeds convolutions up)."""
+    from rlgen.rl.dqn import bf16_cpu as check
+
+    return check()
+
+
+def resolve(args: Args) -> Args:
+    game_of(args.data)
+    for name in ("frames", "gap", "batch_size", "threads", "log_every"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
+    if args.batch_size < 2:
+        raise UsageError(f"--batch-size {args.batch_size}: InfoNCE needs at least 2 pairs (the others are negatives)")
+    if args.lr <= 0:
+        raise UsageError(f"--lr {args.lr} must be positive")
+    if args.minutes is None and args.total_steps is None:
+        raise UsageError("give --minutes or --total-steps (or both): nothing else ends the run")
+    if args.minutes is not None and args.minutes <= 0:
+        raise UsageError(f"--minutes {args.minutes} must be positive")
+    if args.total_steps is not None and args.total_steps < 1:
+        raise UsageError(f"--total-steps {args.total_steps} must be at least 1")
+    if args.checkpoint_every < 0:
+        raise UsageError(f"--checkpoint-every {args.checkpoint_every} must be 0 (end only) or positive")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# The frozen encoder, for probes
+# ---------------------------------------------------------------------------------------------
+def encoder_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> Any:
+    """The pretrained AtariCNN of an ST-DIM checkpoint as a frozen encoder (:mod:`rlgen.selfsup.encoders`)."""
+    from rlgen.selfsup.encoders import freeze, unit
+
+    shape = tuple(ckpt["input_shape"])
+    net = AtariCNN(shape)
+    net.load_state_dict(ckpt["encoder"])
+    return freeze(net.to(device), unit, shape, net.out_dim, ALGO,
+                  f"ST-DIM AtariCNN ({net.out_dim}-d) pretrained on {ckpt['args']['data']}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+def main(args: Args) -> dict[str, Any]:
+    """Pretrain; returns the summary that is also written to ``summary.json``."""
+    ckpt = None
+    if args.resume:
+        args, ckpt = checkpoint.resume_args(Args, args, ALGO)
+    args = resolve(args)
+    frames, anchors, counts = load_pairs(args)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO, args.data)
+    args = dataclasses.replace(args, run_dir=str(run_dir))
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    amp = args.amp if args.amp is not None else (device.type == "cuda" or bf16_cpu())
+    seed_everything(args.seed)
+    pair_gen = torch.Generator().manual_seed(args.seed)
+
+    model = STDIM(tuple(frames.shape[1:])).to(device)
+    # oneDNN's preferred layout: with bf16 it roughly halves the conv time on a CPU.
+    model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    step, train_seconds = 0, 0.0
+    history: dict[str, list[float]] = {"step": [], "loss": [], "global_local": [], "local_local": []}
+    if ckpt is not None:
+        model.encoder.load_state_dict(ckpt["encoder"])
+        model.global_local.load_state_dict(ckpt["global_local"])
+        model.local_local.load_state_dict(ckpt["local_local"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, train_seconds = ckpt["step"], ckpt["train_seconds"]
+        history = {k: v.tolist() for k, v in ckpt["history"].items()}
+        set_rng_state(ckpt["rng"])
+        pair_gen.set_state(ckpt["pair_rng"])
+
+    tracker = Tracker.for_run(run_dir, args, algo=ALGO, resume_step=step if ckpt else None,
+                              bar_keys=("loss", "global_local", "local_local"))
+    chance = 2 * math.log(args.batch_size)
+    print(f"ST-DIM on {args.data}: {counts['pairs']} pairs from {counts['train_episodes']} train episodes "
+          f"({counts['train_frames']} frames), batch {args.batch_size}, bf16 autocast {'on' if amp else 'off'}; "
+          f"loss at chance {chance:.3f}", flush=True)
+
+    def save_checkpoint() -> None:
+        checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=asdict(args), step=step,
+                        input_shape=list(frames.shape[1:]), encoder=model.encoder.state_dict(),
+                        global_local=model.global_local.state_dict(), local_local=model.local_local.state_dict(),
+                        optimizer=opt.state_dict(), train_seconds=train_seconds,
+                        history={k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
+                        rng=rng_state(), pair_rng=pair_gen.get_state())
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        t = anchors[torch.randint(len(anchors), (args.batch_size,), generator=pair_gen)]
+        x = frames[torch.cat([t, t + args.gap])].to(device)
+        x = x.contiguous(memory_format=torch.channels_last).float().div_(255.0)
+        return x[: args.batch_size], x[args.batch_size:]
+
+    budget = args.minutes * 60 if args.minutes is not None else math.inf
+    max_steps = args.total_steps if args.total_steps is not None else math.inf
+    bar = tracker.progress(args.total_steps, initial=step)  # type: ignore[arg-type]  # None: no known total
+    window = np.zeros(3)
+    in_window = 0
+    model.train()
+    tick = time.perf_counter()
+    start_seconds, start_step = train_seconds, step
+    try:
+        while step < max_steps and train_seconds < budget:
+            x_t, x_next = batch()
+            loss_gl, loss_ll = model(x_t, x_next, amp)
+            loss = loss_gl + loss_ll
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            train_seconds = start_seconds + time.perf_counter() - tick
+            window += [float(loss.detach()), float(loss_gl.detach()), float(loss_ll.detach())]
+            in_window += 1
+            bar.update(1)
+            if step % args.log_every == 0:
+                mean = window / in_window
+                history["step"].append(step)
+                for key, value in zip(("loss", "global_local", "local_local"), mean):
+                    history[key].append(float(value))
+                tracker.log({"loss": mean[0], "global_local": mean[1], "local_local": mean[2],
+                             "train_minutes": train_seconds / 60,
+                             "steps_per_second": (step - start_step) / max(train_seconds - start_seconds, 1e-9)},
+                            step)
+                window[:], in_window = 0.0, 0
+            if args.checkpoint_every and step % args.checkpoint_every == 0:
+                save_checkpoint()
+    finally:
+        bar.close()
+    if in_window:  # the last, partial window
+        mean = window / in_window
+        history["step"].append(step)
+        for key, value in zip(("loss", "global_local", "local_local"), mean):
+            history[key].append(float(value))
+    save_checkpoint()
+
+    summary: dict[str, Any] = {
+        "algo": ALGO, "data": args.data, "seed": args.seed, "split_seed": args.split_seed,
+        "data_seed": args.data_seed, "frames": args.frames, "gap": args.gap, "batch_size": args.batch_size,
+        "lr": args.lr, "amp": amp, "steps": step, "pairs_seen": step * args.batch_size,
+        "train_seconds": round(train_seconds, 2), "train_minutes": round(train_seconds / 60, 3),
+        "steps_per_second": round(step / max(train_seconds, 1e-9), 3),
+        "final_loss": history["loss"][-1] if history["loss"] else None,
+        "final_global_local": history["global_local"][-1] if history["loss"] else None,
+        "final_local_local": history["local_local"][-1] if history["loss"] else None,
+        "chance_loss": round(chance, 4), **counts,
+    }
+    if history["step"]:
+        from rlgen.gen.common import save_curves
+
+        path = save_curves(run_dir / "loss_curve.png",
+                           {"total": (history["step"], history["loss"]),
+                            "global-local": (history["step"], history["global_local"]),
+                            "local-local": (history["step"], history["local_local"]),
+                            f"chance (2 ln {args.batch_size})": ([0, step], [chance, chance])},
+                           xlabel="update", ylabel="InfoNCE loss (nats)", title=f"ST-DIM on {args.data}")
+        tracker.log_image("loss_curve", path)
+    if args.probe:
+        from rlgen.selfsup.atari_probe import format_table, probe_encoder
+
+        frozen = encoder_from_checkpoint(checkpoint.load(run_dir, algo=ALGO), device)
+        res = probe_encoder(frozen, game_of(args.data), frames=args.frames, seed=args.split_seed,
+                            data_seed=args.data_seed, log=lambda m: print(m, flush=True))
+        print(format_table(res["game"], {f"ST-DIM {summary['train_minutes']:.1f} min": res}))
+        summary.update(probe_mean_f1=res["mean_f1"], probe_category_f1=res["category_f1"], probe_f1=res["f1"],
+                       probe_seconds=res["seconds"]["total"])
+    summary["wall_seconds"] = round(time.time() - tracker.start_time, 2)
+    return {**summary, "run_dir": str(tracker.finish(summary))}
+
+
+if __name__ == "__main__":
+    cli.run(main, Args, description="ST-DIM pretraining of the AtariARI encoder on Atari frames (Anand et al. 2019).")
