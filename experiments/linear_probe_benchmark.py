@@ -40,7 +40,8 @@ def probe(run_root: Path, name: str, threads: int, **source: Any) -> dict[str, A
                                          threads=threads, **source))
 
 
-def pretrain(row: str, seed: int, minutes: float, run_root: Path, threads: int, quick: bool) -> dict[str, Any]:
+def pretrain(row: str, seed: int, minutes: float, run_root: Path, threads: int, quick: bool,
+             amp: str = "auto") -> dict[str, Any]:
     """Train one encoder; returns its summary (``train_minutes`` is the pretraining wall time)."""
     run_dir = str(run_root / f"{row}-seed{seed}")
     common = dict(run_dir=run_dir, wandb="disabled", threads=threads, seed=seed)
@@ -50,7 +51,7 @@ def pretrain(row: str, seed: int, minutes: float, run_root: Path, threads: int, 
         mod = simclr if row == "simclr" else moco
         budget = dict(total_steps=20, log_every=5, knn_every=20) if quick else dict(total_steps=10**6,
                                                                                  minutes=minutes, knn_every=500)
-        return mod.main(mod.Args(data="mnist5k", **budget, **common))  # type: ignore[arg-type]
+        return mod.main(mod.Args(data="mnist5k", amp=amp, **budget, **common))  # type: ignore[arg-type]
     if row == "supervised":
         from rlgen.selfsup import supervised
 
@@ -76,12 +77,13 @@ def mnist_section(args: argparse.Namespace, run_root: Path) -> list[dict[str, An
                 res, minutes = probe(run_root, f"random-seed{seed}", args.threads, random_init="convnet",
                                      seed=seed), 0.0
             else:
-                summary = pretrain(row, seed, args.minutes, run_root, args.threads, args.quick)
+                summary = pretrain(row, seed, args.minutes, run_root, args.threads, args.quick, args.amp)
                 minutes = float(summary.get("train_minutes", 0.0))
                 res = probe(run_root, f"{row}-seed{seed}", args.threads, checkpoint=summary.get("run_dir")
                             or str(run_root / f"{row}-seed{seed}"))
             rows.append({"row": row, "seed": seed, "linear_top1": res["linear_top1"], "knn_top1": res["knn_top1"],
-                         "pretrain_minutes": round(minutes, 2), "feature_dim": res["feature_dim"],
+                         "pretrain_minutes": round(minutes, 2), "amp_bf16": summary.get("amp_bf16")
+                         if row in ("simclr", "moco") else None, "feature_dim": res["feature_dim"],
                          "encoder": res["encoder_description"], "seconds": round(time.perf_counter() - tick, 1)})
             print(f"  {row} seed {seed}: linear {res['linear_top1']:.4f}, kNN {res['knn_top1']:.4f}, "
                   f"{minutes:.2f} min", file=sys.stderr, flush=True)
@@ -99,7 +101,7 @@ def print_mnist(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[st
     print(f"{'encoder':<13}{'seed':>5}{'linear top-1':>14}{'kNN top-1':>11}{'pretrain min':>14}  features")
     for r in rows:
         print(f"{r['row']:<13}{r['seed']:>5}{100 * r['linear_top1']:>13.1f}%{100 * r['knn_top1']:>10.1f}%"
-              f"{r['pretrain_minutes']:>14.2f}  {r['encoder']}")
+              f"{r['pretrain_minutes']:>14.2f}  {r['encoder']}{', bf16 autocast' if r.get('amp_bf16') else ''}")
     goals: dict[str, Any] = {}
     sup = mean_of(rows, "supervised", "linear_top1")
     for row in ("simclr", "moco"):
@@ -118,10 +120,43 @@ def print_mnist(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[st
 
 
 def atari_section(args: argparse.Namespace, run_root: Path) -> dict[str, Any]:
-    from rlgen.selfsup import atari_probe
+    """Per game: the random-init AtariARI encoder and an ST-DIM encoder, probed on the same split."""
+    from rlgen.nets import make_backbone
+    from rlgen.selfsup import atari_probe, stdim
+    from rlgen.selfsup.encoders import freeze, load_encoder, unit
 
-    return atari_probe.benchmark(games=args.games, minutes=args.atari_minutes, frames=args.atari_frames,
-                                 run_root=run_root, quick=args.quick)
+    reuse = dict(item.split("=", 1) for item in args.stdim_runs.split(",")) if args.stdim_runs else {}
+    frames = 3000 if args.quick else args.atari_frames
+    results: dict[str, Any] = {}
+    for game in args.games:
+        data = atari_probe.prepare_probe_data(game, frames, seed=0, data_seed=0)
+        torch.manual_seed(0)
+        net = make_backbone("atari_cnn", atari_probe.FRAME_SHAPE)
+        random_row = atari_probe.probe_encoder(freeze(net, unit, atari_probe.FRAME_SHAPE, net.out_dim, "random-init",
+                                                      "random-init AtariCNN"), game, data=data,
+                                               epochs=3 if args.quick else 100)
+        run_dir = reuse.get(game) or reuse.get(game.lower())
+        if run_dir is None:
+            run_dir = str(run_root / f"stdim-{game.lower()}")
+            budget = dict(minutes=None, total_steps=5) if args.quick else dict(minutes=args.atari_minutes)
+            stdim.main(stdim.Args(data=f"atari-frames:{game.lower()}", frames=frames, run_dir=run_dir,
+                                  wandb="disabled", threads=args.threads, **budget))  # type: ignore[arg-type]
+        minutes = json.loads((Path(run_dir) / "summary.json").read_text()).get("train_minutes")
+        stdim_row = atari_probe.probe_encoder(load_encoder(run_dir), game, data=data,
+                                              epochs=3 if args.quick else 100)
+        rows = {"random-init": random_row, f"ST-DIM ({minutes:.1f} min)" if minutes else "ST-DIM": stdim_row}
+        print("\n" + atari_probe.format_table(game, rows))
+        paper = atari_probe.PUBLISHED[data.game]
+        rand_ok = abs(random_row["mean_f1"] - paper["random_cnn"]) <= 0.10
+        beat = stdim_row["mean_f1"] > paper["cpc"]
+        print(f"goal {data.game}: random-init {random_row['mean_f1']:.3f} vs paper {paper['random_cnn']:.2f} "
+              f"(within 0.10: {'met' if rand_ok else 'MISSED'}); ST-DIM {stdim_row['mean_f1']:.3f} vs CPC "
+              f"{paper['cpc']:.2f} ({'beaten' if beat else 'NOT beaten'}) after {minutes} min of pretraining")
+        results[data.game] = {"random_init": {k: random_row[k] for k in ("mean_f1", "category_f1", "f1")},
+                              "stdim": {k: stdim_row[k] for k in ("mean_f1", "category_f1", "f1")},
+                              "stdim_run": run_dir, "stdim_minutes": minutes, "paper": paper,
+                              "goal_random_within_0.10": rand_ok, "goal_beats_cpc": beat}
+    return results
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -131,11 +166,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seeds", default="0,1", help="seeds of the pretrained rows (comma-separated)")
     p.add_argument("--minutes", type=float, default=10.0, help="pretraining budget per encoder")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
+                   help="bfloat16 autocast of the SimCLR/MoCo encoders (auto: where the CPU has bf16 units)")
     p.add_argument("--skip-mnist", action="store_true", help="leave out the mnist5k table")
     p.add_argument("--atari", action="store_true", help="also run the Atari state-probe section")
     p.add_argument("--games", default="Breakout,Pong", help="Atari games for the state probes")
     p.add_argument("--atari-minutes", type=float, default=30.0, help="ST-DIM pretraining budget per game")
     p.add_argument("--atari-frames", type=int, default=50_000, help="probe frames per game (AtariARI: 50,000)")
+    p.add_argument("--stdim-runs", default=None,
+                   help="reuse pretrained ST-DIM run folders instead of pretraining: GAME=RUN_DIR,GAME=RUN_DIR")
     p.add_argument("--quick", action="store_true", help="tiny budgets (a smoke test, not a measurement)")
     p.add_argument("--run-root", default=None, help="keep the run folders here (default: a temporary folder)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")

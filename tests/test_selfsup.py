@@ -161,12 +161,12 @@ def test_two_process_simclr_loss_equals_the_single_process_loss(tmp_path):
     """torchrun with 2 CPU processes (gloo): negatives gathered, BatchNorm synchronised, so every
     step's loss equals one process's loss on the same global batch."""
     flags = ["--total-steps", "3", "--batch-size", "32", "--log-every", "1", "--knn-every", "100",
-             "--wandb", "disabled", "--threads", "1", "--checkpoint-every", "0"]
+             "--wandb", "disabled", "--threads", "1", "--checkpoint-every", "0", "--amp", "off"]
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                     f"--master_port={_free_port()}", "-m", "rlgen.selfsup.simclr", *flags,
                     "--run-dir", str(tmp_path / "ddp")], check=True, capture_output=True, timeout=240)
     single = simclr.main(simclr.Args(total_steps=3, batch_size=32, log_every=1, knn_every=100, checkpoint_every=0,
-                                     wandb="disabled", threads=1, run_dir=str(tmp_path / "one")))
+                                     wandb="disabled", threads=1, amp="off", run_dir=str(tmp_path / "one")))
     read = lambda d: [json.loads(x)["loss"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     ddp, one = read("ddp"), read("one")
     assert len(ddp) == len(one) == 3

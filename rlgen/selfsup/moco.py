@@ -39,6 +39,7 @@ from rlgen.selfsup.common import (
     load_pretrain_data,
     local_slice,
     two_views,
+    use_amp,
     write_pictures,
 )
 from rlgen.selfsup.losses import InfoNCEQueueLoss, KeyQueue
@@ -97,6 +98,8 @@ class Args(RunArgs):
     """steps between checkpoints (0: only at the end)"""
     threads: int = 2
     """torch CPU threads per process"""
+    amp: Literal["auto", "on", "off"] = "auto"
+    """bfloat16 autocast for the encoder (auto: on CUDA and on CPUs with bf16 matrix units); the loss stays float32"""
 
 
 def resolve(args: Args) -> Args:
@@ -137,6 +140,7 @@ def main(args: Args) -> dict[str, Any]:
         raise UsageError(f"--batch-size {args.batch_size} must divide evenly over {size} processes")
     torch.set_num_threads(args.threads)
     device = dist_device or pick_device(args.device)
+    amp = use_amp(args.amp, device)
     seed_everything(args.seed)
     data = load_pretrain_data(args.data, device, args.frames)
     if args.pairs == "temporal" and data.episode is None:
@@ -203,10 +207,12 @@ def main(args: Args) -> dict[str, Any]:
             v1, v2 = (local_slice(v) for v in two_views(data.train, idx, recipe, gen, args.pairs, data.episode,
                                                          args.max_gap))
             order = torch.randperm(local, generator=gen).to(device)
-            q1, q2 = encode_in_splits(net, v1, args.bn_splits), encode_in_splits(net, v2, args.bn_splits)
-            with torch.no_grad():
-                k1, k2 = encode_in_splits(key, v1, args.bn_splits, order), encode_in_splits(key, v2, args.bn_splits,
-                                                                                             order)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                q1, q2 = encode_in_splits(net, v1, args.bn_splits), encode_in_splits(net, v2, args.bn_splits)
+                with torch.no_grad():
+                    k1 = encode_in_splits(key, v1, args.bn_splits, order)
+                    k2 = encode_in_splits(key, v2, args.bn_splits, order)
+            q1, q2, k1, k2 = q1.float(), q2.float(), k1.float(), k2.float()
             negatives = queue.active()
             loss = 0.5 * (loss_fn(q1, k2, negatives) + loss_fn(q2, k1, negatives))
             opt.zero_grad(set_to_none=True)
@@ -244,7 +250,7 @@ def main(args: Args) -> dict[str, Any]:
         "algo": ALGO, "data": args.data, "backbone": args.backbone, "seed": args.seed, "steps": step,
         "batch_size": args.batch_size, "processes": size, "temperature": args.temperature,
         "queue_size": args.queue_size, "momentum": args.momentum, "pairs": args.pairs,
-        "recipe": recipe_name, "recipe_detail": recipe.describe(),
+        "recipe": recipe_name, "recipe_detail": recipe.describe(), "amp_bf16": amp,
         "train_seconds": round(train_seconds, 2), "train_minutes": round(train_seconds / 60, 3),
         "final_loss": history["loss"][-1] if history["loss"] else None, "loss_chance": chance,
         "knn_top1": knn, "params": sum(p.numel() for p in query.encoder.parameters()),

@@ -40,6 +40,7 @@ from rlgen.selfsup.common import (
     load_pretrain_data,
     local_slice,
     two_views,
+    use_amp,
     write_pictures,
 )
 from rlgen.selfsup.losses import NTXentLoss
@@ -91,6 +92,8 @@ class Args(RunArgs):
     """steps between checkpoints (0: only at the end)"""
     threads: int = 2
     """torch CPU threads per process"""
+    amp: Literal["auto", "on", "off"] = "auto"
+    """bfloat16 autocast for the encoder (auto: on CUDA and on CPUs with bf16 matrix units); the loss stays float32"""
 
 
 def resolve(args: Args) -> Args:
@@ -123,6 +126,7 @@ def main(args: Args) -> dict[str, Any]:
         raise UsageError(f"--batch-size {args.batch_size} must divide evenly over {size} processes")
     torch.set_num_threads(args.threads)
     device = dist_device or pick_device(args.device)
+    amp = use_amp(args.amp, device)
     seed_everything(args.seed)
     data = load_pretrain_data(args.data, device, args.frames)
     if args.pairs == "temporal" and data.episode is None:
@@ -183,7 +187,9 @@ def main(args: Args) -> dict[str, Any]:
             idx = perm[pos: pos + args.batch_size].to(device)
             pos += args.batch_size
             v1, v2 = two_views(data.train, idx, recipe, gen, args.pairs, data.episode, args.max_gap)
-            loss = loss_fn(net(local_slice(v1)), net(local_slice(v2)))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                z1, z2 = net(local_slice(v1)), net(local_slice(v2))
+            loss = loss_fn(z1.float(), z2.float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -217,7 +223,7 @@ def main(args: Args) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "algo": ALGO, "data": args.data, "backbone": args.backbone, "seed": args.seed, "steps": step,
         "batch_size": args.batch_size, "processes": size, "temperature": args.temperature, "pairs": args.pairs,
-        "recipe": recipe_name, "recipe_detail": recipe.describe(),
+        "recipe": recipe_name, "recipe_detail": recipe.describe(), "amp_bf16": amp,
         "train_seconds": round(train_seconds, 2), "train_minutes": round(train_seconds / 60, 3),
         "final_loss": history["loss"][-1] if history["loss"] else None, "loss_chance": chance,
         "knn_top1": knn, "params": sum(p.numel() for p in model.encoder.parameters()),
