@@ -166,3 +166,55 @@ def _ckpt_step(path: Path) -> int:
         return torch.load(path, weights_only=True)["step"]
     except Exception:
         return -1
+
+
+@pytest.mark.parametrize("ending", ["terminated", "truncated"])
+def test_n_step_replay_matches_hand_computed_returns(ending):
+    from rlgen.rl.replay import ReplayBuffer
+
+    g, n = 0.5, 3
+    buf = ReplayBuffer(16, (1,), gamma=g, n_step=n)
+    buf.start(np.zeros((1, 1), np.float32))
+    for k in range(4):  # rewards 1..4; the fourth step ends the episode
+        end = k == 3
+        nxt = np.full((1, 1), k + 1, np.float32)
+        buf.add(np.array([k]), np.array([k + 1.0]), np.array([end and ending == "terminated"]),
+                np.array([end and ending == "truncated"]), nxt, np.full((1, 1), 100, np.float32) if end else nxt)
+        if k == 2:  # the first window is complete; later steps wait for theirs
+            assert len(buf) == 1
+            state = buf.state_dict()
+    stop = 0.0 if ending == "terminated" else 1.0
+    expected = {  # first step → (n-step return, successor, bootstrap discount)
+        0: (1 + g * 2 + g * g * 3, 3.0, g ** 3),
+        1: (2 + g * 3 + g * g * 4, 4.0, stop * g ** 3),
+        2: (3 + g * 4, 4.0, stop * g ** 2),
+        3: (4.0, 4.0, stop * g),
+    }
+    b = buf.sample(256, np.random.default_rng(0))
+    got = {int(a): (float(r), float(o), float(d)) for a, r, o, d in zip(b.actions, b.rewards, b.next_obs[:, 0],
+                                                                        b.discounts)}
+    assert got.keys() == expected.keys() and len(buf) == 4
+    for k, want in expected.items():
+        assert got[k] == pytest.approx(want), k
+    assert torch.equal(b.obs[:, 0], b.actions.float())  # each sample starts where its first step did
+    # A resumed buffer holds the open windows too, so it finishes them the same way.
+    again = ReplayBuffer(16, (1,), gamma=g, n_step=n)
+    again.load_state_dict(state)
+    again.start(np.full((1, 1), 3, np.float32))
+    again.add(np.array([3]), np.array([4.0]), np.array([ending == "terminated"]), np.array([ending == "truncated"]),
+              np.full((1, 1), 4, np.float32), np.full((1, 1), 100, np.float32))
+    for k in ("obs", "next_obs", "actions", "rewards", "terminated", "truncated", "horizon"):
+        assert np.array_equal(getattr(again, k)[:4], getattr(buf, k)[:4]), k
+
+
+def test_clip_grad_norm_matches_torch():
+    torch.manual_seed(0)
+    a = [torch.randn(3, 4, requires_grad=True), torch.randn(5, requires_grad=True)]
+    b = [t.detach().clone().requires_grad_(True) for t in a]
+    for params in (a, b):
+        (sum((p * p).sum() for p in params) * 3).backward()
+    want = torch.nn.utils.clip_grad_norm_(b, 0.5)
+    got = dqn.clip_grad_norm(a, 0.5)
+    assert torch.allclose(got, want)
+    assert all(torch.allclose(x.grad, y.grad) for x, y in zip(a, b))
+    assert torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in a])) == pytest.approx(0.5, rel=1e-4)

@@ -67,6 +67,22 @@ def test_rgb_masks():
     assert torch.all(pc.conv_mask(4, 4, 2, 3, 1, None, 1) == 1)  # the vertical stack: shifted, not masked
 
 
+def test_gated_with_a_wider_first_layer_is_causal_without_blind_spot_and_samples_exactly():
+    model = tiny(True, shape=(1, 7, 7), layers=5, first_kernel=5, n_classes=3)
+    x = torch.rand(8, 1, 7, 7)
+    for i in range(7):
+        for j in range(7):
+            g = input_grads(model, x, i, j).flatten()
+            pos = i * 7 + j
+            assert torch.all(g[pos:] == 0) and torch.all(g[:pos] > 0), (i, j)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3)
+    gen = torch.Generator().manual_seed(1)
+    fast = model.sample(2, gen, y=torch.tensor([0, 2]))
+    assert torch.equal(fast, model.sample_naive(2, torch.Generator().manual_seed(1), y=torch.tensor([0, 2])))
+
+
 def test_gated_has_no_blind_spot_and_pixelcnn_has_one():
     x = torch.rand(8, 1, 5, 5)
     gated = tiny(True, shape=(1, 5, 5), layers=6)

@@ -41,6 +41,7 @@ different shapes, so there the two agree up to float rounding, not bit for bit.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import time
@@ -56,8 +57,9 @@ from torch import nn
 from rlgen import checkpoint, cli
 from rlgen.errors import UsageError
 from rlgen.gen.common import binarize, load_images
+from rlgen.nets import polyak_update
 from rlgen.track import RunArgs, Tracker, default_run_dir
-from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state
+from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state, use_amp
 
 ALGO = "pixelcnn"
 LN2 = math.log(2.0)
@@ -85,8 +87,8 @@ class Args(RunArgs):
     """residual blocks (PixelCNN) or gated layers; default per model"""
     kernel: int = 3
     """kernel size of the masked layers (odd)"""
-    first_kernel: int = 7
-    """kernel size of the first (mask A) layer of PixelCNN (odd)"""
+    first_kernel: int | None = None
+    """kernel size of the first (mask A) layer (odd; default per model)"""
     head_channels: int | None = None
     """width of the hidden 1×1 layer of the output head (default: per model)"""
     seed: int = 0
@@ -110,6 +112,9 @@ class Args(RunArgs):
     """AdamW weight decay"""
     max_grad_norm: float = 1.0
     """clip the gradient norm to this (0: no clipping)"""
+    ema: float = 0.999
+    """decay of an exponential moving average of the weights (Polyak averaging, as in PixelCNN++, Salimans
+    et al. 2017), which is what gets validated, tested, sampled and saved; 0: the raw weights"""
     train_limit: int | None = None
     """train on only this many training images (after the validation split), for quick checks"""
     val_size: int = 0
@@ -126,13 +131,17 @@ class Args(RunArgs):
     """test images whose bottom half is hidden and completed at the end (0: none)"""
     threads: int = 1
     """torch CPU threads"""
+    amp: Literal["auto", "on", "off"] = "auto"
+    """bfloat16 autocast of the training passes (auto: on CUDA and on CPUs with bf16 units, where it trains
+    about 1.4× faster); the loss and every reported likelihood are computed in float32"""
 
 
 DEFAULTS: dict[bool, dict[str, Any]] = {
     # Picked by validation NLL (400 images held out of the training split) after 8-minute runs on one
-    # CPU thread: narrow and deep beats wide at this budget, and PixelCNN gains from smaller batches.
-    False: dict(channels=16, layers=10, head_channels=32, lr=6e-3, batch_size=16),  # PixelCNN
-    True: dict(channels=16, layers=8, head_channels=32, lr=3e-3, batch_size=32),  # Gated PixelCNN
+    # CPU thread: narrow and deep beats wide at this budget, and PixelCNN gains from smaller batches. A 7×7
+    # first layer (as in both papers) took the gated model from 72.0 to 68.3 nats at the same budget.
+    False: dict(channels=16, layers=10, head_channels=32, lr=6e-3, batch_size=16, first_kernel=7),  # PixelCNN
+    True: dict(channels=16, layers=8, head_channels=32, lr=3e-3, batch_size=32, first_kernel=7),  # Gated
 }
 BINARY_DATA = ("mnist", "mnist5k", "fashion-mnist", "digits")
 
@@ -498,17 +507,23 @@ class GatedLayer(nn.Module):
 
 
 class GatedPixelCNN(AutoregressiveModel):
-    """Vertical and horizontal stacks of gated layers, then a 1×1 head (van den Oord et al. 2016b)."""
+    """Vertical and horizontal stacks of gated layers, then a 1×1 head (van den Oord et al. 2016b).
+
+    The first layer may use a larger kernel (``first_kernel``, 7 in the paper's models), which widens
+    the receptive field at the cost of one layer's work.
+    """
 
     def __init__(self, image_shape: tuple[int, int, int], likelihood: str = "bernoulli", channels: int = 32,
-                 layers: int = 8, kernel: int = 3, head_channels: int = 64, n_classes: int = 0) -> None:
+                 layers: int = 8, kernel: int = 3, head_channels: int = 64, n_classes: int = 0,
+                 first_kernel: int | None = None) -> None:
         super().__init__(image_shape, likelihood, n_classes)
         c = image_shape[0]
-        self.layers = nn.ModuleList(GatedLayer(c if i == 0 else channels, channels, kernel, i == 0, c, n_classes)
-                                    for i in range(layers))
+        first_kernel = kernel if first_kernel is None else first_kernel
+        self.layers = nn.ModuleList(GatedLayer(c if i == 0 else channels, channels, first_kernel if i == 0 else kernel,
+                                               i == 0, c, n_classes) for i in range(layers))
         self.head1 = pointwise(channels, head_channels, c)
         self.head2 = pointwise(head_channels, c * self.levels, c)
-        self.canvas_pad = kernel // 2
+        self.canvas_pad = max(first_kernel, kernel) // 2
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return self.head2(F.relu(self.head1(F.relu(h))))
@@ -541,7 +556,8 @@ class GatedPixelCNN(AutoregressiveModel):
             if i == 0:
                 links.append(layer.link(state["zero"]))
                 continue
-            vc = layer.vconv.rows(state["v"][k][:, :, i - 1:i + p])  # vertical row i − 1
+            # vertical row i − 1 from its kh input rows (the canvas's p zero rows count as above the image)
+            vc = layer.vconv.rows(state["v"][k][:, :, p + i - layer.vconv.kh:p + i])
             links.append(layer.link(vc))
             if k + 1 < len(self.layers):
                 state["v"][k + 1][:, :, p + i - 1] = layer.vertical(vc, state["conds"][k][0])[:, :, 0]
@@ -563,7 +579,7 @@ def build_model(args: Args, image_shape: tuple[int, int, int], likelihood: str, 
     """The model ``args`` describe (resolved args: no None sizes)."""
     if args.gated:
         return GatedPixelCNN(image_shape, likelihood, args.channels, args.layers, args.kernel, args.head_channels,
-                             n_classes)
+                             n_classes, first_kernel=args.first_kernel)
     return PixelCNN(image_shape, likelihood, args.channels, args.layers, args.kernel, args.first_kernel,
                     args.head_channels, n_classes)
 
@@ -595,12 +611,15 @@ def resolve(args: Args) -> tuple[Args, dict[str, Any]]:
         raise UsageError(f"--lr {args.lr} must be positive")
     if args.minutes is not None and not args.minutes > 0:
         raise UsageError(f"--minutes {args.minutes} must be positive")
+    if not 0 <= args.ema < 1:
+        raise UsageError(f"--ema {args.ema} must lie in [0, 1) (0: no weight averaging)")
     if not 0 <= args.warmup < 1:
         raise UsageError(f"--warmup {args.warmup} must lie in [0, 1)")
     for name in ("val_size", "checkpoint_every", "samples", "completions", "weight_decay", "max_grad_norm"):
         if getattr(args, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must be non-negative")
     device = pick_device(args.device)
+    use_amp(args.amp, device)
 
     train, labels, classes = load_images(args.data, "train", args.image_size)
     test, test_labels, _ = load_images(args.data, "test", args.image_size)
@@ -683,9 +702,12 @@ def main(args: Args) -> dict[str, Any]:
     args = dataclasses.replace(args, run_dir=str(run_dir))
     torch.set_num_threads(args.threads)
     device = info["device"]
+    amp = use_amp(args.amp, device)
     seed_everything(args.seed)
     n_classes, image_shape = info["n_classes"], info["image_shape"]
     model = build_model(args, image_shape, args.likelihood, n_classes).to(device)
+    averaged = copy.deepcopy(model).requires_grad_(False) if args.ema else None
+    judged = averaged if averaged is not None else model
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
 
     # Validation images come from the training split (shuffled with the seed); the test split only
@@ -715,6 +737,8 @@ def main(args: Args) -> dict[str, Any]:
     best_val, best_state, best_epoch = math.inf, None, None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
+        if averaged is not None:
+            averaged.load_state_dict(ckpt.get("ema", ckpt["model"]))
         opt.load_state_dict(ckpt["opt"])
         step, epoch, batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
         train_seconds, wall_before = ckpt["train_seconds"], ckpt["wall_seconds"]
@@ -736,7 +760,8 @@ def main(args: Args) -> dict[str, Any]:
                         image_shape=list(image_shape), likelihood=args.likelihood, n_classes=n_classes,
                         train_seconds=train_seconds, wall_seconds=wall_before + time.time() - started,
                         perm=perm, data_gen=data_gen.get_state(), best_val=best_val, best_epoch=best_epoch,
-                        best_state=best_state, rng=rng_state(), **extra)
+                        best_state=best_state, rng=rng_state(),
+                        ema=averaged.state_dict() if averaged is not None else None, **extra)
 
     def done() -> bool:
         return epoch >= args.epochs or (budget is not None and train_seconds >= budget)
@@ -758,13 +783,18 @@ def main(args: Args) -> dict[str, Any]:
             lr = args.lr * lr_factor(progress, args)
             for group in opt.param_groups:
                 group["lr"] = lr
-            loss = model.nll(xb, yb).mean()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = model.nll(xb, yb).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if args.max_grad_norm:
                 nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
             opt.step()
             step += 1
+            if averaged is not None:
+                # The decay ramps up from 0.1 (as TensorFlow's ExponentialMovingAverage does with num_updates),
+                # so short runs average over their own steps rather than the initial weights.
+                polyak_update(averaged, model, 1.0 - min(args.ema, (1 + step) / (10 + step)))
             batch_in_epoch += 1
             train_seconds += time.perf_counter() - tick
             bar.update(1)
@@ -774,22 +804,24 @@ def main(args: Args) -> dict[str, Any]:
                 epoch += 1
                 perm = None
                 if args.val_size and (epoch % args.eval_every == 0 or done()):
-                    val = evaluate_nll(model, val_x, val_y, device)
+                    val = evaluate_nll(judged, val_x, val_y, device)
                     if val < best_val:
                         best_val, best_epoch = val, epoch
-                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                        best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
                     tracker.log({"val_nll": val, "epoch": epoch}, step)
             if args.checkpoint_every and step % args.checkpoint_every == 0:
                 save_checkpoint()
     finally:
         bar.close()
     if args.val_size and batch_in_epoch and perm is not None:  # stopped mid-epoch by the time budget
-        val = evaluate_nll(model, val_x, val_y, device)
+        val = evaluate_nll(judged, val_x, val_y, device)
         tracker.log({"val_nll": val, "epoch": epoch + batch_in_epoch / steps_per_epoch}, step)
         if val < best_val:
             best_val, best_epoch, best_state = val, epoch, None
     if best_state is not None:  # the epoch with the lowest validation NLL
-        model.load_state_dict(best_state)
+        judged.load_state_dict(best_state)
+    if averaged is not None:  # from here on the averaged weights are the model: tested, sampled and saved
+        model.load_state_dict(averaged.state_dict())
     save_checkpoint()
 
     # -- evaluation and pictures ----------------------------------------------------------------
@@ -804,7 +836,8 @@ def main(args: Args) -> dict[str, Any]:
         "train_minutes": round(train_seconds / 60, 3), "test_nll_nats": test_nll,
         "test_bits_per_dim": test_nll / (dims * LN2), "likelihood": args.likelihood, "binarize": args.binarize,
         "conditional": args.conditional, "params": sum(p.numel() for p in model.parameters()),
-        "threads": args.threads, "val_nll": best_val if args.val_size else None, "best_epoch": best_epoch,
+        "threads": args.threads, "amp_bf16": amp, "ema": args.ema, "val_nll": best_val if args.val_size else None,
+        "best_epoch": best_epoch,
         "images": images,
     }
     tracker.finish(summary)

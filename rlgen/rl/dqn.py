@@ -50,7 +50,7 @@ from rlgen.rl.atari_replay import FrameReplay, check_replay_args
 from rlgen.rl.replay import ReplayBuffer
 from rlgen.rl.schedules import linear_schedule
 from rlgen.track import RunArgs, Tracker, default_run_dir
-from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state
+from rlgen.utils import bf16_cpu, pick_device, rng_state, seed_everything, set_rng_state
 
 ALGO = "dqn"
 
@@ -110,8 +110,8 @@ class Args(RunArgs):
     save_replay: bool | None = None
     """Keep the replay in the checkpoint so --resume continues exactly (default: on for classic
     control, off for Atari, where it is gigabytes)."""
-    n_step: int = 1
-    """n-step returns (Atari replay only)."""
+    n_step: int | None = None
+    """n-step returns: each target sums up to n rewards before bootstrapping with γ^n."""
     sticky_actions: bool = False
     """Atari: repeat the previous action with probability 0.25 (Machado et al. 2018)."""
     threads: int | None = None
@@ -132,7 +132,7 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "default": dict(total_steps=100_000, lr=1e-3, batch_size=64, buffer_size=50_000, learning_starts=1_000,
                     num_envs=1, gamma=0.99, train_freq=4, gradient_steps=1, target_update=250, tau=1.0,
                     exploration_fraction=0.2, eps_end=0.05, hidden="128,128", eval_every=5_000,
-                    eval_episodes=20, eval_epsilon=0.0, checkpoint_every=5_000, save_replay=True, threads=1,
+                    eval_episodes=20, eval_epsilon=0.0, checkpoint_every=5_000, save_replay=True, threads=1, n_step=1,
                     amp=False),
     # RL-Zoo's Atari settings (hyperparams/dqn.yml); target_update counts gradient steps, so 250 is
     # the zoo's 1,000 environment steps at train_freq 4.
@@ -140,9 +140,13 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
                   num_envs=4, gamma=0.99, train_freq=4, gradient_steps=1, target_update=250, tau=1.0,
                   exploration_fraction=0.1, eps_end=0.01, hidden="", eval_every=250_000, eval_episodes=10,
                   eval_epsilon=0.05, checkpoint_every=250_000, save_replay=False, threads=0, amp=None),
-    # Tuned here over seeds 0-4 for few gradient steps to solve: 4 envs, batch 256, lr 3e-3, a small net.
+    # Tuned here for few gradient steps to solve: batch 256, lr 3e-3, a small net, one update per 4 env
+    # steps. Until it is solved the greedy return sits near 100–200 while the failure signal propagates
+    # back one Bellman backup per target update, so the target is copied every 25 updates (50: median
+    # 25k steps to solve on seeds 0-4; 25: 15k; 10 diverges). 8 envs acting together halve the forward
+    # passes of acting; seeds 0-9 all solve.
     "CartPole-v1": dict(total_steps=50_000, lr=3e-3, batch_size=256, buffer_size=50_000, learning_starts=1_000,
-                        num_envs=4, gamma=0.99, train_freq=4, gradient_steps=1, target_update=50, tau=1.0,
+                        num_envs=8, gamma=0.99, train_freq=8, gradient_steps=2, target_update=25, tau=1.0,
                         exploration_fraction=0.1, eps_end=0.02, hidden="64,64", eval_every=2_500),
     "Acrobot-v1": dict(total_steps=100_000, eval_every=5_000),
     "MountainCar-v0": dict(total_steps=150_000, lr=4e-3, gamma=0.98, buffer_size=10_000, batch_size=128,
@@ -183,8 +187,6 @@ def resolve_args(args: Args) -> Args:
     if atari:
         check_replay_args(a.buffer_size, a.num_envs, a.batch_size, n_step=a.n_step, gamma=a.gamma)
         return a
-    if a.n_step != 1:
-        raise UsageError(f"--n-step {a.n_step}: n-step returns are implemented for Atari only; use 1")
     hidden_widths(a.hidden)
     obs_space, act_space, _ = envlib.spaces_of(env_id)
     if not isinstance(act_space, gym.spaces.Discrete):
@@ -193,13 +195,6 @@ def resolve_args(args: Args) -> Args:
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         raise UsageError(f"this DQN takes vector observations or Atari games; {env_id} has {obs_space}")
     return a
-
-
-def bf16_cpu() -> bool:
-    """Whether this CPU has bfloat16 matrix units, where autocast speeds convolutions up."""
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(cpu, c, lambda: False)() for c in checks)
 
 
 def hidden_widths(text: str) -> tuple[int, ...]:
@@ -227,14 +222,35 @@ def dqn_loss(q_net: torch.nn.Module, target_net: torch.nn.Module, batch: Any, do
     """
     prepare = prepare or (lambda x: x)
     device_type = batch.obs.device.type
+    n = batch.obs.shape[0]
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
-        q = q_net(prepare(batch.obs)).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+        obs, next_obs = prepare(batch.obs), prepare(batch.next_obs)
+        if double and obs.dim() == 2:
+            # A small MLP's update is bound by per-call overhead, so one pass over both halves beats two
+            # (a conv net is bound by arithmetic, where the extra backward rows would cost more).
+            both = q_net(torch.cat([obs, next_obs]))
+            q_all, q_next_online = both[:n], both[n:].detach()
+        else:
+            q_all = q_net(obs)
+            with torch.no_grad():
+                q_next_online = q_net(next_obs) if double else None
+        q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
         with torch.no_grad():
-            next_obs = prepare(batch.next_obs)
-            q_next_online = q_net(next_obs) if double else None
             y = td_target(batch.rewards, batch.discounts, target_net(next_obs).float(),
                           None if q_next_online is None else q_next_online.float())
     return F.smooth_l1_loss(q.float(), y)
+
+
+def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale the gradients so their global L2 norm is at most ``max_norm``; returns the norm before.
+
+    The same arithmetic as ``torch.nn.utils.clip_grad_norm_`` in three tensor calls: for a small MLP,
+    per-call overhead is most of the cost of an update.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp(max=1.0))
+    return norm
 
 
 # -- The two kinds of task: what differs between vector observations and Atari frames ---------------
@@ -262,7 +278,7 @@ def vector_task(args: Args, device: torch.device, env_seed: int) -> Task:
     spec = pool.envs[0].spec
     backbone = make_backbone("mlp", pool.obs.shape[1:], hidden=hidden_widths(args.hidden))
     q_net = QNetwork(backbone, int(pool.envs[0].action_space.n), dueling=args.dueling).to(device)
-    replay = ReplayBuffer(args.buffer_size, pool.obs.shape[1:], args.gamma)
+    replay = ReplayBuffer(args.buffer_size, pool.obs.shape[1:], args.gamma, n_step=args.n_step)
 
     def make(render: bool) -> gym.Env:
         return envlib.make_env(args.env, render_mode="rgb_array" if render else None)
@@ -416,9 +432,10 @@ def main(args: Args) -> dict[str, Any]:
                     # The Atari replay pins its batches for an asynchronous copy when the device is a GPU.
                     batch = replay.sample(args.batch_size, rng, device)
                     loss = dqn_loss(learner, target_net, batch, args.double, prepare, args.amp)
-                    optimizer.zero_grad(set_to_none=True)
+                    for p in params:
+                        p.grad = None
                     loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm, foreach=True)
+                    clip_grad_norm(params, args.max_grad_norm)
                     optimizer.step()
                     updates += 1
                     if updates % args.target_update == 0:

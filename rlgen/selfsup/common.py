@@ -196,18 +196,6 @@ def knn_accuracy(net: torch.nn.Module, data: PretrainData, k: int = 200, tau: fl
     return float((pred == data.test_labels).float().mean())
 
 
-def use_amp(mode: str, device: torch.device) -> bool:
-    """Whether to run the encoder under bfloat16 autocast: ``on``, ``off``, or ``auto`` (CUDA, or a CPU with
-    bf16 matrix units, where it makes the small convnets 2–3× faster)."""
-    if mode not in ("auto", "on", "off"):
-        raise UsageError(f"--amp {mode!r} is not one of auto, on, off")
-    if mode != "auto":
-        return mode == "on"
-    from rlgen.rl.dqn import bf16_cpu
-
-    return device.type == "cuda" or (device.type == "cpu" and bf16_cpu())
-
-
 def cosine_lr(base: float, progress: float, warmup: float = 0.05) -> float:
     """Linear warm-up over the first ``warmup`` of training, then a cosine to zero (Loshchilov & Hutter 2017)."""
     if progress < warmup:

@@ -39,13 +39,12 @@ from rlgen.selfsup.common import (
     load_pretrain_data,
     local_slice,
     two_views,
-    use_amp,
     write_pictures,
 )
 from rlgen.selfsup.losses import InfoNCEQueueLoss, KeyQueue
 from rlgen.selfsup.simclr import SimCLR
 from rlgen.track import RunArgs, Tracker, default_run_dir
-from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state
+from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state, use_amp
 
 ALGO = "moco"
 
@@ -68,8 +67,8 @@ class Args(RunArgs):
     """keys in the queue of negatives (a multiple of the global batch)"""
     momentum: float = 0.99
     """key-encoder momentum m: key ← m · key + (1 − m) · query after every step"""
-    temperature: float = 0.2
-    """InfoNCE temperature τ"""
+    temperature: float = 0.3
+    """InfoNCE temperature τ (MoCo v2 uses 0.2; 0.3 probed better on the 4,000 mnist5k images)"""
     bn_splits: int = 4
     """chunks with their own BatchNorm statistics (emulates MoCo's cross-GPU shuffle); 1: off"""
     proj_hidden: int = 512

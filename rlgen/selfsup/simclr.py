@@ -40,12 +40,11 @@ from rlgen.selfsup.common import (
     load_pretrain_data,
     local_slice,
     two_views,
-    use_amp,
     write_pictures,
 )
 from rlgen.selfsup.losses import NTXentLoss
 from rlgen.track import RunArgs, Tracker, default_run_dir
-from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state
+from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state, use_amp
 
 ALGO = "simclr"
 

@@ -40,7 +40,7 @@ from rlgen import checkpoint, cli
 from rlgen.errors import UsageError
 from rlgen.nets import AtariCNN
 from rlgen.track import RunArgs, Tracker, default_run_dir
-from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state
+from rlgen.utils import bf16_cpu, pick_device, rng_state, seed_everything, set_rng_state
 
 ALGO = "stdim"
 FRAME_SHAPE = (1, 210, 160)
@@ -182,13 +182,6 @@ def load_pairs(args: Args) -> tuple[torch.Tensor, torch.Tensor, dict[str, int]]:
     counts = {"train_frames": len(train), "train_episodes": int(torch.unique(data.episode[train]).numel()),
               "pairs": len(anchors)}
     return data.frames, anchors, counts
-
-
-def bf16_cpu() -> bool:
-    """Whether this CPU has bfloat16 matrix units (where autocast speeds convolutions up)."""
-    from rlgen.rl.dqn import bf16_cpu as check
-
-    return check()
 
 
 def resolve(args: Args) -> Args:
