@@ -82,9 +82,8 @@ class ReplayBuffer:
             raise RuntimeError("ReplayBuffer.add() before start(obs)")
         if self.n_step > 1:
             self._add_n_step(actions, rewards, terminated, truncated, next_obs)
-            self._last_obs = np.array(obs, dtype=np.float32)
-            return
-        self._write(self._last_obs, actions, rewards, terminated, truncated, next_obs, np.ones(len(actions)))
+        else:
+            self._write(self._last_obs, actions, rewards, terminated, truncated, next_obs, np.ones(len(actions)))
         self._last_obs = np.array(obs, dtype=np.float32)
 
     def _write(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
