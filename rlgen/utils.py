@@ -1,9 +1,11 @@
-"""Seeding, device selection, RNG state capture and small file helpers."""
+"""Seeding, device selection, RNG state capture, the bf16 autocast choice, the warm-up + cosine
+learning-rate schedule and small file helpers."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import tempfile
@@ -54,6 +56,15 @@ def use_amp(mode: str, device: torch.device) -> bool:
     if mode != "auto":
         return mode == "on"
     return device.type == "cuda" or (device.type == "cpu" and bf16_cpu())
+
+
+def warmup_cosine(progress: float, warmup: float, floor: float = 0.0) -> float:
+    """Factor of the peak learning rate at ``progress`` in [0, 1]: a linear warm-up over the first ``warmup``
+    of the run (never below ``floor``), then a cosine to zero (Loshchilov & Hutter 2017)."""
+    if warmup > 0 and progress < warmup:
+        return max(progress / warmup, floor)
+    t = min(1.0, (progress - warmup) / max(1e-9, 1.0 - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * t))
 
 def rng_state(np_rng: np.random.Generator | None = None) -> dict[str, Any]:
     """Every RNG's state in a form ``torch.load(weights_only=True)`` accepts."""

@@ -59,7 +59,7 @@ from rlgen.errors import UsageError
 from rlgen.gen.common import binarize, load_images
 from rlgen.nets import polyak_update
 from rlgen.track import RunArgs, Tracker, default_run_dir
-from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state, use_amp
+from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state, use_amp, warmup_cosine
 
 ALGO = "pixelcnn"
 LN2 = math.log(2.0)
@@ -667,12 +667,9 @@ def to_model_input(images: torch.Tensor, args: Args, generator: torch.Generator 
 
 def lr_factor(progress: float, args: Args) -> float:
     """Linear warm-up over the first ``warmup`` of the run, then cosine decay to zero (or constant)."""
-    if args.warmup > 0 and progress < args.warmup:
-        return max(progress / args.warmup, 1e-3)
-    if args.schedule == "constant":
+    if args.schedule == "constant" and progress >= args.warmup:
         return 1.0
-    t = min(1.0, (progress - args.warmup) / max(1e-9, 1.0 - args.warmup))
-    return 0.5 * (1.0 + math.cos(math.pi * t))
+    return warmup_cosine(progress, args.warmup, floor=1e-3)
 
 
 @torch.no_grad()

@@ -4,7 +4,6 @@ the learning-rate schedule and the encoder checkpoint format read by :mod:`rlgen
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from rlgen.data import load_dataset, save_grid
 from rlgen.errors import UsageError
 from rlgen.selfsup.augment import Recipe, augment
 from rlgen.selfsup.losses import world
+from rlgen.utils import warmup_cosine
 
 
 @dataclasses.dataclass
@@ -198,10 +198,7 @@ def knn_accuracy(net: torch.nn.Module, data: PretrainData, k: int = 200, tau: fl
 
 def cosine_lr(base: float, progress: float, warmup: float = 0.05) -> float:
     """Linear warm-up over the first ``warmup`` of training, then a cosine to zero (Loshchilov & Hutter 2017)."""
-    if progress < warmup:
-        return base * progress / warmup
-    p = min(1.0, (progress - warmup) / (1 - warmup))
-    return base * 0.5 * (1 + math.cos(math.pi * p))
+    return base * warmup_cosine(progress, warmup)
 
 
 def check_common(args: Any) -> None:
