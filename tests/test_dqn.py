@@ -218,3 +218,9 @@ def test_clip_grad_norm_matches_torch():
     assert torch.allclose(got, want)
     assert all(torch.allclose(x.grad, y.grad) for x, y in zip(a, b))
     assert torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in a])) == pytest.approx(0.5, rel=1e-4)
+    flat = torch.cat([t.detach().flatten() for t in a[:1]]).requires_grad_(True)  # one flat tensor: its own path
+    (flat * flat).sum().mul(3).backward()
+    ref = flat.detach().clone().requires_grad_(True)
+    (ref * ref).sum().mul(3).backward()
+    assert torch.allclose(dqn.clip_grad_norm([flat], 0.5), torch.nn.utils.clip_grad_norm_([ref], 0.5))
+    assert torch.allclose(flat.grad, ref.grad)

@@ -186,8 +186,38 @@ def test_sample_quality_lands_in_the_summary(run_dir, monkeypatch):
     assert (s["fid"], s["fid_floor"], s["class_entropy"], s["classifier_accuracy"]) == (12.5, 5.0, 2.2, 0.97)
 
 
+def test_batchnorm_recalibration_is_the_exact_mean_over_its_noise_batches():
+    torch.manual_seed(0)
+    G = gan.Generator("dcgan", 8, (1, 16, 16), 4)
+    gan.recalibrate_batchnorm(G, batches=3, batch_size=5, seed=7)
+    bn = G.net[1]
+    assert not G.training and bn.momentum == 0.1  # momentum restored
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        pre = [G.net[0](torch.randn(5, 8, generator=gen).reshape(5, 8, 1, 1)) for _ in range(3)]
+    means = torch.stack([x.mean((0, 2, 3)) for x in pre]).mean(0)
+    variances = torch.stack([x.var((0, 2, 3), unbiased=True) for x in pre]).mean(0)
+    assert torch.allclose(bn.running_mean, means, atol=1e-6)
+    assert torch.allclose(bn.running_var, variances, atol=1e-6)
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    gan.recalibrate_batchnorm(G, batches=3, batch_size=5, seed=7)
+    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())  # deterministic
+
+
+def test_weight_average_is_what_the_checkpoint_samples(run_dir):
+    s = gan.main(gan.Args(run_dir=str(run_dir), steps=5, ema=0.9, **TINY))
+    assert s["ema"] == 0.9
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    raw, avg = ckpt["generator"], ckpt["ema_generator"]
+    assert not torch.equal(raw["net.0.weight"], avg["net.0.weight"])
+    model = gan.sampler_from_checkpoint(ckpt, torch.device("cpu"))
+    assert torch.equal(model.state_dict()["net.0.weight"], avg["net.0.weight"])
+    # Its BatchNorm statistics are its own, not the raw G's
+    assert not torch.equal(raw["net.1.running_mean"], avg["net.1.running_mean"])
+
+
 def test_resume_after_a_kill_matches_the_uninterrupted_run(tmp_path, run_dir, kill_after_saves):
-    common = dict(steps=12, checkpoint_every=4, sample_every=4, **TINY)
+    common = dict(steps=12, checkpoint_every=4, sample_every=4, ema=0.9, **TINY)
     full = gan.main(gan.Args(run_dir=str(tmp_path / "full"), **common))
     arm, disarm = kill_after_saves
     arm(2)  # killed right after the checkpoint at step 8
@@ -201,7 +231,7 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(tmp_path, run_dir, ki
     a = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
     assert torch.equal(a["history"], b["history"])
-    for net in ("generator", "discriminator"):
+    for net in ("generator", "discriminator", "ema_generator"):
         for k in a[net]:
             assert torch.equal(a[net][k], b[net][k]), (net, k)
     assert [r["step"] for r in read_metrics(run_dir)] == [r["step"] for r in read_metrics(tmp_path / "full")]
@@ -214,6 +244,7 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(tmp_path, run_dir, ki
     (["--label-smoothing", "0"], "--label-smoothing"),
     (["--d-steps", "0"], "--d-steps"),
     (["--lr", "0"], "--lr"),
+    (["--ema", "1"], "--ema"),
     (["--data", "nosuchdata"], "unknown dataset"),
 ])
 def test_bad_input_is_one_line(argv, message, bad_input, run_dir):
@@ -229,7 +260,7 @@ def test_folder_without_images_is_one_line(tmp_path, bad_input):
               "no PNG or JPEG images")
 
 
-@pytest.mark.parametrize("argv", [["--loss", "wgan"], ["--arch", "resnet"]])
+@pytest.mark.parametrize("argv", [["--loss", "wgan"], ["--arch", "resnet"], ["--amp", "maybe"]])
 def test_unknown_loss_or_arch_is_refused_by_argparse(argv, capsys):
     from rlgen import cli
 

@@ -1,5 +1,6 @@
 """The shared machinery: CLI from dataclasses, tracker, checkpoints, backbones, moving averages."""
 
+import copy
 import dataclasses
 import json
 import os
@@ -11,7 +12,7 @@ import torch
 
 from rlgen import checkpoint, cli
 from rlgen.errors import UsageError
-from rlgen.nets import ConvDecoder, QHead, make_backbone, polyak_update
+from rlgen.nets import ConvDecoder, QHead, QNetwork, flatten_parameters, make_backbone, polyak_update
 from rlgen.rl.replay import ReplayBuffer
 from rlgen.rl.schedules import linear_schedule
 from rlgen.track import Tracker, read_metrics, resolve_wandb_mode
@@ -65,6 +66,29 @@ def test_polyak_update_by_hand():
     polyak_update(target, online, tau=1.0)
     assert torch.equal(target.weight, online.weight) and torch.equal(target.bias, online.bias)
 
+
+
+def test_flat_parameters_give_the_same_forward_gradients_and_adam_step():
+    torch.manual_seed(0)
+    net = QNetwork(make_backbone("mlp", (4,), hidden=[16, 8]), 3)
+    ref = copy.deepcopy(net)
+    flat = flatten_parameters(net)
+    assert flat.numel() == sum(p.numel() for p in ref.parameters())
+    x = torch.randn(5, 4)
+    assert torch.equal(net(x), ref(x))
+    for _ in range(2):  # the second pass checks that zero_() then backward does not accumulate stale gradients
+        flat.grad.zero_()
+        net(x).pow(2).sum().backward()
+    ref(x).pow(2).sum().backward()
+    assert torch.equal(flat.grad, torch.cat([p.grad.reshape(-1) for p in ref.parameters()]))
+    torch.optim.Adam([flat], lr=0.1).step()
+    torch.optim.Adam(ref.parameters(), lr=0.1).step()
+    for a, b in zip(net.parameters(), ref.parameters()):
+        assert torch.allclose(a, b, atol=1e-7)
+        assert a.data_ptr() >= flat.data_ptr()  # still views into the buffer
+    state = {k: v + 1 for k, v in ref.state_dict().items()}
+    net.load_state_dict(state)  # in place: the views and the buffer stay one
+    assert torch.equal(flat.detach(), torch.cat([v.reshape(-1) for v in state.values()]))
 
 @pytest.mark.parametrize("name,shape,out_dim", [
     ("mlp", (4,), 256), ("nature_cnn", (4, 84, 84), 512), ("convnet", (1, 28, 28), 256),

@@ -1,4 +1,4 @@
-"""Backbones, heads and the moving-average helper shared by all of rlgen."""
+"""Backbones, heads, the moving-average helper and flat parameters, shared by all of rlgen."""
 
 from rlgen.nets.backbones import (
     BACKBONES,
@@ -12,9 +12,10 @@ from rlgen.nets.backbones import (
     make_backbone,
 )
 from rlgen.nets.ema import polyak_update
+from rlgen.nets.flat import flatten_parameters
 from rlgen.nets.heads import ProjectionHead, QHead, QNetwork
 
 __all__ = [
     "BACKBONES", "AtariCNN", "MLP", "Backbone", "ConvDecoder", "ConvEncoder", "NatureCNN", "ResNet18",
-    "make_backbone", "polyak_update", "ProjectionHead", "QHead", "QNetwork",
+    "flatten_parameters", "make_backbone", "polyak_update", "ProjectionHead", "QHead", "QNetwork",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -17,7 +18,7 @@ class QHead(nn.Module):
         self.value = nn.Linear(in_dim, 1) if dueling else None
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        a = self.adv(features)
+        a = F.linear(features, self.adv.weight, self.adv.bias)  # no module dispatch: see MLP.forward
         if self.value is None:
             return a
         return self.value(features) + a - a.mean(dim=1, keepdim=True)

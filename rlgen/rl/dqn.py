@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from rlgen import checkpoint, cli
 from rlgen.errors import UsageError
-from rlgen.nets import QNetwork, make_backbone, polyak_update
+from rlgen.nets import QNetwork, flatten_parameters, make_backbone, polyak_update
 from rlgen.rl import envs as envlib
 from rlgen.rl import plots
 from rlgen.rl.atari import make_atari_env, make_atari_vector_env
@@ -222,22 +222,12 @@ def dqn_loss(q_net: torch.nn.Module, target_net: torch.nn.Module, batch: Any, do
     """
     prepare = prepare or (lambda x: x)
     device_type = batch.obs.device.type
-    n = batch.obs.shape[0]
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
         obs, next_obs = prepare(batch.obs), prepare(batch.next_obs)
-        if double and obs.dim() == 2:
-            # A small MLP's update is bound by per-call overhead, so one pass over both halves beats two
-            # (a conv net is bound by arithmetic, where the extra backward rows would cost more).
-            both = q_net(torch.cat([obs, next_obs]))
-            q_all, q_next_online = both[:n], both[n:].detach()
-        else:
-            q_all = q_net(obs)
-            with torch.no_grad():
-                q_next_online = q_net(next_obs) if double else None
-        q = q_all.gather(1, batch.actions.unsqueeze(1)).squeeze(1)
-        with torch.no_grad():
-            y = td_target(batch.rewards, batch.discounts, target_net(next_obs).float(),
-                          None if q_next_online is None else q_next_online.float())
+        q = q_net(obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
+        with torch.no_grad():  # the successors need no gradient: the target is a constant
+            q_next_online = q_net(next_obs).float() if double else None
+            y = td_target(batch.rewards, batch.discounts, target_net(next_obs).float(), q_next_online)
     return F.smooth_l1_loss(q.float(), y)
 
 
@@ -248,6 +238,10 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     per-call overhead is most of the cost of an update.
     """
     grads = [p.grad for p in params if p.grad is not None]
+    if len(grads) == 1:  # flat parameters (rlgen.nets.flatten_parameters): two calls
+        norm = torch.linalg.vector_norm(grads[0])
+        grads[0].mul_((max_norm / (norm + 1e-6)).clamp(max=1.0))
+        return norm
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     torch._foreach_mul_(grads, (max_norm / (norm + 1e-6)).clamp(max=1.0))
     return norm
@@ -357,7 +351,10 @@ def main(args: Args) -> dict[str, Any]:
     pool, replay, q_net, prepare = task.pool, task.replay, task.q_net, task.prepare
     n_actions = int(q_net.head.adv.out_features)
     target_net = copy.deepcopy(q_net).requires_grad_(False)
-    params = list(q_net.parameters())
+    # An MLP's update is bound by per-call overhead, so its weights live in one flat buffer: zeroing, clipping and
+    # Adam are then one call each (a CNN keeps its channels-last weights).
+    flat = not atari
+    params = [flatten_parameters(q_net)] if flat else list(q_net.parameters())
     optimizer = torch.optim.Adam(params, lr=args.lr, fused=device.type in ("cpu", "cuda"))
     learner = torch.compile(q_net) if args.compile else q_net
 
@@ -432,8 +429,10 @@ def main(args: Args) -> dict[str, Any]:
                     # The Atari replay pins its batches for an asynchronous copy when the device is a GPU.
                     batch = replay.sample(args.batch_size, rng, device)
                     loss = dqn_loss(learner, target_net, batch, args.double, prepare, args.amp)
-                    for p in params:
-                        p.grad = None
+                    if flat:
+                        params[0].grad.zero_()  # one call; optimizer.zero_grad adds profiler hooks around it
+                    else:
+                        optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     clip_grad_norm(params, args.max_grad_norm)
                     optimizer.step()

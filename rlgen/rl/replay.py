@@ -53,6 +53,8 @@ class ReplayBuffer:
         self.terminated = np.zeros(capacity, dtype=np.float32)
         self.truncated = np.zeros(capacity, dtype=np.float32)
         self.horizon = np.ones(capacity, dtype=np.float32)  # m: the steps a stored transition spans
+        # γ^m, or 0 after a termination: computed once when written, not on every sample
+        self.discounts = np.zeros(capacity, dtype=np.float32)
         # Per environment, the (obs, action, reward) steps whose n-step window is still open.
         self._pending: list[list[tuple[np.ndarray, int, float]]] = []
         self.pos = 0
@@ -65,7 +67,7 @@ class ReplayBuffer:
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.obs, self.next_obs, self.actions, self.rewards,
-                                       self.terminated, self.truncated, self.horizon))
+                                       self.terminated, self.truncated, self.horizon, self.discounts))
 
     def start(self, obs: np.ndarray) -> None:
         """The observations the environments start from (after a reset or a resume)."""
@@ -98,6 +100,7 @@ class ReplayBuffer:
         self.terminated[idx] = terminated
         self.truncated[idx] = truncated
         self.horizon[idx] = horizon
+        self.discounts[idx] = self.gamma ** self.horizon[idx] * (1.0 - self.terminated[idx])
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
@@ -126,10 +129,9 @@ class ReplayBuffer:
     def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device | str | None = None) -> Batch:
         """A uniform batch (with replacement) as tensors, moved to ``device`` when one is given."""
         idx = rng.integers(0, self.size, size=batch_size)
-        discounts = self.gamma ** self.horizon[idx] * (1.0 - self.terminated[idx])
         batch = Batch(torch.from_numpy(self.obs[idx]), torch.from_numpy(self.actions[idx]),
                       torch.from_numpy(self.rewards[idx]), torch.from_numpy(self.next_obs[idx]),
-                      torch.from_numpy(discounts))
+                      torch.from_numpy(self.discounts[idx]))
         if device is not None and torch.device(device).type != "cpu":
             batch = Batch(*(t.to(device) for t in batch))
         return batch
@@ -153,6 +155,7 @@ class ReplayBuffer:
         for k in _STORED:
             if k in state:
                 getattr(self, k)[:n] = state[k].numpy()
+        self.discounts[:n] = self.gamma ** self.horizon[:n] * (1.0 - self.terminated[:n])
         self._pending = [[(o.numpy(), int(a), float(r)) for o, a, r in zip(w["obs"], w["actions"], w["rewards"])]
                          for w in state.get("pending", [])]
         self.pos, self.size = state["pos"], n
