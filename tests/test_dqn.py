@@ -61,6 +61,37 @@ def test_huber_loss_by_hand(double, expected):
     assert loss.item() == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("double", [True, False])
+@pytest.mark.parametrize("n", [256, 37])
+def test_mlp_backward_by_hand_matches_autograd(double, n):
+    import copy
+
+    from rlgen.nets import QNetwork, flatten_parameters, make_backbone
+
+    torch.manual_seed(0)
+    net = QNetwork(make_backbone("mlp", (4,), hidden=[16, 8]), 3)
+    target = copy.deepcopy(net).requires_grad_(False)
+    for p in target.parameters():
+        p.add_(0.3 * torch.randn_like(p))
+    ref = copy.deepcopy(net)
+    # Q-values around 0 and TD errors beyond ±1, so both branches of the Huber loss are hit
+    batch = Batch(torch.randn(n, 4), torch.randint(0, 3, (n,)), 3 * torch.randn(n), torch.randn(n, 4),
+                  torch.full((n,), 0.9) * (torch.rand(n) > 0.2))
+    want = dqn.dqn_loss(ref, target, batch, double)
+    want.backward()
+    flat = flatten_parameters(net)
+    flat.grad.fill_(123.0)  # overwritten, not accumulated
+    got = dqn.mlp_dqn_backward(net, target, batch, double)
+    assert torch.allclose(got, want.detach())
+    expected = torch.cat([p.grad.reshape(-1) for p in ref.parameters()])
+    assert torch.allclose(flat.grad, expected, atol=1e-7, rtol=1e-5)
+    if n == 256:  # a power-of-two batch: the same arithmetic as autograd, bit for bit
+        assert torch.equal(flat.grad, expected)
+    args = dqn.resolve_args(dqn.Args(env="CartPole"))
+    assert dqn.by_hand(net, args)
+    assert not dqn.by_hand(QNetwork(make_backbone("mlp", (4,)), 2, dueling=True), args)
+
+
 def test_replay_discounts_stop_only_at_terminations():
     from rlgen.rl.replay import ReplayBuffer
 
