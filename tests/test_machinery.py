@@ -12,7 +12,7 @@ import torch
 
 from rlgen import checkpoint, cli
 from rlgen.errors import UsageError
-from rlgen.nets import ConvDecoder, QHead, QNetwork, flatten_parameters, make_backbone, polyak_update
+from rlgen.nets import ConvDecoder, QHead, QNetwork, flatten_parameters, make_backbone, polyak_update, ramped_tau
 from rlgen.rl.replay import ReplayBuffer
 from rlgen.rl.schedules import linear_schedule
 from rlgen.track import Tracker, read_metrics, resolve_wandb_mode
@@ -65,6 +65,10 @@ def test_polyak_update_by_hand():
     assert torch.allclose(target.weight, expected)
     polyak_update(target, online, tau=1.0)
     assert torch.equal(target.weight, online.weight) and torch.equal(target.bias, online.bias)
+    # the ramped decay of weight averages: 1 − min(d, (1 + t) / (10 + t))
+    assert ramped_tau(0.999, 0) == pytest.approx(0.9)
+    assert ramped_tau(0.999, 90) == pytest.approx(1 - 91 / 100)
+    assert ramped_tau(0.999, 10**6) == pytest.approx(0.001)
 
 
 

@@ -79,7 +79,7 @@ from rlgen import checkpoint, cli
 from rlgen.data.grid import save_grid
 from rlgen.errors import UsageError
 from rlgen.gen.common import load_images, save_gif
-from rlgen.nets.ema import polyak_update
+from rlgen.nets import polyak_update, ramped_tau
 from rlgen.track import RunArgs, Tracker, default_run_dir
 from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state, use_amp
 
@@ -592,8 +592,7 @@ def main(args: Args) -> dict[str, Any]:
 
     def save_checkpoint() -> None:
         flush()
-        ema_state = sampler().state_dict() if averaged is not None else None
-        G.train()
+        ema_state = recalibrate_batchnorm(averaged, seed=args.seed + 5).state_dict() if averaged is not None else None
         checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=asdict(args), step=step,
                         image_shape=list(image_shape), generator=G.state_dict(), discriminator=D.state_dict(),
                         ema_generator=ema_state,
@@ -676,9 +675,7 @@ def main(args: Args) -> dict[str, Any]:
             D.requires_grad_(True)
             step += 1
             if averaged is not None:
-                # The decay ramps up from 0.1 (as TensorFlow's ExponentialMovingAverage does with num_updates),
-                # so short runs average their own steps rather than the initial weights.
-                polyak_update(averaged, G, 1.0 - min(args.ema, (1 + step) / (10 + step)))
+                polyak_update(averaged, G, ramped_tau(args.ema, step))
             with torch.no_grad():
                 pending.append(torch.stack([d_loss.detach(), g_loss.detach(), d_score(real_out, args.loss).mean(),
                                             d_score(fake_out, args.loss).mean()]))

@@ -57,7 +57,7 @@ from torch import nn
 from rlgen import checkpoint, cli
 from rlgen.errors import UsageError
 from rlgen.gen.common import binarize, load_images
-from rlgen.nets import polyak_update
+from rlgen.nets import polyak_update, ramped_tau
 from rlgen.track import RunArgs, Tracker, default_run_dir
 from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state, use_amp, warmup_cosine
 
@@ -789,9 +789,7 @@ def main(args: Args) -> dict[str, Any]:
             opt.step()
             step += 1
             if averaged is not None:
-                # The decay ramps up from 0.1 (as TensorFlow's ExponentialMovingAverage does with num_updates),
-                # so short runs average over their own steps rather than the initial weights.
-                polyak_update(averaged, model, 1.0 - min(args.ema, (1 + step) / (10 + step)))
+                polyak_update(averaged, model, ramped_tau(args.ema, step))
             batch_in_epoch += 1
             train_seconds += time.perf_counter() - tick
             bar.update(1)

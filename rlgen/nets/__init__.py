@@ -11,11 +11,11 @@ from rlgen.nets.backbones import (
     ResNet18,
     make_backbone,
 )
-from rlgen.nets.ema import polyak_update
+from rlgen.nets.ema import polyak_update, ramped_tau
 from rlgen.nets.flat import flatten_parameters
 from rlgen.nets.heads import ProjectionHead, QHead, QNetwork
 
 __all__ = [
     "BACKBONES", "AtariCNN", "MLP", "Backbone", "ConvDecoder", "ConvEncoder", "NatureCNN", "ResNet18",
-    "flatten_parameters", "make_backbone", "polyak_update", "ProjectionHead", "QHead", "QNetwork",
+    "flatten_parameters", "make_backbone", "polyak_update", "ramped_tau", "ProjectionHead", "QHead", "QNetwork",
 ]

@@ -48,13 +48,13 @@ class MLP(Backbone):
         self.out_dim = width
         # With ReLU, forward calls the layers' functions directly: in a tight RL loop a module call's
         # dispatch costs more than a 64-wide layer's arithmetic.
-        self._linears = [m for m in layers if isinstance(m, nn.Linear)] if activation is nn.ReLU else None
+        self.linears = [m for m in layers if isinstance(m, nn.Linear)] if activation is nn.ReLU else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._linears is None:
+        if self.linears is None:
             return self.net(x)
         x = x.flatten(1) if len(self.input_shape) > 1 else x
-        for layer in self._linears:
+        for layer in self.linears:
             x = torch.relu(F.linear(x, layer.weight, layer.bias))
         return x
 

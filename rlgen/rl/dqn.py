@@ -234,7 +234,7 @@ def dqn_loss(q_net: torch.nn.Module, target_net: torch.nn.Module, batch: Any, do
 def by_hand(q_net: torch.nn.Module, args: Args) -> bool:
     """Whether :func:`mlp_dqn_backward` applies: a ReLU MLP with a plain Q head, float32, not compiled."""
     backbone = getattr(q_net, "backbone", None)
-    return (getattr(backbone, "_linears", None) is not None and not q_net.head.dueling  # type: ignore[union-attr]
+    return (getattr(backbone, "linears", None) is not None and not q_net.head.dueling  # type: ignore[union-attr]
             and not args.amp and not args.compile)
 
 
@@ -249,7 +249,7 @@ def mlp_dqn_backward(q_net: QNetwork, target_net: torch.nn.Module, batch: Any, d
     """
     y = td_target(batch.rewards, batch.discounts, target_net(batch.next_obs),
                   q_net(batch.next_obs) if double else None)
-    layers = [*q_net.backbone._linears, q_net.head.adv]
+    layers = [*q_net.backbone.linears, q_net.head.adv]
     x = batch.obs.flatten(1)
     inputs = [x]
     for layer in layers[:-1]:
