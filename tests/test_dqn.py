@@ -125,6 +125,19 @@ def test_resume_from_a_folder_without_checkpoint(tmp_path, bad_input):
     assert os.listdir(tmp_path / "empty") == []
 
 
+def test_resume_with_an_optimizer_of_another_layout_is_one_line(tmp_path, bad_input):
+    run_dir = tmp_path / "run"
+    dqn.main(_tiny(run_dir, total_steps=600))
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    # an optimizer over the layers one by one, as checkpoints from before the flat buffer hold
+    layered = torch.optim.Adam([torch.nn.Parameter(torch.zeros(2)) for _ in range(6)])
+    ckpt["optimizer"] = layered.state_dict()
+    torch.save(ckpt, run_dir / "checkpoint.pt")
+    before = (run_dir / "checkpoint.pt").read_bytes()
+    bad_input(dqn.main, dqn.Args, ["--resume", str(run_dir)], "does not fit this version")
+    assert (run_dir / "checkpoint.pt").read_bytes() == before
+
+
 def _tiny(run_dir, **kw):
     base = dict(env="CartPole", total_steps=1200, learning_starts=200, eval_every=600, eval_episodes=3,
                 checkpoint_every=600, buffer_size=2000, run_dir=str(run_dir), wandb="disabled", gif=False)

@@ -405,7 +405,11 @@ def main(args: Args) -> dict[str, Any]:
     if ckpt is not None:
         q_net.load_state_dict(ckpt["q_net"])
         target_net.load_state_dict(ckpt["target_net"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except ValueError as err:  # e.g. one flat parameter now, one per layer in a checkpoint from before
+            raise UsageError(f"--resume {args.resume}: the checkpoint's optimizer state does not fit this version's "
+                             f"network layout ({err}); start a new run") from None
         step, updates, solved_at = ckpt["step"], ckpt["updates"], ckpt["solved_at"]
         train_seconds, history, wall_before = ckpt["train_seconds"], ckpt["history"], ckpt["wall_seconds"]
         train_cpu = ckpt["train_cpu_seconds"]
