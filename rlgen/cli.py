@@ -3,7 +3,8 @@
 Each field becomes ``--field-name``; the string literal written right under a field
 (its attribute docstring) becomes its ``--help`` text. Booleans get ``--flag/--no-flag``,
 ``Literal[...]`` fields get choices. :func:`run` parses, calls ``main(args)`` and maps
-:class:`~rlgen.errors.UsageError` to one line on stderr and exit code 2.
+:class:`~rlgen.errors.UsageError` to one line on stderr and exit code 2; a run tracker that an
+exception leaves open is failed with the command's exit code (:func:`rlgen.track.fail_open_trackers`).
 """
 
 from __future__ import annotations
@@ -114,16 +115,28 @@ def parse(cls: type[T], argv: Sequence[str] | None = None, description: str | No
 
 def run(main: Callable[[T], Any], cls: type[T], argv: Sequence[str] | None = None,
         description: str | None = None, prog: str | None = None) -> None:
-    """Parse the command line, call ``main``, and exit 2 with one line on bad input."""
+    """Parse the command line, call ``main``, and exit 2 with one line on bad input.
+
+    A ``--wandb`` mode is checked before ``main`` runs, so a typo costs no data loading and writes nothing.
+    Whatever ``main`` raises, trackers it left open are failed with the exit code the command ends with,
+    so W&B closes the run as failed.
+    """
+    from rlgen.track import exit_code_for, fail_open_trackers, resolve_wandb_mode
+
     args = parse(cls, argv, description, prog)
     try:
+        if "wandb" in {f.name for f in dataclasses.fields(args)}:  # type: ignore[arg-type]
+            resolve_wandb_mode(args.wandb)  # type: ignore[attr-defined]
         main(args)
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    except BaseException as err:
+        fail_open_trackers(exit_code_for(err))
+        if isinstance(err, UsageError):
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if isinstance(err, KeyboardInterrupt):
+            print("interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
+        raise
 
 
 def int_list(text: str, flag: str, example: str = "128,128") -> tuple[int, ...]:

@@ -289,7 +289,12 @@ def test_tiny_stdim_run_learns_and_its_encoder_can_be_probed(run_dir, capsys):
     assert res["encoder"] == "stdim" and 0 <= res["mean_f1"] <= 1
     assert res["pretraining_saw_only_probe_train_episodes"] is True
     assert json.loads((run_dir / "probe" / "summary.json").read_text())["published"]["cpc"] == 0.74
-    assert "paper: ST-DIM" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "paper: ST-DIM" in printed
+    # Both runs end with their results in words (issue 16, bug 13).
+    chance = 2 * math.log(16)
+    assert f"final InfoNCE loss {summary['final_loss']:.3f} nats (chance {chance:.3f}) after 40 steps" in printed
+    assert f": mean weighted F1 {res['mean_f1']:.3f} (the mean over " in printed
 
 
 def test_stdim_resume_after_kill_gives_the_same_encoder(tmp_path, kill_after_saves):

@@ -537,3 +537,24 @@ def test_show_cli(tmp_path, capsys):
     assert Image.open(out).size[0] > 64
     save_grid(tmp_path / "g.png", torch.rand(3, 3, 8, 8), title="t")
     assert (tmp_path / "g.png").is_file()
+
+
+def test_show_grid_spreads_over_the_classes_of_a_sorted_split(tmp_path, monkeypatch):
+    """Bug 9 of issue 16: the mnist5k grid was the first 64 images of a label-sorted split, all zeros."""
+    labels = torch.arange(10).repeat_interleave(40)  # sorted by class, like mnist5k's splits
+    picks = show.grid_indices(labels, len(labels), 64, seed=0)
+    assert len(picks) == 64 and len(set(picks.tolist())) == 64
+    assert labels[picks].tolist() == [c for _ in range(7) for c in range(10)][:64]  # the classes in turn
+    assert torch.equal(show.grid_indices(labels, len(labels), 64, seed=0), picks)  # seeded
+    unlabelled = show.grid_indices(None, 400, 64, seed=0)
+    assert len(set(unlabelled.tolist())) == 64 and unlabelled.max() > 300
+    assert torch.equal(unlabelled, unlabelled.sort().values)
+    # The command draws its grid from those indices.
+    shown = {}
+    monkeypatch.setattr(show, "save_grid", lambda out, images, **kw: shown.update(images=images))
+    cli.run(show.main, show.Args, argv=show._argv(["mnist5k", "--split", "test", "--grid", "20",
+                                                   "--out", str(tmp_path / "g.png")]))
+    test = load_dataset("mnist5k", "test")
+    picks = show.grid_indices(test.labels, len(test.images), 20)
+    assert torch.equal(shown["images"], test.images[picks])
+    assert sorted(test.labels[picks].tolist()) == sorted(2 * list(range(10)))  # two of every digit, not 20 zeros

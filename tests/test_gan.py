@@ -267,3 +267,39 @@ def test_unknown_loss_or_arch_is_refused_by_argparse(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.run(gan.main, gan.Args, argv)
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_pictures_and_final_scores_reach_wandb_in_step_order(run_dir, monkeypatch, capsys):
+    """Bug 5 of issue 16: the GIF and loss plot went to W&B's next step, so the scores logged at the last training
+    step were dropped. Here W&B's rule is enforced: a step below the current one fails the test."""
+    from rlgen import track
+    from rlgen.gen import metrics
+
+    logged = []
+
+    class Run:
+        step, summary = 0, {}
+
+        def log(self, data, step=None):
+            step = self.step + 1 if step is None else step
+            assert step >= self.step, f"{sorted(data)} at step {step} < current step {self.step}"
+            self.step = step
+            logged.append((step, sorted(data)))
+
+        def finish(self, exit_code=None):
+            logged.append(("finish", exit_code))
+
+    monkeypatch.setattr(track, "_init_wandb", lambda *a, **kw: Run())
+    monkeypatch.setattr(metrics, "sample_quality", lambda data, samples, image_size, n=None: {
+        "fid": 12.5, "fid_floor": 5.0, "class_entropy": 2.2, "class_entropy_max": 2.3, "fid_samples": 12})
+    s = gan.main(gan.Args(run_dir=str(run_dir), steps=4, wandb="offline", **{**TINY, "fid_samples": 12}))
+    assert (4, ["class_entropy", "class_entropy_max", "fid", "fid_floor", "fid_samples"]) in logged
+    assert {k for step, keys in logged[:-1] if step == 4 for k in keys} >= {"training", "losses", "samples_final"}
+    assert logged[-1] == ("finish", None)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-4:] == [
+        "Fréchet distance 12.5 (real-data floor 5.0; classifier features, 12 samples; lower is better)",
+        "predicted-class entropy 2.20 nats of 2.30 for full coverage",
+        f"last steps: D loss {s['d_loss']:.3f}, G loss {s['g_loss']:.3f}, D(x) {s['d_real']:.2f}, D(G(z)) "
+        f"{s['d_fake']:.2f}; 4 steps in {s['train_minutes']:.1f} min",
+        f"run folder: {run_dir}"]

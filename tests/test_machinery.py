@@ -224,3 +224,138 @@ def test_wandb_online_without_a_server_falls_back_and_finishes(tmp_path, monkeyp
     tr.finish({"done": True})
     assert list((tmp_path / "wandb").glob("offline-run-*"))
     assert json.loads((tmp_path / "summary.json").read_text()) == {"done": True}
+
+
+# -- the tracker's W&B life cycle (issue 16: bugs 4, 5, 6, 10) --------------------------------------------
+class _FakeRun:
+    """Stands in for a wandb run: records what is logged, at which step, and how the run was finished."""
+
+    def __init__(self):
+        self.logged, self.exit_codes, self.summary, self.step = [], [], {}, 0
+
+    def log(self, data, step=None):
+        # W&B's rule: a step below the current one is dropped (with a warning); None means "the next one".
+        step = self.step + 1 if step is None else step
+        if step < self.step:
+            raise AssertionError(f"logged {sorted(data)} at step {step}, below the current step {self.step}")
+        self.step = step
+        self.logged.append((step, sorted(data)))
+
+    def finish(self, exit_code=None):
+        self.exit_codes.append(exit_code)
+
+
+@pytest.fixture
+def fake_wandb(monkeypatch):
+    """Every tracker made with W&B on gets a fresh :class:`_FakeRun`; ``runs`` lists them."""
+    from rlgen import track
+
+    runs = []
+
+    def init(*a, **kw):
+        runs.append(_FakeRun())
+        return runs[-1]
+
+    monkeypatch.setattr(track, "_init_wandb", init)
+    return runs
+
+
+def test_a_misspelt_wandb_mode_writes_nothing(tmp_path, monkeypatch, bad_input):
+    with pytest.raises(UsageError, match="--wandb 'offlne'"):
+        Tracker(tmp_path / "run", {"lr": 0.1}, algo="test", wandb_mode="offlne")
+    assert not (tmp_path / "run").exists()
+    # Through a command: refused before any data is loaded or folder made, flag or environment alike.
+    from rlgen.gen import vae
+
+    bad_input(vae.main, vae.Args, ["--wandb", "offlne", "--run-dir", str(tmp_path / "v")], "--wandb 'offlne'")
+    monkeypatch.setenv("WANDB_MODE", "offlne")
+    bad_input(vae.main, vae.Args, ["--run-dir", str(tmp_path / "v")], "$WANDB_MODE 'offlne'")
+    assert not (tmp_path / "v").exists()
+
+
+def test_pictures_without_a_step_go_to_the_last_logged_step(tmp_path, fake_wandb):
+    from PIL import Image
+
+    png = tmp_path / "x.png"
+    Image.new("RGB", (4, 4)).save(png)
+    tr = Tracker(tmp_path / "run", {}, algo="test", wandb_mode="offline")
+    tr.log({"loss": 1.0}, 10)
+    tr.log_image("curve", png)
+    tr.log({"fid": 3.0}, 10)  # a final metric at the last training step is still accepted
+    tr.finish({})
+    assert fake_wandb[0].logged == [(10, ["loss"]), (10, ["curve"]), (10, ["fid"])]
+    assert fake_wandb[0].exit_codes == [None]
+
+
+@pytest.mark.parametrize("error, code", [(RuntimeError("boom"), 1), (UsageError("bad"), 2), (KeyboardInterrupt(), 130)])
+def test_an_escaping_exception_fails_the_wandb_run_with_its_exit_code(tmp_path, fake_wandb, error, code):
+    tr = Tracker(tmp_path / "run", {}, algo="test", wandb_mode="offline")
+    with pytest.raises(type(error)), tr:
+        tr.log({"loss": 1.0}, 1)
+        raise error
+    assert fake_wandb[0].exit_codes == [code]
+    assert read_metrics(tmp_path / "run")[0]["loss"] == 1.0 and not (tmp_path / "run" / "summary.json").exists()
+    with tr:  # finished already: nothing more reaches W&B
+        pass
+    tr.fail(1)
+    assert fake_wandb[0].exit_codes == [code]
+    ok = Tracker(tmp_path / "ok", {}, algo="test", wandb_mode="offline")
+    with ok:
+        ok.finish({"done": 1})
+    assert fake_wandb[1].exit_codes == [None]  # a run that finished is not failed on the way out
+
+
+def test_cli_run_fails_trackers_a_main_left_open(tmp_path, fake_wandb, capsys):
+    @dataclasses.dataclass
+    class Args:
+        fail_with: str = "usage"
+        """What to raise."""
+
+    def main(args):
+        tracker = Tracker(tmp_path / args.fail_with, {}, algo="test", wandb_mode="offline")  # never finished
+        tracker.log({"loss": 1.0}, 1)
+        raise UsageError("a bad value found late") if args.fail_with == "usage" else ValueError("a bug")
+
+    with pytest.raises(SystemExit) as exc:
+        cli.run(main, Args, ["--fail-with", "usage"])
+    assert exc.value.code == 2 and fake_wandb[0].exit_codes == [2]
+    assert capsys.readouterr().err.strip() == "error: a bad value found late"
+    with pytest.raises(ValueError, match="a bug"):
+        cli.run(main, Args, ["--fail-with", "bug"])
+    assert fake_wandb[1].exit_codes == [1]
+
+
+def test_an_old_wandb_that_fails_init_says_which_version_is_needed(tmp_path, monkeypatch):
+    import warnings
+
+    import wandb
+
+    from rlgen import track
+
+    def old_init(**kw):
+        raise TypeError("init() got an unexpected keyword argument 'reinit'")
+
+    monkeypatch.setattr(wandb, "__version__", "0.18.7")
+    monkeypatch.setattr(wandb, "init", old_init)
+    for mode in ("offline", "online"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tr = Tracker(tmp_path / mode, {}, algo="test", wandb_mode=mode)
+        messages = [str(w.message) for w in caught]
+        assert len(messages) == 1, messages  # one warning, no offline retry that fails the same way
+        assert "wandb 0.18.7" in messages[0] and "wandb>=0.19.10" in messages[0]
+        assert tr._wandb is None
+        tr.finish({})
+    assert track._version_tuple("0.19.10rc1") == (0, 19, 10) >= track.WANDB_MIN_VERSION > (0, 19, 9)
+
+
+def test_dependency_floors():
+    import pathlib
+    import re
+
+    from rlgen import track
+
+    text = (pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text()  # no tomllib on Python 3.10
+    floors = dict(re.findall(r'^\s*"([A-Za-z0-9_-]+)>=([0-9.]+)"', text, flags=re.M))
+    assert floors["torch"] == "2.4"  # fused Adam on the CPU
+    assert floors["wandb"] == ".".join(map(str, track.WANDB_MIN_VERSION)) == "0.19.10"  # reinit="create_new"

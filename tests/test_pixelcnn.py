@@ -150,7 +150,7 @@ def test_nll_by_hand():
         model.nll(torch.full((1, 1, 2, 2), 0.5))
 
 
-def test_train_resume_checkpoint_roundtrip(run_dir, kill_after_saves):
+def test_train_resume_checkpoint_roundtrip(run_dir, kill_after_saves, capsys):
     arm, disarm = kill_after_saves
     base = dict(channels=8, layers=2, head_channels=16, epochs=3, batch_size=16, lr=0.02, train_limit=128, val_size=64,
                 checkpoint_every=5, samples=4, completions=2, conditional=True, run_dir=str(run_dir))
@@ -166,6 +166,11 @@ def test_train_resume_checkpoint_roundtrip(run_dir, kill_after_saves):
     vals = [r["val_nll"] for r in rows if "val_nll" in r]
     assert len(vals) == 3 and vals[-1] < vals[0]
     assert summary["test_nll_nats"] < 0.8 * 784 * math.log(2)  # far better than a coin per pixel
+    # The run ends with its result in words and units (issue 16, bug 13), then the run folder.
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-2].startswith(f"test NLL {summary['test_nll_nats']:.2f} nats per image "
+                              f"({summary['test_bits_per_dim']:.3f} bits/dim), exact, on 1,000 test images")
+    assert out[-1] == f"run folder: {run_dir}"
     for name in ("samples.png", "samples_by_class.png", "completions.png", "summary.json"):
         assert (run_dir / name).exists()
     # The checkpoint rebuilds the model: same test NLL, same samples for the same seed.

@@ -150,9 +150,13 @@ def test_frozenlake_not_slippery_learns_the_shortest_path_and_replays(run_dir):
     assert played["success"] and (run_dir / "play.gif").exists()
 
 
-def test_value_iteration_mode_matches_its_own_reference(run_dir):
+def test_value_iteration_mode_matches_its_own_reference(run_dir, capsys):
     s = ql.main(ql.Args(env="FrozenLake", value_iteration=True, run_dir=str(run_dir), eval_episodes=200,
                         gif=False))
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-3] == (f"greedy policy: return {s['eval_return_mean']:.3f} ± {s['eval_return_std']:.3f} over 200 "
+                       f"evaluation episodes, reaching the goal in {100 * s['eval_success_rate']:.0f}%")
+    assert out[-2].startswith("optimal policy (value iteration) on the same seeds: return ")
     assert s["algo"] == "value_iteration" and s["episodes"] == 0
     assert s["eval_success_rate"] == s["optimal_eval_success_rate"] > 0.6
     assert s["states_where_policy_differs"] == 0

@@ -103,10 +103,13 @@ def test_cartpole_learns_and_resume_reproduces_the_uninterrupted_run(run_dir, tm
         assert torch.equal(a["policy"][k], b["policy"][k]), k
 
 
-def test_solved_rule_stops_training(run_dir):
+def test_solved_rule_stops_training(run_dir, capsys):
     # an easy threshold shows the rule end to end: solved at the first episode whose average reaches it
     s = rf.main(rf.Args(env="CartPole", seed=1, episodes=200, solve_threshold=12.0, eval_episodes=2, gif=False,
                         run_dir=str(run_dir), device="cpu"))
+    assert capsys.readouterr().out.strip().splitlines()[-2] == (
+        f"solved at episode {s['solved_at_episode']:,} (moving average of returns ≥ 12); greedy evaluation "
+        f"{s['eval_return_mean']:.1f} ± {s['eval_return_std']:.1f} over 2 episodes")
     ema = torch.load(run_dir / "checkpoint.pt", weights_only=True)["history"]["ema"].numpy()
     assert s["solved_at_episode"] == s["episodes"] == int(np.argmax(ema >= 12.0)) + 1
 

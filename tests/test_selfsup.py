@@ -249,3 +249,29 @@ def test_linear_probe_benchmark_quick_writes_its_table(tmp_path):
     assert set(rows) == {"raw", "simclr", "supervised"}
     assert rows["raw"]["linear_top1"] > 0.85  # raw-pixel logistic regression on mnist5k is about 0.89
     assert set(out["mnist5k_goals"]["simclr"]) >= {"linear_mean", "knn_mean", "gap_to_supervised_points", "met"}
+
+
+@pytest.mark.parametrize("mod", [simclr, moco])
+def test_knn_monitor_keeps_its_own_cadence(tmp_path, mod, capsys):
+    """Bug 12 of issue 16: the monitor ran only on steps that were also log steps."""
+    summary = tiny(mod, tmp_path / "run", total_steps=4, log_every=3, knn_every=2)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], "knn_top1" in r, "loss" in r) for r in rows] == [(2, True, False), (3, False, True),
+                                                                          (4, True, True)]
+    history = checkpoint.load(tmp_path / "run")["history"]
+    assert history["knn_step"].tolist() == [2, 4] and history["step"].tolist() == [3, 4]
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-3].startswith(f"kNN monitor top-1 {100 * summary['knn_top1']:.1f}% on the held-out split")
+    loss = "NT-Xent" if mod is simclr else "InfoNCE"
+    assert out[-2].startswith(f"final {loss} loss {summary['final_loss']:.3f} nats")
+    assert out[-1] == f"run folder: {tmp_path / 'run'}"
+
+
+def test_supervised_and_probe_refuse_resume_and_write_nothing(tmp_path, bad_input):
+    """Bug 2 of issue 16: --resume was accepted and ignored (a fresh run in a new folder)."""
+    from rlgen.selfsup import supervised
+
+    run = ["--resume", str(tmp_path / "old"), "--run-dir", str(tmp_path / "new")]
+    bad_input(supervised.main, supervised.Args, run, "--resume is not supported by supervised")
+    bad_input(probe.main, probe.Args, [*run, "--raw"], "--resume is not supported by probe")
+    assert not (tmp_path / "new").exists() and not (tmp_path / "old").exists()

@@ -104,19 +104,29 @@ def test_frechet_distance_matches_diagonal_closed_form():
 
 
 # -- the command --------------------------------------------------------------------------------
-def test_tiny_vae_learns_and_writes_its_pictures(run_dir):
+def test_tiny_vae_learns_and_writes_its_pictures(run_dir, capsys):
     args = tiny_args(run_dir, epochs=3, iwae_k=20)
     summary = vae.main(args)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    test_elbos = [r["test_elbo"] for r in rows]
-    # An untrained decoder pays about 784 · log 2 ≈ 543 nats; three epochs must do far better.
-    assert test_elbos[-1] > test_elbos[0] and summary["test_elbo_nats"] < 250
-    assert summary["test_iwae_nats"] <= summary["test_elbo_nats"] + 1e-6
+    test_neg_elbos = [r["test_neg_elbo"] for r in rows]
+    # −ELBO everywhere (positive, lower is better). An untrained decoder pays about 784 · log 2 ≈ 543 nats;
+    # three epochs must do far better.
+    assert all(v > 0 for v in test_neg_elbos) and all(r["train_neg_elbo"] > 0 for r in rows)
+    assert test_neg_elbos[-1] < test_neg_elbos[0] and 0 < summary["test_neg_elbo_nats"] < 250
+    assert summary["test_neg_iwae_nats"] <= summary["test_neg_elbo_nats"] + 1e-6
+    assert summary["iwae_images"] == summary["test_images"] == 1000  # no --minutes: the whole test split
+    # The run ends with its numbers in words, signs and units spelled out, then the run folder.
+    out = capsys.readouterr().out.strip().splitlines()
+    neg = summary["test_neg_elbo_nats"]
+    assert out[-3] == f"test ELBO −{neg:.1f} nats per image, so NLL ≤ {neg:.1f} nats (1,000 test images)"
+    assert out[-2].startswith(f"k = 20 importance-weighted bound: NLL ≤ {summary['test_neg_iwae_nats']:.1f} nats "
+                              "per image (1,000 test images")
+    assert out[-1] == f"run folder: {run_dir}"
     for name in ("reconstructions.png", "samples.png", "interpolation.gif", "latent_walk.gif", "learning_curve.png",
                  "summary.json", "checkpoint.pt"):
         assert (run_dir / name).stat().st_size > 0, name
     saved = json.loads((run_dir / "summary.json").read_text())
-    assert saved["test_elbo_nats"] == summary["test_elbo_nats"] and saved["steps"] == 3 * 20
+    assert saved["test_neg_elbo_nats"] == summary["test_neg_elbo_nats"] and saved["steps"] == 3 * 20
 
 
 def test_two_dimensional_latent_writes_the_manifold(run_dir):
@@ -134,7 +144,44 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, kill_after_s
     assert checkpoint.load(tmp_path / "cut")["epoch"] == 2
     resumed = vae.main(vae.Args(resume=str(tmp_path / "cut"), wandb="disabled"))
     assert resumed["steps"] == full["steps"] == 60
-    assert resumed["test_elbo_nats"] == pytest.approx(full["test_elbo_nats"], abs=1e-9)
+    assert resumed["test_neg_elbo_nats"] == pytest.approx(full["test_neg_elbo_nats"], abs=1e-9)
+
+
+def test_the_k_sample_bound_after_a_minutes_budget_is_sized_to_it(run_dir):
+    """Bug 7 of issue 16: a 1-minute run spent 5 more minutes on the k = 1000 bound over 1,000 images."""
+    assert vae.iwae_image_count(tiny_args(run_dir), 1000) == 1000  # no budget: the whole split
+    assert vae.iwae_image_count(tiny_args(run_dir, minutes=1.0), 1000) == 125
+    assert vae.iwae_image_count(tiny_args(run_dir, minutes=8.0), 1000) == 1000  # the README's measured run
+    assert vae.iwae_image_count(tiny_args(run_dir, minutes=0.1), 1000) == 100
+    assert vae.iwae_image_count(tiny_args(run_dir, minutes=0.1, iwae_images=7), 1000) == 7
+    labels = torch.arange(1000) // 100  # a class-sorted split
+    picked = vae.iwae_subset(labels, 100, seed=0)
+    assert len(picked) == 100 and len(picked.unique()) == 10 and torch.equal(picked, picked.sort().values)
+    assert vae.iwae_subset(labels, 1000, seed=0) is labels  # all of it: unchanged, so the numbers are too
+    summary = vae.main(tiny_args(run_dir, epochs=2, minutes=0.005, iwae_k=5))
+    assert summary["iwae_images"] == 100 and summary["test_images"] == 1000
+    assert summary["eval_seconds"] > 0 and summary["train_seconds"] < 5
+
+
+def test_an_exception_fails_the_wandb_run(tmp_path, monkeypatch, kill_after_saves):
+    """Bug 6 of issue 16: the tracker is finished with the exit code when main does not end normally."""
+    from rlgen import track
+
+    finished = []
+
+    class Run:
+        def log(self, data, step=None):
+            pass
+
+        def finish(self, exit_code=None):
+            finished.append(exit_code)
+
+    monkeypatch.setattr(track, "_init_wandb", lambda *a, **kw: Run())
+    arm, _ = kill_after_saves
+    arm(1)
+    with pytest.raises(KeyboardInterrupt):
+        vae.main(tiny_args(tmp_path / "cut", epochs=2, checkpoint_every=1, wandb="offline"))
+    assert finished == [130]
 
 
 def test_generate_round_trip_gives_identical_images(tmp_path):
@@ -172,3 +219,53 @@ def test_args_round_trip_through_the_checkpoint(run_dir):
     vae.main(tiny_args(run_dir, epochs=1))
     saved = checkpoint.load(run_dir)["args"]
     assert dataclasses.asdict(tiny_args(run_dir, epochs=1)) == {**saved, "likelihood": "auto"}
+
+
+# -- the scoring classifier (issue 16, bug 11) ----------------------------------------------------------
+def test_training_the_scoring_classifier_leaves_the_global_rng_alone():
+    images = (torch.rand(32, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    labels = torch.arange(32) % 2
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = metrics._train_classifier(images, labels, 2, epochs=1)
+    assert torch.equal(torch.rand(3), expected)  # the caller's stream goes on as if nothing had happened
+    b = metrics._train_classifier(images, labels, 2, epochs=1)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())  # still deterministic
+
+
+def test_a_changed_folder_gets_a_new_scoring_classifier(tmp_path, monkeypatch):
+    import os
+
+    from PIL import Image
+
+    from rlgen.data.folder import split_of
+
+    monkeypatch.setenv("RLGEN_DATA", str(tmp_path / "data"))
+    folder = tmp_path / "shapes"
+    gen = torch.Generator().manual_seed(0)
+    names = [f"{c}/img{i:03d}.png" for c in ("dark", "light") for i in range(40)]
+    assert {split_of(n) for n in names} == {"train", "test"}
+    for n in names:
+        (folder / n).parent.mkdir(parents=True, exist_ok=True)
+        base = 40 if n.startswith("dark") else 200
+        pixels = (torch.rand(16, 16, generator=gen) * 40 + base).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / n)
+    trained = []
+    real = metrics._train_classifier
+
+    def counting(*a, **kw):
+        trained.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(metrics, "_train_classifier", counting)
+    data = f"folder:{folder}"
+    _, first = metrics.classifier_for(data, None, epochs=1)
+    metrics.classifier_for(data, None, epochs=1)
+    assert len(trained) == 1 and first["fingerprint"]  # cached while the folder stays the same
+    later = os.stat(folder / names[0]).st_mtime_ns + 10**9
+    os.utime(folder / names[0], ns=(later, later))  # the same file, rewritten
+    _, second = metrics.classifier_for(data, None, epochs=1)
+    assert len(trained) == 2 and second["fingerprint"] != first["fingerprint"]
+    metrics.classifier_for(data, None, epochs=1)
+    assert len(trained) == 2

@@ -98,6 +98,12 @@ def _list(path: Path) -> tuple[list[tuple[str, Callable[[], bytes]]], list[str],
     return entries, sorted(skipped), digest.hexdigest()
 
 
+def fingerprint(arg: str) -> str:
+    """A digest of the files behind ``folder:ARG`` (names, sizes and modification times; for a .zip, the
+    archive's size and time): it changes whenever the dataset's contents may have. The data cache keys on it."""
+    return _list(Path(arg).expanduser().resolve())[2]
+
+
 def _decode(data: bytes, where: str, size: int | None) -> np.ndarray:
     """One image as (H, W) for greyscale or (H, W, 3), resized and cropped when ``size`` is given."""
     try:

@@ -39,7 +39,7 @@ class Args:
     out: str = ""
     """PNG file for the grid (default: runs/data/NAME-SPLIT.png)."""
     grid: int = 64
-    """Number of images in the grid."""
+    """Number of images in the grid: the classes in turn where the data has class labels, else a seeded sample."""
     nrow: int = 0
     """Images per grid row (0: near-square)."""
     n: int | None = None
@@ -77,6 +77,29 @@ def _label_counts(ds: Dataset) -> str:
     return ", ".join(f"{names[i]} {c}" for i, c in enumerate(counts))
 
 
+def grid_indices(labels: torch.Tensor | None, n: int, k: int, seed: int = 0) -> torch.Tensor:
+    """``k`` indices into a split of ``n`` images for the preview grid.
+
+    Splits are often sorted by class (the first 64 of mnist5k are all zeros), so with class labels the
+    grid takes the classes in turn, a seeded random image of each per round (grid rows then cycle through
+    the classes); without them (or with per-image label vectors such as Atari RAM) a seeded random sample,
+    in split order.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    k = min(k, n)
+    if labels is None or labels.ndim != 1:
+        return torch.randperm(n, generator=gen)[:k].sort().values
+    order = torch.randperm(n, generator=gen)
+    classes, cls = torch.unique(labels[order], return_inverse=True)  # class index of each shuffled image
+    # Rank of each image within its class, in shuffled order: round r holds every class's r-th image.
+    grouped = torch.argsort(cls, stable=True)
+    counts = torch.bincount(cls, minlength=len(classes))
+    rank = torch.empty(n, dtype=torch.long)
+    rank[grouped] = torch.arange(n) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    picked = torch.argsort(rank * len(classes) + cls, stable=True)[:k]
+    return order[picked]
+
+
 def main(args: Args) -> None:
     torch.set_num_threads(1)
     if not args.name:
@@ -112,7 +135,8 @@ def main(args: Args) -> None:
     out = Path(args.out) if args.out else Path("runs") / "data" / f"{safe}-{ds.split}.png"
     k = min(args.grid, len(ds.images))
     title = f"{ds.description} [{ds.split}, {k} of {len(ds.images)}]"
-    save_grid(out, ds.images[:k], nrow=args.nrow or None, title=title)
+    picks = grid_indices(ds.labels, len(ds.images), k, args.seed)
+    save_grid(out, ds.images[picks], nrow=args.nrow or None, title=title)
     print(f"wrote {out} ({k} {ds.split} images)")
 
 

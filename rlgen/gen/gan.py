@@ -638,111 +638,136 @@ def main(args: Args) -> dict[str, Any]:
         tracker.log_image("samples", path, step=step)
         return path
 
-    if step == 0:
-        save_fixed_grid()
-    bar = tracker.progress(args.steps, initial=step)
-    G.train()
-    D.train()
-    stopped_early = False
-    try:
-        while step < args.steps:
-            if args.minutes is not None and train_seconds >= 60.0 * args.minutes:
-                stopped_early = True
-                break
-            tick = time.perf_counter()
-            # -- k discriminator updates, each on a fresh real batch and fresh noise -----------------
-            for _ in range(args.d_steps):
-                real = batches.next().contiguous(memory_format=layout)
+    with tracker:
+        if step == 0:
+            save_fixed_grid()
+        bar = tracker.progress(args.steps, initial=step)
+        G.train()
+        D.train()
+        stopped_early = False
+        try:
+            while step < args.steps:
+                if args.minutes is not None and train_seconds >= 60.0 * args.minutes:
+                    stopped_early = True
+                    break
+                tick = time.perf_counter()
+                # -- k discriminator updates, each on a fresh real batch and fresh noise -----------------
+                for _ in range(args.d_steps):
+                    real = batches.next().contiguous(memory_format=layout)
+                    z = torch.randn(args.batch_size, args.latent_dim, generator=noise).to(device)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                        with torch.no_grad():
+                            fake = G(z)
+                        real_out, fake_out = D(real).float(), D(fake).float()
+                    d_loss = d_loss_fn(real_out, fake_out, args.label_smoothing)
+                    d_opt.zero_grad(set_to_none=True)
+                    d_loss.backward()
+                    d_opt.step()
+                    images_seen += args.batch_size
+                # -- one generator update; D's weights need no gradient here ------------------------
                 z = torch.randn(args.batch_size, args.latent_dim, generator=noise).to(device)
+                D.requires_grad_(False)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    with torch.no_grad():
-                        fake = G(z)
-                    real_out, fake_out = D(real).float(), D(fake).float()
-                d_loss = d_loss_fn(real_out, fake_out, args.label_smoothing)
-                d_opt.zero_grad(set_to_none=True)
-                d_loss.backward()
-                d_opt.step()
-                images_seen += args.batch_size
-            # -- one generator update; D's weights need no gradient here ------------------------
-            z = torch.randn(args.batch_size, args.latent_dim, generator=noise).to(device)
-            D.requires_grad_(False)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                g_out = D(G(z)).float()
-            g_loss = g_loss_fn(g_out)
-            g_opt.zero_grad(set_to_none=True)
-            g_loss.backward()
-            g_opt.step()
-            D.requires_grad_(True)
-            step += 1
-            if averaged is not None:
-                polyak_update(averaged, G, ramped_tau(args.ema, step))
-            with torch.no_grad():
-                pending.append(torch.stack([d_loss.detach(), g_loss.detach(), d_score(real_out, args.loss).mean(),
-                                            d_score(fake_out, args.loss).mean()]))
+                    g_out = D(G(z)).float()
+                g_loss = g_loss_fn(g_out)
+                g_opt.zero_grad(set_to_none=True)
+                g_loss.backward()
+                g_opt.step()
+                D.requires_grad_(True)
+                step += 1
+                if averaged is not None:
+                    polyak_update(averaged, G, ramped_tau(args.ema, step))
+                with torch.no_grad():
+                    pending.append(torch.stack([d_loss.detach(), g_loss.detach(), d_score(real_out, args.loss).mean(),
+                                                d_score(fake_out, args.loss).mean()]))
 
-            if step % args.log_every == 0 or step == args.steps:
-                log_window()
-                bar.update(step - bar.n)
-            if step % sample_every == 0:
-                save_fixed_grid()
-            if args.checkpoint_every and step % args.checkpoint_every == 0:
-                save_checkpoint()
-            train_seconds += time.perf_counter() - tick
-            if args.fid_every and args.fid_samples and step % args.fid_every == 0:
-                scores = score_samples()
-                tracker.log({k: v for k, v in scores.items() if k in ("fid", "fid_raw", "fid_floor")}, step)
-    finally:
-        bar.close()
-    if last_log < step:  # stopped by --minutes between two logs
-        log_window()
-    if step % sample_every != 0:
-        save_fixed_grid()
-    save_checkpoint()
+                if step % args.log_every == 0 or step == args.steps:
+                    log_window()
+                    bar.update(step - bar.n)
+                if step % sample_every == 0:
+                    save_fixed_grid()
+                if args.checkpoint_every and step % args.checkpoint_every == 0:
+                    save_checkpoint()
+                train_seconds += time.perf_counter() - tick
+                if args.fid_every and args.fid_samples and step % args.fid_every == 0:
+                    scores = score_samples()
+                    tracker.log({k: v for k, v in scores.items() if k in ("fid", "fid_raw", "fid_floor")}, step)
+        finally:
+            bar.close()
+        if last_log < step:  # stopped by --minutes between two logs
+            log_window()
+        if step % sample_every != 0:
+            save_fixed_grid()
+        save_checkpoint()
 
-    # -- pictures ------------------------------------------------------------------------------------
-    grids = sorted(grid_dir.glob("step_*.png"))
-    final = [p for p in grids if int(p.stem.split("_")[1]) <= step]  # not those of a longer run killed here
-    samples_png = run_dir / "samples.png"
-    samples_png.write_bytes(final[-1].read_bytes())
-    tracker.log_image("samples_final", samples_png, step=step)
-    from PIL import Image
+        # -- pictures ------------------------------------------------------------------------------------
+        grids = sorted(grid_dir.glob("step_*.png"))
+        final = [p for p in grids if int(p.stem.split("_")[1]) <= step]  # not those of a longer run killed here
+        samples_png = run_dir / "samples.png"
+        samples_png.write_bytes(final[-1].read_bytes())
+        tracker.log_image("samples_final", samples_png, step=step)
+        from PIL import Image
 
-    keep = final[:: max(1, math.ceil(len(final) / 60))]
-    if keep[-1] != final[-1]:
-        keep.append(final[-1])
-    frames = [np.asarray(Image.open(p).convert("RGB")) for p in keep]
-    gif = save_gif(run_dir / "training.gif", frames, fps=4)
-    tracker.log_video("training", gif)
-    hist = np.asarray(history, dtype=np.float64).reshape(-1, 4)
-    curves = save_loss_curves(run_dir / "losses.png", hist, args.loss,
-                              monitor.threshold + floor if args.collapse_threshold > 0 else None,
-                              f"GAN ({args.loss}, {args.arch}) on {args.data}, {args.image_size} px, seed {args.seed}")
-    tracker.log_image("losses", curves)
+        keep = final[:: max(1, math.ceil(len(final) / 60))]
+        if keep[-1] != final[-1]:
+            keep.append(final[-1])
+        frames = [np.asarray(Image.open(p).convert("RGB")) for p in keep]
+        gif = save_gif(run_dir / "training.gif", frames, fps=4)
+        # Pictures go to the last training step: W&B's own next step would run ahead of it and drop the quality
+        # metrics logged at that step below.
+        tracker.log_video("training", gif, step=step)
+        hist = np.asarray(history, dtype=np.float64).reshape(-1, 4)
+        curves = save_loss_curves(run_dir / "losses.png", hist, args.loss,
+                                  monitor.threshold + floor if args.collapse_threshold > 0 else None,
+                                  f"GAN ({args.loss}, {args.arch}) on {args.data}, {args.image_size} px, "
+                                  f"seed {args.seed}")
+        tracker.log_image("losses", curves, step=step)
 
-    # -- sample quality ------------------------------------------------------------------------------
-    quality = score_samples() if args.fid_samples else {}
-    if quality:
-        tracker.log({k: v for k, v in quality.items() if isinstance(v, (int, float))}, step)
+        # -- sample quality ------------------------------------------------------------------------------
+        quality = score_samples() if args.fid_samples else {}
+        if quality:
+            tracker.log({k: v for k, v in quality.items() if isinstance(v, (int, float))}, step)
 
-    tail = hist[-min(len(hist), args.log_every):]
-    summary = {
-        "algo": ALGO, "data": args.data, "loss": args.loss, "arch": args.arch, "image_size": args.image_size,
-        "seed": args.seed, "steps": step, "epochs": round(images_seen / n_images, 3),
-        "stopped_by_minutes": stopped_early,
-        "wall_seconds": round(wall_before + time.time() - started, 3),
-        "train_minutes": round(train_seconds / 60.0, 3),
-        "d_loss": float(tail[:, 0].mean()) if len(tail) else None,
-        "g_loss": float(tail[:, 1].mean()) if len(tail) else None,
-        "d_real": float(tail[:, 2].mean()) if len(tail) else None,
-        "d_fake": float(tail[:, 3].mean()) if len(tail) else None,
-        "d_collapsed_at": monitor.collapsed_at,
-        "ema": args.ema, "amp_bf16": amp, "threads": args.threads,
-        "fid": quality.get("fid"), "fid_floor": quality.get("fid_floor"),
-        "class_entropy": quality.get("class_entropy"),
-        **{k: v for k, v in quality.items() if k not in ("fid", "fid_floor", "class_entropy")},
-    }
-    tracker.finish(summary)
+        tail = hist[-min(len(hist), args.log_every):]
+        summary = {
+            "algo": ALGO, "data": args.data, "loss": args.loss, "arch": args.arch, "image_size": args.image_size,
+            "seed": args.seed, "steps": step, "epochs": round(images_seen / n_images, 3),
+            "stopped_by_minutes": stopped_early,
+            "wall_seconds": round(wall_before + time.time() - started, 3),
+            "train_minutes": round(train_seconds / 60.0, 3),
+            "d_loss": float(tail[:, 0].mean()) if len(tail) else None,
+            "g_loss": float(tail[:, 1].mean()) if len(tail) else None,
+            "d_real": float(tail[:, 2].mean()) if len(tail) else None,
+            "d_fake": float(tail[:, 3].mean()) if len(tail) else None,
+            "d_collapsed_at": monitor.collapsed_at,
+            "ema": args.ema, "amp_bf16": amp, "threads": args.threads,
+            "fid": quality.get("fid"), "fid_floor": quality.get("fid_floor"),
+            "class_entropy": quality.get("class_entropy"),
+            **{k: v for k, v in quality.items() if k not in ("fid", "fid_floor", "class_entropy")},
+        }
+        tracker.finish(summary, results=gan_results(summary))
     return summary
+
+
+def gan_results(summary: dict[str, Any]) -> list[str]:
+    """The closing lines: the Fréchet distance beside its floor (or the final losses when there is none)."""
+    if summary.get("fid") is not None:
+        n = f", {summary['fid_samples']:,} samples" if summary.get("fid_samples") is not None else ""
+        line = (f"Fréchet distance {summary['fid']:.1f} (real-data floor {summary['fid_floor']:.1f}; classifier "
+                f"features{n}; lower is better)")
+        if summary.get("fid_raw") is not None:
+            line += f"; raw generator {summary['fid_raw']:.1f}"
+        lines = [line]
+        if summary.get("class_entropy") is not None and summary.get("class_entropy_max") is not None:
+            lines.append(f"predicted-class entropy {summary['class_entropy']:.2f} nats of "
+                         f"{summary['class_entropy_max']:.2f} for full coverage")
+    else:
+        lines = ["no Fréchet distance (--fid-samples 0, or the data has no class labels to train its classifier)"]
+    if summary.get("d_loss") is not None:
+        lines.append(f"last steps: D loss {summary['d_loss']:.3f}, G loss {summary['g_loss']:.3f}, D(x) "
+                     f"{summary['d_real']:.2f}, D(G(z)) {summary['d_fake']:.2f}; {summary['steps']:,} steps in "
+                     f"{summary['train_minutes']:.1f} min")
+    return lines
 
 
 if __name__ == "__main__":

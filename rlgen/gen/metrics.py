@@ -14,7 +14,9 @@ The classifier's predicted-class histogram of the samples gives a mode-coverage 
 is log(#classes) (2.30 for 10 digits) when every class is generated equally often.
 
 Classifiers are trained once per (dataset, image size), deterministically, and cached under the
-data root as ordinary rlgen checkpoints.
+data root as ordinary rlgen checkpoints. For ``folder:PATH`` the cache also records a fingerprint of
+the folder's files (names, sizes, modification times), so a changed folder trains a new classifier.
+Training one leaves the caller's random state as it was.
 """
 
 from __future__ import annotations
@@ -85,26 +87,44 @@ def class_entropy(predicted: torch.Tensor, n_classes: int) -> float:
 
 def _train_classifier(images: torch.Tensor, labels: torch.Tensor, n_classes: int, epochs: int,
                       seed: int = 0) -> FeatureClassifier:
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = FeatureClassifier(tuple(images.shape[1:]), n_classes)  # type: ignore[arg-type]
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    steps = epochs * math.ceil(len(images) / 128)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(images), generator=gen)
-        for idx in order.split(128):
-            x = to_unit(images[idx])
-            # A one-pixel random shift keeps a 4,000-image classifier from memorising its inputs.
-            dx, dy = torch.randint(-2, 3, (2,), generator=gen).tolist()
-            x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-            loss = F.cross_entropy(model(x), labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    """Train the feature classifier deterministically from ``seed``, leaving the global RNG as it was.
+
+    Initialisation and dropout draw from the global generator, seeded here as before (so cached and
+    freshly trained classifiers, and the distances measured with them, stay the same); ``fork_rng``
+    restores the caller's state afterwards instead of leaving it reseeded.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        model = FeatureClassifier(tuple(images.shape[1:]), n_classes)  # type: ignore[arg-type]
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+        steps = epochs * math.ceil(len(images) / 128)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+        model.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(images), generator=gen)
+            for idx in order.split(128):
+                x = to_unit(images[idx])
+                # A random shift of up to two pixels each way (one shift per batch, wrapping around the
+                # edges, which are blank on digits) keeps a 4,000-image classifier from memorising its inputs.
+                dx, dy = torch.randint(-2, 3, (2,), generator=gen).tolist()
+                x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+                loss = F.cross_entropy(model(x), labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
     return model.eval()
+
+
+def dataset_fingerprint(data: str) -> str | None:
+    """For ``folder:PATH``, a digest of its files' names, sizes and modification times (the one the data cache
+    keys on); None for the built-in datasets, whose contents are fixed by name."""
+    if not data.startswith("folder:"):
+        return None
+    from rlgen.data.folder import fingerprint
+
+    return fingerprint(data.partition(":")[2])
 
 
 def classifier_for(data: str, image_size: int | None, epochs: int | None = None) -> tuple[FeatureClassifier, dict]:
@@ -116,9 +136,13 @@ def classifier_for(data: str, image_size: int | None, epochs: int | None = None)
     size = train_x.shape[-1]
     safe = data.replace("/", "_").replace(":", "_")
     path = data_root() / "classifiers" / f"{safe}-{size}px-v{CLASSIFIER_VERSION}.pt"
+    fingerprint = dataset_fingerprint(data)
     if path.exists():
         try:
             ckpt = checkpoint.load(path, algo="feature-classifier")
+            # A folder whose files changed since the classifier was trained needs a new one.
+            if ckpt["info"].get("fingerprint") != fingerprint:
+                raise KeyError("fingerprint")
             model = FeatureClassifier(tuple(train_x.shape[1:]), n_classes)  # type: ignore[arg-type]
             model.load_state_dict(ckpt["model"])
             return model.eval(), ckpt["info"]
@@ -129,6 +153,8 @@ def classifier_for(data: str, image_size: int | None, epochs: int | None = None)
     test_x, test_y, _ = load_images(data, "test", image_size)
     acc = float((predict(model, to_unit(test_x)) == test_y).float().mean()) if test_y is not None else float("nan")
     info = {"data": data, "image_size": size, "n_classes": n_classes, "epochs": epochs, "test_accuracy": acc}
+    if fingerprint is not None:  # only where it matters, so the built-in datasets' cached files stay valid
+        info["fingerprint"] = fingerprint
     checkpoint.save(path, algo="feature-classifier", args=info, step=0, model=model.state_dict(), info=info)
     return model, info
 

@@ -763,79 +763,83 @@ def main(args: Args) -> dict[str, Any]:
     def done() -> bool:
         return epoch >= args.epochs or (budget is not None and train_seconds >= budget)
 
-    bar = tracker.progress(total_steps, initial=step)
-    model.train()
-    try:
-        while not done():
-            if perm is None:  # a new epoch
-                perm = torch.randperm(len(train_idx), generator=data_gen)
-                if fixed_train is None:
-                    epoch_x = to_model_input(train_u8, args, data_gen)
-                batch_in_epoch = 0
-            tick = time.perf_counter()
-            idx = perm[batch_in_epoch * args.batch_size:(batch_in_epoch + 1) * args.batch_size]
-            xb = epoch_x[idx].to(device)
-            yb = train_y[idx].to(device) if train_y is not None else None
-            progress = step / total_steps if budget is None else max(step / total_steps, train_seconds / budget)
-            lr = args.lr * lr_factor(progress, args)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = model.nll(xb, yb).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if args.max_grad_norm:
-                nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            opt.step()
-            step += 1
-            if averaged is not None:
-                polyak_update(averaged, model, ramped_tau(args.ema, step))
-            batch_in_epoch += 1
-            train_seconds += time.perf_counter() - tick
-            bar.update(1)
-            if step % 10 == 0:
-                tracker.log({"loss": loss.item(), "lr": lr, "train_minutes": train_seconds / 60}, step)
-            if batch_in_epoch >= steps_per_epoch:
-                epoch += 1
-                perm = None
-                if args.val_size and (epoch % args.eval_every == 0 or done()):
-                    val = evaluate_nll(judged, val_x, val_y, device)
-                    if val < best_val:
-                        best_val, best_epoch = val, epoch
-                        best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
-                    tracker.log({"val_nll": val, "epoch": epoch}, step)
-            if args.checkpoint_every and step % args.checkpoint_every == 0:
-                save_checkpoint()
-    finally:
-        bar.close()
-    if args.val_size and batch_in_epoch and perm is not None:  # stopped mid-epoch by the time budget
-        val = evaluate_nll(judged, val_x, val_y, device)
-        tracker.log({"val_nll": val, "epoch": epoch + batch_in_epoch / steps_per_epoch}, step)
-        if val < best_val:
-            best_val, best_epoch, best_state = val, epoch, None
-    if best_state is not None:  # the epoch with the lowest validation NLL
-        judged.load_state_dict(best_state)
-    if averaged is not None:  # from here on the averaged weights are the model: tested, sampled and saved
-        model.load_state_dict(averaged.state_dict())
-    save_checkpoint()
+    with tracker:
+        bar = tracker.progress(total_steps, initial=step)
+        model.train()
+        try:
+            while not done():
+                if perm is None:  # a new epoch
+                    perm = torch.randperm(len(train_idx), generator=data_gen)
+                    if fixed_train is None:
+                        epoch_x = to_model_input(train_u8, args, data_gen)
+                    batch_in_epoch = 0
+                tick = time.perf_counter()
+                idx = perm[batch_in_epoch * args.batch_size:(batch_in_epoch + 1) * args.batch_size]
+                xb = epoch_x[idx].to(device)
+                yb = train_y[idx].to(device) if train_y is not None else None
+                progress = step / total_steps if budget is None else max(step / total_steps, train_seconds / budget)
+                lr = args.lr * lr_factor(progress, args)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    loss = model.nll(xb, yb).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if args.max_grad_norm:
+                    nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                opt.step()
+                step += 1
+                if averaged is not None:
+                    polyak_update(averaged, model, ramped_tau(args.ema, step))
+                batch_in_epoch += 1
+                train_seconds += time.perf_counter() - tick
+                bar.update(1)
+                if step % 10 == 0:
+                    tracker.log({"loss": loss.item(), "lr": lr, "train_minutes": train_seconds / 60}, step)
+                if batch_in_epoch >= steps_per_epoch:
+                    epoch += 1
+                    perm = None
+                    if args.val_size and (epoch % args.eval_every == 0 or done()):
+                        val = evaluate_nll(judged, val_x, val_y, device)
+                        if val < best_val:
+                            best_val, best_epoch = val, epoch
+                            best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
+                        tracker.log({"val_nll": val, "epoch": epoch}, step)
+                if args.checkpoint_every and step % args.checkpoint_every == 0:
+                    save_checkpoint()
+        finally:
+            bar.close()
+        if args.val_size and batch_in_epoch and perm is not None:  # stopped mid-epoch by the time budget
+            val = evaluate_nll(judged, val_x, val_y, device)
+            tracker.log({"val_nll": val, "epoch": epoch + batch_in_epoch / steps_per_epoch}, step)
+            if val < best_val:
+                best_val, best_epoch, best_state = val, epoch, None
+        if best_state is not None:  # the epoch with the lowest validation NLL
+            judged.load_state_dict(best_state)
+        if averaged is not None:  # from here on the averaged weights are the model: tested, sampled and saved
+            model.load_state_dict(averaged.state_dict())
+        save_checkpoint()
 
-    # -- evaluation and pictures ----------------------------------------------------------------
-    test_nll = evaluate_nll(model, test_x, test_y, device)
-    dims = math.prod(image_shape)
-    tracker.log({"test_nll_nats": test_nll, "test_bits_per_dim": test_nll / (dims * LN2)}, step)
-    images = save_pictures(model, args, info, test_x, run_dir, tracker, step)
-    summary = {
-        "algo": ALGO, "model": "gated_pixelcnn" if args.gated else "pixelcnn", "data": args.data, "seed": args.seed,
-        "epochs": round(epoch + (batch_in_epoch / steps_per_epoch if perm is not None else 0.0), 3),
-        "steps": step, "wall_seconds": round(wall_before + time.time() - started, 3),
-        "train_minutes": round(train_seconds / 60, 3), "test_nll_nats": test_nll,
-        "test_bits_per_dim": test_nll / (dims * LN2), "likelihood": args.likelihood, "binarize": args.binarize,
-        "conditional": args.conditional, "params": sum(p.numel() for p in model.parameters()),
-        "threads": args.threads, "amp_bf16": amp, "ema": args.ema, "val_nll": best_val if args.val_size else None,
-        "best_epoch": best_epoch,
-        "images": images,
-    }
-    tracker.finish(summary)
+        # -- evaluation and pictures ----------------------------------------------------------------
+        test_nll = evaluate_nll(model, test_x, test_y, device)
+        dims = math.prod(image_shape)
+        tracker.log({"test_nll_nats": test_nll, "test_bits_per_dim": test_nll / (dims * LN2)}, step)
+        images = save_pictures(model, args, info, test_x, run_dir, tracker, step)
+        summary = {
+            "algo": ALGO, "model": "gated_pixelcnn" if args.gated else "pixelcnn", "data": args.data, "seed": args.seed,
+            "epochs": round(epoch + (batch_in_epoch / steps_per_epoch if perm is not None else 0.0), 3),
+            "steps": step, "wall_seconds": round(wall_before + time.time() - started, 3),
+            "train_minutes": round(train_seconds / 60, 3), "test_nll_nats": test_nll,
+            "test_bits_per_dim": test_nll / (dims * LN2), "likelihood": args.likelihood, "binarize": args.binarize,
+            "conditional": args.conditional, "params": sum(p.numel() for p in model.parameters()),
+            "threads": args.threads, "amp_bf16": amp, "ema": args.ema, "val_nll": best_val if args.val_size else None,
+            "best_epoch": best_epoch,
+            "images": images,
+        }
+        nats, bpd = summary["test_nll_nats"], summary["test_bits_per_dim"]
+        tracker.finish(summary, results=[f"test NLL {nats:.2f} nats per image ({bpd:.3f} bits/dim), exact, on "
+                                         f"{len(test_x):,} test images; {step:,} steps in "
+                                         f"{summary['train_minutes']:.1f} min"])
     return summary
 
 

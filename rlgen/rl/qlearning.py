@@ -608,115 +608,131 @@ def main(args: Args) -> dict[str, Any]:
 
     tracker = Tracker.for_run(run_dir, args, algo="value_iteration" if args.value_iteration else ALGO,
                               resume_step=ckpt["step"] if ckpt else None, bar_keys=("return", "success", "epsilon"))
-    q = [[0.0] * problem.n_actions for _ in range(problem.n_states)]
-    visits = [[0] * problem.n_actions for _ in range(problem.n_states)]
-    history: dict[str, list[float]] = {"return": [], "length": [], "success": []}
-    episode, env_steps, train_seconds = 0, 0, 0.0
-    if ckpt is not None:
-        q, visits = ckpt["q"].tolist(), ckpt["visits"].tolist()
-        history = {k: v.tolist() for k, v in ckpt["history"].items()}
-        episode, env_steps, train_seconds = ckpt["episode"], ckpt["step"], ckpt["train_seconds"]
-        set_rng_state(ckpt["rng"], rng)
+    with tracker:
+        q = [[0.0] * problem.n_actions for _ in range(problem.n_states)]
+        visits = [[0] * problem.n_actions for _ in range(problem.n_states)]
+        history: dict[str, list[float]] = {"return": [], "length": [], "success": []}
+        episode, env_steps, train_seconds = 0, 0, 0.0
+        if ckpt is not None:
+            q, visits = ckpt["q"].tolist(), ckpt["visits"].tolist()
+            history = {k: v.tolist() for k, v in ckpt["history"].items()}
+            episode, env_steps, train_seconds = ckpt["episode"], ckpt["step"], ckpt["train_seconds"]
+            set_rng_state(ckpt["rng"], rng)
 
-    def save_checkpoint() -> None:
-        checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO,
-                        args=asdict(args), step=env_steps, episode=episode, train_seconds=train_seconds,
-                        q=torch.tensor(q, dtype=torch.float64), visits=torch.tensor(visits, dtype=torch.int64),
-                        history={k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
-                        rng=rng_state(rng), wall_seconds=wall_before + time.time() - started)
+        def save_checkpoint() -> None:
+            checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO,
+                            args=asdict(args), step=env_steps, episode=episode, train_seconds=train_seconds,
+                            q=torch.tensor(q, dtype=torch.float64), visits=torch.tensor(visits, dtype=torch.int64),
+                            history={k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
+                            rng=rng_state(rng), wall_seconds=wall_before + time.time() - started)
 
-    if args.value_iteration:
-        q = optimal_q.tolist()
-        tracker.log({"iterations": vi_iters}, 0)
-        save_checkpoint()
-    else:
-        env = make_table_env(problem)
-        log_every = args.log_every or max(1, args.episodes // 200)
-        bar = tracker.progress(args.episodes, initial=episode, unit="ep")
-        tick = time.perf_counter()
-        while episode < args.episodes:
-            eps = epsilon_at(episode, args.episodes, args.eps_start, args.eps_end, args.eps_decay)
-            alpha = args.lr if args.lr_schedule != "linear" else \
-                args.lr + (args.lr_end - args.lr) * episode / max(1, args.episodes - 1)
-            ret, length, terminated, last_r = run_episode(q, visits, env, rng, eps, alpha, args.gamma,
-                                                          args.max_episode_steps, args.lr_schedule, args.lr_end,
-                                                          args.lr_power)
-            episode += 1
-            env_steps += length
-            history["return"].append(ret)
-            history["length"].append(length)
-            history["success"].append(float(terminated and (problem.goal == "terminal" or
-                                                            (problem.goal == "positive" and last_r > 0))))
-            if episode % log_every == 0 or episode == args.episodes:
-                metrics = {"return": float(np.mean(history["return"][-log_every:])),
-                           "length": float(np.mean(history["length"][-log_every:])),
-                           "epsilon": eps, "alpha": alpha, "episode": episode}
-                if problem.goal:
-                    metrics["success"] = float(np.mean(history["success"][-log_every:]))
-                tracker.log(metrics, env_steps)
-                bar.update(episode - bar.n)
-            if args.checkpoint_every and episode % args.checkpoint_every == 0 and episode < args.episodes:
-                train_seconds += time.perf_counter() - tick
-                tick = time.perf_counter()
-                save_checkpoint()
-        train_seconds += time.perf_counter() - tick
-        bar.close()
-        save_checkpoint()
+        if args.value_iteration:
+            q = optimal_q.tolist()
+            tracker.log({"iterations": vi_iters}, 0)
+            save_checkpoint()
+        else:
+            env = make_table_env(problem)
+            log_every = args.log_every or max(1, args.episodes // 200)
+            bar = tracker.progress(args.episodes, initial=episode, unit="ep")
+            tick = time.perf_counter()
+            while episode < args.episodes:
+                eps = epsilon_at(episode, args.episodes, args.eps_start, args.eps_end, args.eps_decay)
+                alpha = args.lr if args.lr_schedule != "linear" else \
+                    args.lr + (args.lr_end - args.lr) * episode / max(1, args.episodes - 1)
+                ret, length, terminated, last_r = run_episode(q, visits, env, rng, eps, alpha, args.gamma,
+                                                              args.max_episode_steps, args.lr_schedule, args.lr_end,
+                                                              args.lr_power)
+                episode += 1
+                env_steps += length
+                history["return"].append(ret)
+                history["length"].append(length)
+                history["success"].append(float(terminated and (problem.goal == "terminal" or
+                                                                (problem.goal == "positive" and last_r > 0))))
+                if episode % log_every == 0 or episode == args.episodes:
+                    metrics = {"return": float(np.mean(history["return"][-log_every:])),
+                               "length": float(np.mean(history["length"][-log_every:])),
+                               "epsilon": eps, "alpha": alpha, "episode": episode}
+                    if problem.goal:
+                        metrics["success"] = float(np.mean(history["success"][-log_every:]))
+                    tracker.log(metrics, env_steps)
+                    bar.update(episode - bar.n)
+                if args.checkpoint_every and episode % args.checkpoint_every == 0 and episode < args.episodes:
+                    train_seconds += time.perf_counter() - tick
+                    tick = time.perf_counter()
+                    save_checkpoint()
+            train_seconds += time.perf_counter() - tick
+            bar.close()
+            save_checkpoint()
 
-    # -- greedy evaluation, against the optimal policy on the same seeds ----------------------
-    q_arr = np.asarray(q, dtype=np.float64)
-    policy = q_arr.argmax(axis=1)
-    returns, success, frames = evaluate(policy, problem, args.eval_episodes, eval_seed(args.seed),
-                                        args.max_episode_steps, render=args.gif)
-    summary: dict[str, Any] = {
-        "algo": "value_iteration" if args.value_iteration else ALGO, "env": problem.env_id, "seed": args.seed,
-        "env_steps": env_steps, "episodes": episode, "wall_seconds": None,
-        "train_seconds": round(train_seconds, 3),
-        "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std()),
-        "eval_episodes": args.eval_episodes, "reward_threshold": problem.threshold, "gamma": args.gamma,
-    }
-    if problem.goal:
-        summary["eval_success_rate"] = float(success.mean())
-    if optimal_q is not None:
-        optimal_policy = optimal_q.argmax(axis=1)
-        opt_returns, opt_success, _ = evaluate(optimal_policy, problem, args.eval_episodes, eval_seed(args.seed),
-                                               args.max_episode_steps)
-        summary.update({"optimal_eval_return_mean": float(opt_returns.mean()),
-                        "optimal_eval_return_std": float(opt_returns.std()),
-                        "value_iteration_sweeps": vi_iters,
-                        "states_where_policy_differs": int((policy != optimal_policy).sum()),
-                        "states_where_policy_suboptimal": suboptimal_states(policy, optimal_q)})
+        # -- greedy evaluation, against the optimal policy on the same seeds ----------------------
+        q_arr = np.asarray(q, dtype=np.float64)
+        policy = q_arr.argmax(axis=1)
+        returns, success, frames = evaluate(policy, problem, args.eval_episodes, eval_seed(args.seed),
+                                            args.max_episode_steps, render=args.gif)
+        summary: dict[str, Any] = {
+            "algo": "value_iteration" if args.value_iteration else ALGO, "env": problem.env_id, "seed": args.seed,
+            "env_steps": env_steps, "episodes": episode, "wall_seconds": None,
+            "train_seconds": round(train_seconds, 3),
+            "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std()),
+            "eval_episodes": args.eval_episodes, "reward_threshold": problem.threshold, "gamma": args.gamma,
+        }
         if problem.goal:
-            summary["optimal_eval_success_rate"] = float(opt_success.mean())
+            summary["eval_success_rate"] = float(success.mean())
+        if optimal_q is not None:
+            optimal_policy = optimal_q.argmax(axis=1)
+            opt_returns, opt_success, _ = evaluate(optimal_policy, problem, args.eval_episodes, eval_seed(args.seed),
+                                                   args.max_episode_steps)
+            summary.update({"optimal_eval_return_mean": float(opt_returns.mean()),
+                            "optimal_eval_return_std": float(opt_returns.std()),
+                            "value_iteration_sweeps": vi_iters,
+                            "states_where_policy_differs": int((policy != optimal_policy).sum()),
+                            "states_where_policy_suboptimal": suboptimal_states(policy, optimal_q)})
+            if problem.goal:
+                summary["optimal_eval_success_rate"] = float(opt_success.mean())
 
-    # -- artefacts -----------------------------------------------------------------------------
-    extra = {"optimal_q": optimal_q} if optimal_q is not None else {}
-    np.savez(run_dir / "q_table.npz", q=q_arr, policy=policy, visits=np.asarray(visits), **extra)
-    write_json(run_dir / "policy.json", {"env": problem.env_id, "policy": policy.tolist()})
-    text = policy_text(policy, problem)
-    if text is not None:
-        (run_dir / "policy.txt").write_text(text, encoding="utf-8")
-        png = save_policy_png(run_dir / "policy.png", policy, q_arr.max(axis=1), problem,
-                              f"greedy policy, {problem.env_id}")
-        tracker.log_image("policy", png)
-        print(text, end="")
-    if history["return"]:
-        from rlgen.rl import plots
+        # -- artefacts -----------------------------------------------------------------------------
+        extra = {"optimal_q": optimal_q} if optimal_q is not None else {}
+        np.savez(run_dir / "q_table.npz", q=q_arr, policy=policy, visits=np.asarray(visits), **extra)
+        write_json(run_dir / "policy.json", {"env": problem.env_id, "policy": policy.tolist()})
+        text = policy_text(policy, problem)
+        if text is not None:
+            (run_dir / "policy.txt").write_text(text, encoding="utf-8")
+            png = save_policy_png(run_dir / "policy.png", policy, q_arr.max(axis=1), problem,
+                                  f"greedy policy, {problem.env_id}")
+            tracker.log_image("policy", png)
+            print(text, end="")
+        if history["return"]:
+            from rlgen.rl import plots
 
-        curve = plots.save_learning_curve(run_dir / "learning_curve.png", np.arange(1, len(history["return"]) + 1),
-                                          history["return"], threshold=problem.threshold, xlabel="episode",
-                                          title=f"Q-learning on {problem.env_id} (seed {args.seed})")
-        tracker.log_image("learning_curve", curve)
-    if frames:
-        from rlgen.rl import plots
+            curve = plots.save_learning_curve(run_dir / "learning_curve.png", np.arange(1, len(history["return"]) + 1),
+                                              history["return"], threshold=problem.threshold, xlabel="episode",
+                                              title=f"Q-learning on {problem.env_id} (seed {args.seed})")
+            tracker.log_image("learning_curve", curve)
+        if frames:
+            from rlgen.rl import plots
 
-        gif = plots.save_episode_gif(run_dir / "greedy_episode.gif", frames, fps=4 if problem.table else 30,
-                                     max_frames=100 if problem.table else 250)
-        if gif is not None:
-            tracker.log_video("greedy_episode", gif)
-    summary["wall_seconds"] = round(wall_before + time.time() - started, 3)
-    tracker.finish(summary)
+            gif = plots.save_episode_gif(run_dir / "greedy_episode.gif", frames, fps=4 if problem.table else 30,
+                                         max_frames=100 if problem.table else 250)
+            if gif is not None:
+                tracker.log_video("greedy_episode", gif)
+        summary["wall_seconds"] = round(wall_before + time.time() - started, 3)
+        tracker.finish(summary, results=qlearning_results(summary))
     return summary
+
+
+def qlearning_results(summary: dict[str, Any]) -> list[str]:
+    """The closing lines: the greedy policy's evaluation, beside the optimal policy's on the same seeds."""
+    n = summary["eval_episodes"]
+    line = (f"greedy policy: return {summary['eval_return_mean']:.3f} ± {summary['eval_return_std']:.3f} over "
+            f"{n} evaluation episode{'s' if n != 1 else ''}")
+    if summary.get("eval_success_rate") is not None:
+        line += f", reaching the goal in {100 * summary['eval_success_rate']:.0f}%"
+    lines = [line]
+    if summary.get("optimal_eval_return_mean") is not None:
+        lines.append(f"optimal policy (value iteration) on the same seeds: return "
+                     f"{summary['optimal_eval_return_mean']:.3f} ± {summary['optimal_eval_return_std']:.3f}; "
+                     f"the learned policy is suboptimal in {summary['states_where_policy_suboptimal']} state(s)")
+    return lines
 
 
 def play(run_dir: str, gif_name: str = "play.gif", seed: int | None = None) -> dict[str, Any]:

@@ -335,98 +335,105 @@ def main(args: Args) -> dict[str, Any]:
 
     tracker = Tracker.for_run(run_dir, args, algo=ALGO, resume_step=ckpt["step"] if ckpt else None,
                               bar_keys=("return", "ema"))
-    started = time.time()
+    with tracker:
+        started = time.time()
 
-    def save_checkpoint() -> None:
-        state = {"policy": policy.state_dict(), "pi_opt": pi_opt.state_dict()}
-        if value is not None:
-            state.update(value=value.state_dict(), v_opt=v_opt.state_dict())
-        checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=asdict(args), step=env_steps,
-                        episode=episode, updates=updates, ema=ema, solved_at=solved_at,
-                        history={k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
-                        wall_seconds=wall_before + time.time() - started, train_seconds=train_seconds,
-                        rng=rng_state(rng), **state)
+        def save_checkpoint() -> None:
+            state = {"policy": policy.state_dict(), "pi_opt": pi_opt.state_dict()}
+            if value is not None:
+                state.update(value=value.state_dict(), v_opt=v_opt.state_dict())
+            checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=asdict(args), step=env_steps,
+                            episode=episode, updates=updates, ema=ema, solved_at=solved_at,
+                            history={k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
+                            wall_seconds=wall_before + time.time() - started, train_seconds=train_seconds,
+                            rng=rng_state(rng), **state)
 
-    def torch_probs(obs: np.ndarray) -> list[float]:
-        with torch.no_grad():
-            return torch.softmax(policy(torch.as_tensor(obs[None], device=device)), dim=-1)[0].tolist()
+        def torch_probs(obs: np.ndarray) -> list[float]:
+            with torch.no_grad():
+                return torch.softmax(policy(torch.as_tensor(obs[None], device=device)), dim=-1)[0].tolist()
 
-    env = make_env(args)
-    bar = tracker.progress(args.episodes, initial=episode, unit="ep")
-    try:
-        while episode < args.episodes and not (args.stop_on_solve and solved_at is not None):
-            tick = time.perf_counter()
-            act_probs = (numpy_actor(policy) if device.type == "cpu" else None) or torch_probs
-            # -- collect a batch of episodes with the current policy --------------------------
-            obs_batch, act_batch, ret_batch, batch_returns = [], [], [], []
-            last_obs, last_idx = [], []  # truncated episodes: bootstrap from V(s_T)
-            for _ in range(min(args.batch_episodes, args.episodes - episode)):
-                obs, _ = env.reset(seed=int(rng.integers(2**31)))
-                rewards: list[float] = []
-                terminated = truncated = False
-                while not (terminated or truncated):
-                    a = sample_action(act_probs(np.asarray(obs)), rng.random())
-                    obs_batch.append(np.asarray(obs, dtype=info["obs_dtype"]))
-                    act_batch.append(a)
-                    obs, r, terminated, truncated, _ = env.step(a)
-                    rewards.append(float(r))
-                ret_batch.append(rewards)
-                if truncated and not terminated and args.baseline and args.bootstrap_truncated:
-                    last_obs.append(np.asarray(obs, dtype=info["obs_dtype"]))
-                    last_idx.append(len(ret_batch) - 1)
-                total = float(sum(rewards))
-                episode += 1
-                env_steps += len(rewards)
-                ema = update_ema(ema, total)
-                history["return"].append(total)
-                history["length"].append(len(rewards))
-                history["ema"].append(ema)
-                batch_returns.append(total)
-                if solved_at is None and threshold is not None and ema >= threshold:
-                    solved_at = episode
-                if args.stop_on_solve and solved_at is not None:
-                    break
+        env = make_env(args)
+        bar = tracker.progress(args.episodes, initial=episode, unit="ep")
+        try:
+            while episode < args.episodes and not (args.stop_on_solve and solved_at is not None):
+                tick = time.perf_counter()
+                act_probs = (numpy_actor(policy) if device.type == "cpu" else None) or torch_probs
+                # -- collect a batch of episodes with the current policy --------------------------
+                obs_batch, act_batch, ret_batch, batch_returns = [], [], [], []
+                last_obs, last_idx = [], []  # truncated episodes: bootstrap from V(s_T)
+                for _ in range(min(args.batch_episodes, args.episodes - episode)):
+                    obs, _ = env.reset(seed=int(rng.integers(2**31)))
+                    rewards: list[float] = []
+                    terminated = truncated = False
+                    while not (terminated or truncated):
+                        a = sample_action(act_probs(np.asarray(obs)), rng.random())
+                        obs_batch.append(np.asarray(obs, dtype=info["obs_dtype"]))
+                        act_batch.append(a)
+                        obs, r, terminated, truncated, _ = env.step(a)
+                        rewards.append(float(r))
+                    ret_batch.append(rewards)
+                    if truncated and not terminated and args.baseline and args.bootstrap_truncated:
+                        last_obs.append(np.asarray(obs, dtype=info["obs_dtype"]))
+                        last_idx.append(len(ret_batch) - 1)
+                    total = float(sum(rewards))
+                    episode += 1
+                    env_steps += len(rewards)
+                    ema = update_ema(ema, total)
+                    history["return"].append(total)
+                    history["length"].append(len(rewards))
+                    history["ema"].append(ema)
+                    batch_returns.append(total)
+                    if solved_at is None and threshold is not None and ema >= threshold:
+                        solved_at = episode
+                    if args.stop_on_solve and solved_at is not None:
+                        break
 
-            # -- one update of policy and value from the batch ------------------------------
-            stats = update(policy, value, pi_opt, v_opt, obs_batch, act_batch, ret_batch, last_obs, last_idx,
-                           args, device)
-            updates += 1
-            train_seconds += time.perf_counter() - tick
-            tracker.log({"return": float(np.mean(batch_returns)), "ema": ema, "episode": episode, **stats},
-                        env_steps)
-            bar.update(episode - bar.n)
-            if args.checkpoint_every and episode // args.checkpoint_every > (episode - len(batch_returns)) \
-                    // args.checkpoint_every:
-                save_checkpoint()
-    finally:
-        bar.close()
-        env.close()
-    save_checkpoint()
+                # -- one update of policy and value from the batch ------------------------------
+                stats = update(policy, value, pi_opt, v_opt, obs_batch, act_batch, ret_batch, last_obs, last_idx,
+                               args, device)
+                updates += 1
+                train_seconds += time.perf_counter() - tick
+                tracker.log({"return": float(np.mean(batch_returns)), "ema": ema, "episode": episode, **stats},
+                            env_steps)
+                bar.update(episode - bar.n)
+                if args.checkpoint_every and episode // args.checkpoint_every > (episode - len(batch_returns)) \
+                        // args.checkpoint_every:
+                    save_checkpoint()
+        finally:
+            bar.close()
+            env.close()
+        save_checkpoint()
 
-    # -- greedy evaluation, pictures, summary ---------------------------------------------------
-    returns, frames = evaluate(policy, args, device, args.eval_episodes, seed=10_000 * (args.seed + 1),
-                               record=args.gif)
-    from rlgen.rl import plots
+        # -- greedy evaluation, pictures, summary ---------------------------------------------------
+        returns, frames = evaluate(policy, args, device, args.eval_episodes, seed=10_000 * (args.seed + 1),
+                                   record=args.gif)
+        from rlgen.rl import plots
 
-    episodes_axis = np.arange(1, len(history["return"]) + 1)
-    curve = plots.save_learning_curve(run_dir / "learning_curve.png", episodes_axis, history["return"],
-                                      threshold=threshold, xlabel="episode",
-                                      title=f"REINFORCE on {args.env} (seed {args.seed})",
-                                      extra={f"moving average (α = {EMA_ALPHA})": (episodes_axis, history["ema"])})
-    tracker.log_image("learning_curve", curve)
-    if frames:
-        gif = plots.save_episode_gif(run_dir / "greedy_episode.gif", frames, fps=30, max_frames=250)
-        if gif is not None:
-            tracker.log_video("greedy_episode", gif)
-    summary = {
-        "algo": ALGO, "env": args.env, "seed": args.seed, "env_steps": env_steps, "episodes": episode,
-        "updates": updates, "wall_seconds": round(wall_before + time.time() - started, 3),
-        "train_seconds": round(train_seconds, 3),
-        "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std()),
-        "eval_episodes": args.eval_episodes, "reward_threshold": threshold, "solved_at_episode": solved_at,
-        "final_ema_return": ema, "baseline": args.baseline,
-    }
-    tracker.finish(summary)
+        episodes_axis = np.arange(1, len(history["return"]) + 1)
+        curve = plots.save_learning_curve(run_dir / "learning_curve.png", episodes_axis, history["return"],
+                                          threshold=threshold, xlabel="episode",
+                                          title=f"REINFORCE on {args.env} (seed {args.seed})",
+                                          extra={f"moving average (α = {EMA_ALPHA})": (episodes_axis, history["ema"])})
+        tracker.log_image("learning_curve", curve)
+        if frames:
+            gif = plots.save_episode_gif(run_dir / "greedy_episode.gif", frames, fps=30, max_frames=250)
+            if gif is not None:
+                tracker.log_video("greedy_episode", gif)
+        summary = {
+            "algo": ALGO, "env": args.env, "seed": args.seed, "env_steps": env_steps, "episodes": episode,
+            "updates": updates, "wall_seconds": round(wall_before + time.time() - started, 3),
+            "train_seconds": round(train_seconds, 3),
+            "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std()),
+            "eval_episodes": args.eval_episodes, "reward_threshold": threshold, "solved_at_episode": solved_at,
+            "final_ema_return": ema, "baseline": args.baseline,
+        }
+        solved = (f"solved at episode {solved_at:,} (moving average of returns ≥ {threshold:g})"
+                  if solved_at is not None else
+                  f"not solved in {episode:,} episodes (moving average {ema:.1f}"
+                  + (f", threshold {threshold:g})" if threshold is not None else ")"))
+        tracker.finish(summary, results=[
+            f"{solved}; greedy evaluation {summary['eval_return_mean']:.1f} ± {summary['eval_return_std']:.1f} "
+            f"over {args.eval_episodes} episode{'s' if args.eval_episodes != 1 else ''}"])
     return summary
 
 

@@ -596,17 +596,20 @@ def main(args: Args) -> dict[str, Any]:
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir("atari_probe", game)
     args = dataclasses.replace(args, game=game, run_dir=str(run_dir))
     tracker = Tracker(run_dir, args, algo="atari_probe", wandb_mode=args.wandb)
-    res = probe_encoder(encoder, game, data=data, seed=args.seed, data_seed=args.data_seed,
-                        lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, patience=args.patience,
-                        lr_plateau=args.lr_plateau, log=lambda m: print(m, flush=True))
-    print(format_table(game, {label: res}))
-    summary = {"encoder": label, "encoder_algo": algo, "checkpoint": args.checkpoint,
-               "encoder_description": getattr(encoder, "description", "AtariCNN, random orthogonal init"),
-               "pretraining_saw_only_probe_train_episodes": unseen, **res, "published": PUBLISHED.get(game, {})}
-    tracker.log({"mean_f1": res["mean_f1"], **{f"f1/{k}": v for k, v in res["f1"].items()}}, step=0)
-    if args.json:
-        write_json(args.json, summary)
-    return {**summary, "run_dir": str(tracker.finish(summary))}
+    with tracker:
+        res = probe_encoder(encoder, game, data=data, seed=args.seed, data_seed=args.data_seed,
+                            lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, patience=args.patience,
+                            lr_plateau=args.lr_plateau, log=lambda m: print(m, flush=True))
+        print(format_table(game, {label: res}))
+        summary = {"encoder": label, "encoder_algo": algo, "checkpoint": args.checkpoint,
+                   "encoder_description": getattr(encoder, "description", "AtariCNN, random orthogonal init"),
+                   "pretraining_saw_only_probe_train_episodes": unseen, **res, "published": PUBLISHED.get(game, {})}
+        tracker.log({"mean_f1": res["mean_f1"], **{f"f1/{k}": v for k, v in res["f1"].items()}}, step=0)
+        if args.json:
+            write_json(args.json, summary)
+        results = [f"{label} on {game}: mean weighted F1 {res['mean_f1']:.3f} (the mean over {len(res['category_f1'])} "
+                   f"categories of {len(res['f1'])} RAM variables, test episodes)"]
+        return {**summary, "run_dir": str(tracker.finish(summary, results=results))}
 
 
 if __name__ == "__main__":

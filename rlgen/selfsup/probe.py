@@ -63,6 +63,8 @@ class Args(RunArgs):
     """auto, cpu or cuda"""
     threads: int = 2
     """torch CPU threads"""
+    resume: str | None = None
+    """not supported here: a probe has no training state to continue (it takes seconds; run it again)"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,6 +174,10 @@ def probe_data(data: str, image_size: int | None) -> tuple[torch.Tensor, torch.T
 
 def main(args: Args) -> dict[str, Any]:
     """Probe one encoder; returns the summary also written to ``summary.json``."""
+    if args.resume:
+        # Refused rather than ignored: ignoring it silently wrote a fresh run to a new folder.
+        raise UsageError(f"--resume is not supported by probe (a probe has no training state to continue); "
+                         f"run it again without --resume {args.resume}")
     if args.knn_k < 1 or args.knn_tau <= 0:
         raise UsageError(f"--knn-k {args.knn_k} must be ≥ 1 and --knn-tau {args.knn_tau} positive")
     torch.set_num_threads(args.threads)
@@ -189,22 +195,22 @@ def main(args: Args) -> dict[str, Any]:
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO, args.data)
     args = dataclasses.replace(args, run_dir=str(run_dir))
     tracker = Tracker.for_run(run_dir, args, algo=ALGO)
-    start = time.perf_counter()
-    ftr, fte = enc.features(train_x), enc.features(test_x)
-    extract = time.perf_counter() - start
-    lin = linear_probe(ftr, train_y, fte, test_y, seed=args.seed)
-    knn = knn_probe(ftr, train_y, fte, test_y, args.knn_k, args.knn_tau)
-    summary: dict[str, Any] = {
-        "algo": ALGO, "encoder": enc.algo, "encoder_description": enc.description, "checkpoint": args.checkpoint,
-        "data": args.data, "train_images": len(train_x), "test_images": len(test_x), "feature_dim": ftr.shape[1],
-        "linear_top1": lin["top1"], "linear_l2": lin["l2"], "knn_top1": knn, "knn_k": args.knn_k,
-        "knn_tau": args.knn_tau, "extract_seconds": round(extract, 2),
-        "wall_seconds": round(time.time() - tracker.start_time, 2),
-    }
-    tracker.log({"linear_top1": lin["top1"], "knn_top1": knn}, 0)
-    tracker.finish(summary)
-    print(f"{enc.description} on {args.data}: linear top-1 {lin['top1']:.4f}, "
-          f"{args.knn_k}-NN top-1 {knn:.4f}")
+    with tracker:
+        start = time.perf_counter()
+        ftr, fte = enc.features(train_x), enc.features(test_x)
+        extract = time.perf_counter() - start
+        lin = linear_probe(ftr, train_y, fte, test_y, seed=args.seed)
+        knn = knn_probe(ftr, train_y, fte, test_y, args.knn_k, args.knn_tau)
+        summary: dict[str, Any] = {
+            "algo": ALGO, "encoder": enc.algo, "encoder_description": enc.description, "checkpoint": args.checkpoint,
+            "data": args.data, "train_images": len(train_x), "test_images": len(test_x), "feature_dim": ftr.shape[1],
+            "linear_top1": lin["top1"], "linear_l2": lin["l2"], "knn_top1": knn, "knn_k": args.knn_k,
+            "knn_tau": args.knn_tau, "extract_seconds": round(extract, 2),
+            "wall_seconds": round(time.time() - tracker.start_time, 2),
+        }
+        tracker.log({"linear_top1": lin["top1"], "knn_top1": knn}, 0)
+        tracker.finish(summary, results=[f"{enc.description} on {args.data}: linear top-1 {100 * lin['top1']:.1f}% / "
+                                         f"{args.knn_k}-NN top-1 {100 * knn:.1f}% (test split)"])
     return summary
 
 

@@ -17,6 +17,7 @@ episode instead of two views of one frame (as in ST-DIM and ATC).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -39,6 +40,7 @@ from rlgen.selfsup.common import (
     knn_accuracy,
     load_pretrain_data,
     local_slice,
+    pretraining_results,
     two_views,
     write_pictures,
 )
@@ -170,68 +172,78 @@ def main(args: Args) -> dict[str, Any]:
 
     chance = NTXentLoss.chance(args.batch_size)
     budget = args.minutes * 60 if args.minutes is not None else math.inf
-    bar = tracker.progress(args.total_steps, initial=step) if tracker else None
     # A resumed run continues the saved epoch order (drawing a new one would move the generator on).
     perm, pos = (ckpt["perm"], ckpt["pos"]) if ckpt is not None else (torch.randperm(len(data.train), generator=gen), 0)
-    running, seen = 0.0, 0
-    net.train()
-    try:
-        while step < args.total_steps and train_seconds < budget:
-            tick = time.perf_counter()
-            progress = max(step / args.total_steps, train_seconds / budget)
-            for group in opt.param_groups:
-                group["lr"] = cosine_lr(args.lr, progress)
-            if pos + args.batch_size > len(perm):
-                perm, pos = torch.randperm(len(data.train), generator=gen), 0
-            idx = perm[pos: pos + args.batch_size].to(device)
-            pos += args.batch_size
-            v1, v2 = two_views(data.train, idx, recipe, gen, args.pairs, data.episode, args.max_gap)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                z1, z2 = net(local_slice(v1)), net(local_slice(v2))
-            loss = loss_fn(z1.float(), z2.float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            running, seen = running + float(loss.detach()), seen + 1
-            # Every process must agree on when the time budget ends, or the collectives deadlock.
-            # The kNN monitor below is not pretraining, so it stays out of the clock.
-            train_seconds += all_mean(time.perf_counter() - tick) if size > 1 else time.perf_counter() - tick
-            if step % args.log_every == 0 or step == args.total_steps:
-                metrics: dict[str, Any] = {"loss": all_mean(running / seen), "loss_chance": chance,
-                                           "lr": opt.param_groups[0]["lr"], "train_minutes": train_seconds / 60}
-                running, seen = 0.0, 0
-                if step % args.knn_every == 0:
-                    metrics["knn_top1"] = knn_accuracy(model.encoder, data)
-                if tracker:
-                    history["step"].append(step)
-                    history["loss"].append(metrics["loss"])
-                    if metrics.get("knn_top1") is not None:
-                        history["knn_step"].append(step)
-                        history["knn"].append(metrics["knn_top1"])
-                    tracker.log(metrics, step)
+    # Non-lead processes have no tracker; for them the block guards nothing.
+    with tracker if tracker is not None else contextlib.nullcontext():
+        bar = tracker.progress(args.total_steps, initial=step) if tracker else None
+        running, seen = 0.0, 0
+        net.train()
+        try:
+            while step < args.total_steps and train_seconds < budget:
+                tick = time.perf_counter()
+                progress = max(step / args.total_steps, train_seconds / budget)
+                for group in opt.param_groups:
+                    group["lr"] = cosine_lr(args.lr, progress)
+                if pos + args.batch_size > len(perm):
+                    perm, pos = torch.randperm(len(data.train), generator=gen), 0
+                idx = perm[pos: pos + args.batch_size].to(device)
+                pos += args.batch_size
+                v1, v2 = two_views(data.train, idx, recipe, gen, args.pairs, data.episode, args.max_gap)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    z1, z2 = net(local_slice(v1)), net(local_slice(v2))
+                loss = loss_fn(z1.float(), z2.float())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                running, seen = running + float(loss.detach()), seen + 1
+                # Every process must agree on when the time budget ends, or the collectives deadlock.
+                # The kNN monitor below is not pretraining, so it stays out of the clock.
+                train_seconds += all_mean(time.perf_counter() - tick) if size > 1 else time.perf_counter() - tick
+                # The kNN monitor keeps its own cadence: tied to the log steps it ran only when --knn-every was a
+                # multiple of --log-every.
+                log_now = step % args.log_every == 0 or step == args.total_steps
+                knn_now = step % args.knn_every == 0
+                if log_now or knn_now:
+                    metrics: dict[str, Any] = {}
+                    if log_now:
+                        metrics.update({"loss": all_mean(running / seen), "loss_chance": chance,
+                                        "lr": opt.param_groups[0]["lr"],
+                                        "train_minutes": train_seconds / 60})
+                        running, seen = 0.0, 0
+                    if knn_now:
+                        metrics["knn_top1"] = knn_accuracy(model.encoder, data)
+                    if tracker:
+                        if log_now:
+                            history["step"].append(step)
+                            history["loss"].append(metrics["loss"])
+                        if metrics.get("knn_top1") is not None:
+                            history["knn_step"].append(step)
+                            history["knn"].append(metrics["knn_top1"])
+                        tracker.log(metrics, step)
+                if bar:
+                    bar.update(1)
+                if args.checkpoint_every and step % args.checkpoint_every == 0:
+                    save_checkpoint()
+        finally:
             if bar:
-                bar.update(1)
-            if args.checkpoint_every and step % args.checkpoint_every == 0:
-                save_checkpoint()
-    finally:
-        if bar:
-            bar.close()
-    save_checkpoint()
-    knn = knn_accuracy(model.encoder, data)
-    summary: dict[str, Any] = {
-        "algo": ALGO, "data": args.data, "backbone": args.backbone, "seed": args.seed, "steps": step,
-        "batch_size": args.batch_size, "processes": size, "temperature": args.temperature, "pairs": args.pairs,
-        "recipe": recipe_name, "recipe_detail": recipe.describe(), "amp_bf16": amp,
-        "train_seconds": round(train_seconds, 2), "train_minutes": round(train_seconds / 60, 3),
-        "final_loss": history["loss"][-1] if history["loss"] else None, "loss_chance": chance,
-        "knn_top1": knn, "params": sum(p.numel() for p in model.encoder.parameters()),
-    }
-    if tracker:
-        summary["wall_seconds"] = round(time.time() - tracker.start_time, 2)
-        write_pictures(run_dir, tracker, history, data.train, recipe, args.seed, title=f"SimCLR on {args.data}",
-                       ylabel="NT-Xent loss", chance=chance)
-        tracker.finish(summary)
+                bar.close()
+        save_checkpoint()
+        knn = knn_accuracy(model.encoder, data)
+        summary: dict[str, Any] = {
+            "algo": ALGO, "data": args.data, "backbone": args.backbone, "seed": args.seed, "steps": step,
+            "batch_size": args.batch_size, "processes": size, "temperature": args.temperature, "pairs": args.pairs,
+            "recipe": recipe_name, "recipe_detail": recipe.describe(), "amp_bf16": amp,
+            "train_seconds": round(train_seconds, 2), "train_minutes": round(train_seconds / 60, 3),
+            "final_loss": history["loss"][-1] if history["loss"] else None, "loss_chance": chance,
+            "knn_top1": knn, "params": sum(p.numel() for p in model.encoder.parameters()),
+        }
+        if tracker:
+            summary["wall_seconds"] = round(time.time() - tracker.start_time, 2)
+            write_pictures(run_dir, tracker, history, data.train, recipe, args.seed, title=f"SimCLR on {args.data}",
+                           ylabel="NT-Xent loss", chance=chance)
+            tracker.finish(summary, results=pretraining_results(summary, "NT-Xent"))
     return summary
 
 

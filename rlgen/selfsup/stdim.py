@@ -254,99 +254,104 @@ def main(args: Args) -> dict[str, Any]:
 
     tracker = Tracker.for_run(run_dir, args, algo=ALGO, resume_step=step if ckpt else None,
                               bar_keys=("loss", "global_local", "local_local"))
-    chance = 2 * math.log(args.batch_size)
-    print(f"ST-DIM on {args.data}: {counts['pairs']} pairs from {counts['train_episodes']} train episodes "
-          f"({counts['train_frames']} frames), batch {args.batch_size}, bf16 autocast {'on' if amp else 'off'}; "
-          f"loss at chance {chance:.3f}", flush=True)
+    with tracker:
+        chance = 2 * math.log(args.batch_size)
+        print(f"ST-DIM on {args.data}: {counts['pairs']} pairs from {counts['train_episodes']} train episodes "
+              f"({counts['train_frames']} frames), batch {args.batch_size}, bf16 autocast {'on' if amp else 'off'}; "
+              f"loss at chance {chance:.3f}", flush=True)
 
-    def save_checkpoint() -> None:
-        checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=asdict(args), step=step,
-                        input_shape=list(frames.shape[1:]), encoder=model.encoder.state_dict(),
-                        global_local=model.global_local.state_dict(), local_local=model.local_local.state_dict(),
-                        optimizer=opt.state_dict(), train_seconds=train_seconds,
-                        history={k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
-                        rng=rng_state(), pair_rng=pair_gen.get_state())
+        def save_checkpoint() -> None:
+            checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=asdict(args), step=step,
+                            input_shape=list(frames.shape[1:]), encoder=model.encoder.state_dict(),
+                            global_local=model.global_local.state_dict(), local_local=model.local_local.state_dict(),
+                            optimizer=opt.state_dict(), train_seconds=train_seconds,
+                            history={k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
+                            rng=rng_state(), pair_rng=pair_gen.get_state())
 
-    def batch() -> tuple[torch.Tensor, torch.Tensor]:
-        t = anchors[torch.randint(len(anchors), (args.batch_size,), generator=pair_gen)]
-        x = frames[torch.cat([t, t + args.gap])].to(device)
-        x = x.contiguous(memory_format=torch.channels_last).float().div_(255.0)
-        return x[: args.batch_size], x[args.batch_size:]
+        def batch() -> tuple[torch.Tensor, torch.Tensor]:
+            t = anchors[torch.randint(len(anchors), (args.batch_size,), generator=pair_gen)]
+            x = frames[torch.cat([t, t + args.gap])].to(device)
+            x = x.contiguous(memory_format=torch.channels_last).float().div_(255.0)
+            return x[: args.batch_size], x[args.batch_size:]
 
-    budget = args.minutes * 60 if args.minutes is not None else math.inf
-    max_steps = args.total_steps if args.total_steps is not None else math.inf
-    bar = tracker.progress(args.total_steps, initial=step)  # type: ignore[arg-type]  # None: no known total
-    window = np.zeros(3)
-    in_window = 0
-    model.train()
-    tick = time.perf_counter()
-    start_seconds, start_step = train_seconds, step
-    try:
-        while step < max_steps and train_seconds < budget:
-            x_t, x_next = batch()
-            loss_gl, loss_ll = model(x_t, x_next, amp)
-            loss = loss_gl + loss_ll
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            train_seconds = start_seconds + time.perf_counter() - tick
-            window += [float(loss.detach()), float(loss_gl.detach()), float(loss_ll.detach())]
-            in_window += 1
-            bar.update(1)
-            if step % args.log_every == 0:
-                mean = window / in_window
-                history["step"].append(step)
-                for key, value in zip(("loss", "global_local", "local_local"), mean):
-                    history[key].append(float(value))
-                tracker.log({"loss": mean[0], "global_local": mean[1], "local_local": mean[2],
-                             "train_minutes": train_seconds / 60,
-                             "steps_per_second": (step - start_step) / max(train_seconds - start_seconds, 1e-9)},
-                            step)
-                window[:], in_window = 0.0, 0
-            if args.checkpoint_every and step % args.checkpoint_every == 0:
-                save_checkpoint()
-    finally:
-        bar.close()
-    if in_window:  # the last, partial window
-        mean = window / in_window
-        history["step"].append(step)
-        for key, value in zip(("loss", "global_local", "local_local"), mean):
-            history[key].append(float(value))
-    save_checkpoint()
+        budget = args.minutes * 60 if args.minutes is not None else math.inf
+        max_steps = args.total_steps if args.total_steps is not None else math.inf
+        bar = tracker.progress(args.total_steps, initial=step)  # type: ignore[arg-type]  # None: no known total
+        window = np.zeros(3)
+        in_window = 0
+        model.train()
+        tick = time.perf_counter()
+        start_seconds, start_step = train_seconds, step
+        try:
+            while step < max_steps and train_seconds < budget:
+                x_t, x_next = batch()
+                loss_gl, loss_ll = model(x_t, x_next, amp)
+                loss = loss_gl + loss_ll
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                train_seconds = start_seconds + time.perf_counter() - tick
+                window += [float(loss.detach()), float(loss_gl.detach()), float(loss_ll.detach())]
+                in_window += 1
+                bar.update(1)
+                if step % args.log_every == 0:
+                    mean = window / in_window
+                    history["step"].append(step)
+                    for key, value in zip(("loss", "global_local", "local_local"), mean):
+                        history[key].append(float(value))
+                    tracker.log({"loss": mean[0], "global_local": mean[1], "local_local": mean[2],
+                                 "train_minutes": train_seconds / 60,
+                                 "steps_per_second": (step - start_step) / max(train_seconds - start_seconds, 1e-9)},
+                                step)
+                    window[:], in_window = 0.0, 0
+                if args.checkpoint_every and step % args.checkpoint_every == 0:
+                    save_checkpoint()
+        finally:
+            bar.close()
+        if in_window:  # the last, partial window
+            mean = window / in_window
+            history["step"].append(step)
+            for key, value in zip(("loss", "global_local", "local_local"), mean):
+                history[key].append(float(value))
+        save_checkpoint()
 
-    summary: dict[str, Any] = {
-        "algo": ALGO, "data": args.data, "seed": args.seed, "split_seed": args.split_seed,
-        "data_seed": args.data_seed, "frames": args.frames, "gap": args.gap, "batch_size": args.batch_size,
-        "lr": args.lr, "amp": amp, "steps": step, "pairs_seen": step * args.batch_size,
-        "train_seconds": round(train_seconds, 2), "train_minutes": round(train_seconds / 60, 3),
-        "steps_per_second": round(step / max(train_seconds, 1e-9), 3),
-        "final_loss": history["loss"][-1] if history["loss"] else None,
-        "final_global_local": history["global_local"][-1] if history["loss"] else None,
-        "final_local_local": history["local_local"][-1] if history["loss"] else None,
-        "chance_loss": round(chance, 4), **counts,
-    }
-    if history["step"]:
-        from rlgen.gen.common import save_curves
+        summary: dict[str, Any] = {
+            "algo": ALGO, "data": args.data, "seed": args.seed, "split_seed": args.split_seed,
+            "data_seed": args.data_seed, "frames": args.frames, "gap": args.gap, "batch_size": args.batch_size,
+            "lr": args.lr, "amp": amp, "steps": step, "pairs_seen": step * args.batch_size,
+            "train_seconds": round(train_seconds, 2), "train_minutes": round(train_seconds / 60, 3),
+            "steps_per_second": round(step / max(train_seconds, 1e-9), 3),
+            "final_loss": history["loss"][-1] if history["loss"] else None,
+            "final_global_local": history["global_local"][-1] if history["loss"] else None,
+            "final_local_local": history["local_local"][-1] if history["loss"] else None,
+            "chance_loss": round(chance, 4), **counts,
+        }
+        if history["step"]:
+            from rlgen.gen.common import save_curves
 
-        path = save_curves(run_dir / "loss_curve.png",
-                           {"total": (history["step"], history["loss"]),
-                            "global-local": (history["step"], history["global_local"]),
-                            "local-local": (history["step"], history["local_local"]),
-                            f"chance (2 ln {args.batch_size})": ([0, step], [chance, chance])},
-                           xlabel="update", ylabel="InfoNCE loss (nats)", title=f"ST-DIM on {args.data}")
-        tracker.log_image("loss_curve", path)
-    if args.probe:
-        from rlgen.selfsup.atari_probe import format_table, probe_encoder
+            path = save_curves(run_dir / "loss_curve.png",
+                               {"total": (history["step"], history["loss"]),
+                                "global-local": (history["step"], history["global_local"]),
+                                "local-local": (history["step"], history["local_local"]),
+                                f"chance (2 ln {args.batch_size})": ([0, step], [chance, chance])},
+                               xlabel="update", ylabel="InfoNCE loss (nats)", title=f"ST-DIM on {args.data}")
+            tracker.log_image("loss_curve", path)
+        if args.probe:
+            from rlgen.selfsup.atari_probe import format_table, probe_encoder
 
-        frozen = encoder_from_checkpoint(checkpoint.load(run_dir, algo=ALGO), device)
-        res = probe_encoder(frozen, game_of(args.data), frames=args.frames, seed=args.split_seed,
-                            data_seed=args.data_seed, log=lambda m: print(m, flush=True))
-        print(format_table(res["game"], {f"ST-DIM {summary['train_minutes']:.1f} min": res}))
-        summary.update(probe_mean_f1=res["mean_f1"], probe_category_f1=res["category_f1"], probe_f1=res["f1"],
-                       probe_seconds=res["seconds"]["total"])
-    summary["wall_seconds"] = round(time.time() - tracker.start_time, 2)
-    return {**summary, "run_dir": str(tracker.finish(summary))}
+            frozen = encoder_from_checkpoint(checkpoint.load(run_dir, algo=ALGO), device)
+            res = probe_encoder(frozen, game_of(args.data), frames=args.frames, seed=args.split_seed,
+                                data_seed=args.data_seed, log=lambda m: print(m, flush=True))
+            print(format_table(res["game"], {f"ST-DIM {summary['train_minutes']:.1f} min": res}))
+            summary.update(probe_mean_f1=res["mean_f1"], probe_category_f1=res["category_f1"], probe_f1=res["f1"],
+                           probe_seconds=res["seconds"]["total"])
+        summary["wall_seconds"] = round(time.time() - tracker.start_time, 2)
+        results = [f"final InfoNCE loss {summary['final_loss']:.3f} nats (chance {chance:.3f}) after {step:,} steps, "
+                   f"{summary['train_minutes']:.1f} min of training"] if summary["final_loss"] is not None else []
+        if args.probe:
+            results.append(f"AtariARI probe: mean weighted F1 {summary['probe_mean_f1']:.3f} on {game_of(args.data)}")
+        return {**summary, "run_dir": str(tracker.finish(summary, results=results))}
 
 
 if __name__ == "__main__":

@@ -57,10 +57,16 @@ class Args(RunArgs):
     """steps between logged losses"""
     threads: int = 2
     """torch CPU threads"""
+    resume: str | None = None
+    """not supported here: supervised saves no checkpoint mid-run, so a run is started again instead (minutes)"""
 
 
 def main(args: Args) -> dict[str, Any]:
     """Train; returns the summary that is also written to ``summary.json``."""
+    if args.resume:
+        # Refused rather than ignored: ignoring it silently started a fresh run in a new folder.
+        raise UsageError(f"--resume is not supported by supervised (it saves no mid-run checkpoint); "
+                         f"start the run again without --resume {args.resume}")
     if args.total_steps < 1 or args.batch_size < 1 or args.lr <= 0 or args.log_every < 1:
         raise UsageError("--total-steps, --batch-size and --log-every must be ≥ 1 and --lr positive")
     if args.minutes is not None and args.minutes <= 0:
@@ -83,42 +89,45 @@ def main(args: Args) -> dict[str, Any]:
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     gen = torch.Generator().manual_seed(args.seed)
     tracker = Tracker.for_run(run_dir, args, algo=ALGO, bar_keys=("loss",))
-    budget = args.minutes * 60 if args.minutes is not None else math.inf
-    step, train_seconds, running = 0, 0.0, 0.0
-    perm, pos = torch.randperm(len(data.train), generator=gen), 0
-    bar = tracker.progress(args.total_steps)
-    try:
-        while step < args.total_steps and train_seconds < budget:
-            tick = time.perf_counter()
-            for group in opt.param_groups:
-                group["lr"] = cosine_lr(args.lr, max(step / args.total_steps, train_seconds / budget))
-            if pos + args.batch_size > len(perm):
-                perm, pos = torch.randperm(len(data.train), generator=gen), 0
-            idx = perm[pos: pos + args.batch_size].to(device)
-            pos += args.batch_size
-            x = augment(data.train[idx], recipe, gen) if recipe else data.train[idx].float() / 255
-            loss = F.cross_entropy(head(encoder(x)), data.train_labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            running += float(loss.detach())
-            train_seconds += time.perf_counter() - tick
-            if step % args.log_every == 0:
-                tracker.log({"loss": running / args.log_every, "lr": opt.param_groups[0]["lr"]}, step)
-                running = 0.0
-            bar.update(1)
-    finally:
-        bar.close()
-    checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=dataclasses.asdict(args), step=step,
-                    image_shape=list(image_shape), encoder=encoder.state_dict(), head=head.state_dict())
-    with torch.no_grad():
-        logits = head(embed(encoder, data.test))
-    summary = {"algo": ALGO, "data": args.data, "backbone": args.backbone, "seed": args.seed, "steps": step,
-               "train_seconds": round(train_seconds, 2), "train_minutes": round(train_seconds / 60, 3),
-               "end_to_end_top1": float((logits.argmax(1) == data.test_labels).float().mean()),
-               "recipe": args.recipe, "wall_seconds": round(time.time() - tracker.start_time, 2)}
-    tracker.finish(summary)
+    with tracker:
+        budget = args.minutes * 60 if args.minutes is not None else math.inf
+        step, train_seconds, running = 0, 0.0, 0.0
+        perm, pos = torch.randperm(len(data.train), generator=gen), 0
+        bar = tracker.progress(args.total_steps)
+        try:
+            while step < args.total_steps and train_seconds < budget:
+                tick = time.perf_counter()
+                for group in opt.param_groups:
+                    group["lr"] = cosine_lr(args.lr, max(step / args.total_steps, train_seconds / budget))
+                if pos + args.batch_size > len(perm):
+                    perm, pos = torch.randperm(len(data.train), generator=gen), 0
+                idx = perm[pos: pos + args.batch_size].to(device)
+                pos += args.batch_size
+                x = augment(data.train[idx], recipe, gen) if recipe else data.train[idx].float() / 255
+                loss = F.cross_entropy(head(encoder(x)), data.train_labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                running += float(loss.detach())
+                train_seconds += time.perf_counter() - tick
+                if step % args.log_every == 0:
+                    tracker.log({"loss": running / args.log_every, "lr": opt.param_groups[0]["lr"]}, step)
+                    running = 0.0
+                bar.update(1)
+        finally:
+            bar.close()
+        checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=dataclasses.asdict(args), step=step,
+                        image_shape=list(image_shape), encoder=encoder.state_dict(), head=head.state_dict())
+        with torch.no_grad():
+            logits = head(embed(encoder, data.test))
+        summary = {"algo": ALGO, "data": args.data, "backbone": args.backbone, "seed": args.seed, "steps": step,
+                   "train_seconds": round(train_seconds, 2), "train_minutes": round(train_seconds / 60, 3),
+                   "end_to_end_top1": float((logits.argmax(1) == data.test_labels).float().mean()),
+                   "recipe": args.recipe, "wall_seconds": round(time.time() - tracker.start_time, 2)}
+        top1 = summary["end_to_end_top1"]
+        tracker.finish(summary, results=[f"end-to-end test top-1 {100 * top1:.1f}% ({args.backbone} + linear layer, "
+                                         f"{step:,} steps)"])
     return summary
 
 
