@@ -65,15 +65,35 @@ def load(run_dir_or_file: str | os.PathLike, *, algo: str | tuple[str, ...] | No
     return ckpt
 
 
-def resume_args(cls: type[T], args: T, algo: str) -> tuple[T, dict[str, Any]]:
+# Flags a continued run may change in every command: where and how it runs and is logged, never what it learns.
+ALWAYS_CHANGEABLE = frozenset({"run_dir", "resume", "wandb", "wandb_project", "wandb_entity", "wandb_name", "device",
+                               "threads"})
+
+
+def resume_args(cls: type[T], args: T, algo: str, changeable: frozenset[str] = frozenset()) -> tuple[T, dict[str, Any]]:
     """For ``--resume RUN_DIR``: the run's own args (from its checkpoint) and the checkpoint.
 
-    Everything comes from the checkpoint except where the run continues (``run_dir``) and how it
-    is logged (``wandb``, when given on the command line).
+    Everything comes from the checkpoint except the flags given on the command line (those that differ
+    from the class defaults) among :data:`ALWAYS_CHANGEABLE` and ``changeable`` (the command's budget and
+    cadence flags, which it honours when continuing). Any other flag given with a value different from the
+    run's is a :class:`UsageError`, so nothing is silently ignored and the checkpoint stays untouched.
     """
     ckpt = load(args.resume, algo=algo)  # type: ignore[attr-defined]
-    saved = {k: v for k, v in ckpt["args"].items() if k in {f.name for f in dataclasses.fields(cls)}}
-    wandb = getattr(args, "wandb", None)
-    restored = dataclasses.replace(cls(**saved), resume=args.resume, run_dir=args.resume,  # type: ignore
-                                   **({"wandb": wandb} if wandb is not None else {}))
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    saved = {k: v for k, v in ckpt["args"].items() if k in fields}
+    restored = cls(**saved)
+    allowed = ALWAYS_CHANGEABLE | changeable
+    for name, f in fields.items():
+        value = getattr(args, name)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if value == default or name in ("resume", "run_dir"):
+            continue
+        if name in allowed:
+            setattr(restored, name, value)
+        elif name in saved and value != saved[name]:
+            flag = "--" + name.replace("_", "-")
+            can = ", ".join("--" + n.replace("_", "-") for n in sorted(changeable)) or "none of its training flags"
+            raise UsageError(f"{flag} {value} differs from the run being resumed ({saved[name]}); a resumed run "
+                             f"may change only {can}")
+    restored = dataclasses.replace(restored, resume=args.resume, run_dir=args.resume)  # type: ignore
     return restored, ckpt

@@ -72,14 +72,37 @@ def _parser_type(tp: Any, name: str) -> Callable[[str], Any]:
     return convert
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default, except where its help already says it or the default is only "not set"
+    (``None``: the real default is filled in later, and the help names it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default:" in text or action.default is None:
+            return text
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad flags end in one line naming the flag and what it accepts (argparse's own error prints the whole usage)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
 def build_parser(cls: type, description: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
-    """An argparse parser whose options are the fields of dataclass ``cls``."""
-    parser = argparse.ArgumentParser(
+    """An argparse parser whose options are the fields of dataclass ``cls``.
+
+    A class may define ``help_defaults()`` returning ``{field: text}`` for fields whose default is filled in
+    after parsing (per environment or dataset); ``--help`` then shows that text as the default.
+    """
+    parser = _Parser(
         prog=prog,
         description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     docs = field_docs(cls)
+    late = cls.help_defaults() if hasattr(cls, "help_defaults") else {}
     hints = typing.get_type_hints(cls)
     own = set(cls.__dict__.get("__annotations__", {}))
     shared = parser.add_argument_group("run folder and logging (shared by every training command)")
@@ -92,6 +115,8 @@ def build_parser(cls: type, description: str | None = None, prog: str | None = N
         tp = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         helptext = docs.get(f.name, "")
+        if f.name in late:
+            helptext = f"{helptext} (default: {late[f.name]})".strip()
         base, _ = _unwrap_optional(tp)
         if base is bool:
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,

@@ -35,20 +35,21 @@ class MLP(Backbone):
     """Flatten, then ``Linear → activation`` for each hidden width."""
 
     def __init__(self, input_shape: Sequence[int], hidden: Sequence[int] = (256, 256),
-                 activation: type[nn.Module] = nn.ReLU) -> None:
+                 activation: type[nn.Module] = nn.ReLU, layer_norm: bool = False) -> None:
         super().__init__()
         self.input_shape = tuple(input_shape)
         # Vector inputs skip the Flatten: one module call less per forward pass in tight RL loops.
         layers: list[nn.Module] = [nn.Flatten()] if len(self.input_shape) > 1 else []
         width = int(torch.tensor(self.input_shape).prod())
         for h in hidden:
-            layers += [nn.Linear(width, h), activation()]
+            layers += [nn.Linear(width, h), *([nn.LayerNorm(h)] if layer_norm else []), activation()]
             width = h
         self.net = nn.Sequential(*layers)
         self.out_dim = width
         # With ReLU, forward calls the layers' functions directly: in a tight RL loop a module call's
         # dispatch costs more than a 64-wide layer's arithmetic.
-        self.linears = [m for m in layers if isinstance(m, nn.Linear)] if activation is nn.ReLU else None
+        plain = activation is nn.ReLU and not layer_norm
+        self.linears = [m for m in layers if isinstance(m, nn.Linear)] if plain else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.linears is None:

@@ -108,7 +108,9 @@ def _from_gan(ckpt: dict[str, Any], device: torch.device) -> FrozenEncoder:
 
 
 def _from_dqn(ckpt: dict[str, Any], device: torch.device) -> FrozenEncoder:
-    state = {k.removeprefix("backbone."): v for k, v in ckpt["q_net"].items() if k.startswith("backbone.")}
+    # The agent a run keeps: the running average of the weights where the run kept one (dqn --policy-average).
+    weights = ckpt.get("avg_net", ckpt["q_net"])
+    state = {k.removeprefix("backbone."): v for k, v in weights.items() if k.startswith("backbone.")}
     from rlgen.nets import make_backbone
 
     if any(k.startswith("conv.") for k in state):
@@ -117,9 +119,10 @@ def _from_dqn(ckpt: dict[str, Any], device: torch.device) -> FrozenEncoder:
         net.load_state_dict(state)
         return freeze(net.to(device), unit, shape, net.out_dim, "dqn",
                       "DQN Nature CNN (4 stacked 84×84 greyscale frames)")
-    first = next(v for k, v in state.items() if k.endswith("weight"))
-    widths = [v.shape[0] for k, v in state.items() if k.endswith("weight")]
-    net = make_backbone("mlp", (first.shape[1],), hidden=widths)
+    linear = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]  # LayerNorm weights are 1-D
+    first = linear[0]
+    net = make_backbone("mlp", (first.shape[1],), hidden=[v.shape[0] for v in linear],
+                        layer_norm=bool(ckpt["args"].get("layer_norm")))
     net.load_state_dict(state)
     return freeze(net.to(device), lambda x: x.float(), (first.shape[1],), net.out_dim, "dqn",
                   f"DQN MLP on {first.shape[1]}-d observations")
