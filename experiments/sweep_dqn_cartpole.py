@@ -55,13 +55,14 @@ def main() -> None:
                      "final": s["final_eval_return_mean"], "solve_seconds": s["solved_at_train_seconds"],
                      "evals": evals})
         post = f"{s['post_solve_fraction']:.2f}" if s["post_solve_fraction"] is not None else "-"
-        print(f"seed {seed}: solved at {s['solved_at_env_step']}, post {post}, final {s['final_eval_return_mean']:.1f}; "
-              f"evaluations {evals}", flush=True)
+        print(f"seed {seed}: solved at {s['solved_at_env_step']}, post {post}, "
+              f"final {s['final_eval_return_mean']:.1f}; evaluations {evals}", flush=True)
     threshold = s["reward_threshold"]
     posts = [r["post"] for r in rows if r["post"] is not None]
+    mean_post = statistics.fmean(posts) if posts else float("nan")
     print(f"{override or 'defaults'} on {opts.env}: final ≥ {threshold:g} on "
           f"{sum(r['final'] >= threshold for r in rows)}/{len(rows)}; solved {len(posts)}/{len(rows)}; post-solve "
-          f"fraction min {min(posts, default=float('nan')):.2f}, mean {statistics.fmean(posts) if posts else float('nan'):.2f}, "
+          f"fraction min {min(posts, default=float('nan')):.2f}, mean {mean_post:.2f}, "
           f"≥ 0.9 on {sum(p >= 0.9 for p in posts)}; median first solve at "
           f"{statistics.median([r['solved'] or float('inf') for r in rows]):,.0f} steps")
     if opts.json:

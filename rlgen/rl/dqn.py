@@ -647,8 +647,9 @@ def result_lines(s: dict[str, Any], args: Args, threshold: float | None, n_evals
     if s["best_eval_return"] is not None:
         lines.append(f"best evaluation {s['best_eval_return']:.1f} at step {s['best_eval_step']:,} (of {n_evals} "
                      f"evaluations; its weights are in {BEST_FILENAME})")
+    weights = "the running weight average at the end" if args.policy_average else "the last weights"
     lines.append(f"final evaluation {s['final_eval_return_mean']:.1f} ± {s['final_eval_return_std']:.1f} over "
-                 f"{s['eval_episodes']} episodes (ε = {args.eval_epsilon:g}, last weights)")
+                 f"{s['eval_episodes']} episodes (ε = {args.eval_epsilon:g}, {weights})")
     lines.append(f"training {s['train_seconds']:.1f} s ({s['env_steps']:,} environment steps, {s['updates']:,} "
                  f"updates); wall {s['wall_seconds']:.1f} s")
     return lines
