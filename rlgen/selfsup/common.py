@@ -196,6 +196,17 @@ def knn_accuracy(net: torch.nn.Module, data: PretrainData, k: int = 200, tau: fl
     return float((pred == data.test_labels).float().mean())
 
 
+def record(tracker: Any, history: dict[str, list[float]], step: int, metrics: dict[str, Any]) -> None:
+    """Log ``metrics`` at ``step`` and keep the loss and kNN curves that :func:`write_pictures` plots."""
+    if "loss" in metrics:
+        history["step"].append(step)
+        history["loss"].append(metrics["loss"])
+    if metrics.get("knn_top1") is not None:
+        history["knn_step"].append(step)
+        history["knn"].append(metrics["knn_top1"])
+    tracker.log(metrics, step)
+
+
 def cosine_lr(base: float, progress: float, warmup: float = 0.05) -> float:
     """Linear warm-up over the first ``warmup`` of training, then a cosine to zero (Loshchilov & Hutter 2017)."""
     return base * warmup_cosine(progress, warmup)

@@ -41,6 +41,7 @@ from rlgen.selfsup.common import (
     load_pretrain_data,
     local_slice,
     pretraining_results,
+    record,
     two_views,
     write_pictures,
 )
@@ -215,13 +216,7 @@ def main(args: Args) -> dict[str, Any]:
                     if knn_now:
                         metrics["knn_top1"] = knn_accuracy(model.encoder, data)
                     if tracker:
-                        if log_now:
-                            history["step"].append(step)
-                            history["loss"].append(metrics["loss"])
-                        if metrics.get("knn_top1") is not None:
-                            history["knn_step"].append(step)
-                            history["knn"].append(metrics["knn_top1"])
-                        tracker.log(metrics, step)
+                        record(tracker, history, step, metrics)
                 if bar:
                     bar.update(1)
                 if args.checkpoint_every and step % args.checkpoint_every == 0:
