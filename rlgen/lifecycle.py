@@ -1,0 +1,255 @@
+"""A run's life, written once for every command: flags, folder, resume, clocks, checkpoints, the end.
+
+Each algorithm keeps its own loop, top to bottom, in its ``main``; it calls this helper for the rest::
+
+    run = Run(args, ALGO, what=args.data, changeable=RESUME_CHANGEABLE, check=resolve)  # writes nothing
+    args = run.args                                   # a resumed run's own args, budget flags applied
+    ... build data, networks, optimizers (a bad --data fails here, still before anything is written) ...
+    step, history = run.restore(model=model, optimizer=opt, rng=rng, counters=dict(step=0, history={}))
+    with run.start(bar_keys=("loss",)) as tracker:   # folder, config.json, metrics.jsonl, W&B
+        bar = tracker.progress(args.total_steps, initial=step)
+        while step < args.total_steps:
+            with run.train_clock:                     # training seconds (wall and CPU), kept across resumes
+                ...
+            if run.due(prev, step, args.checkpoint_every):
+                run.save(step, history=history)      # every registered object + counters, atomically
+        run.save(step, history=history)
+        with run.after_clock:                         # work after training: final evaluation, bounds, FID
+            ...
+        run.finish(summary, results=["test NLL 67.9 nats ...", ...])
+
+Order matters only where the user can see it: every flag is checked (:func:`rlgen.cli.check_numbers`, the
+command's ``check``, the W&B mode) before :meth:`Run.start` creates the run folder, so bad input writes
+nothing. On ``--resume`` the saved args come back (:func:`rlgen.checkpoint.resume_args`): the budget and
+cadence flags in ``changeable`` (plus where and how it is logged) may change, any other differing flag is a
+one-line error with the checkpoint untouched. Clocks and the count of resumes accumulate across resumes in
+every command, and the summary fields every command shares (:data:`SHARED_SUMMARY`) are written by
+:meth:`Run.finish`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+import torch
+
+from rlgen import checkpoint, cli
+from rlgen.errors import UsageError
+from rlgen.track import Tracker, default_run_dir, resolve_wandb_mode
+from rlgen.utils import pick_device, rng_state, set_rng_state
+
+A = TypeVar("A")
+
+# The summary fields every command writes (README: "What every run writes").
+SHARED_SUMMARY = {
+    "algo": "the command (dqn, vae, simclr, ...)",
+    "seed": "the run's seed",
+    "run_dir": "the run folder",
+    "resumes": "how many times the run was continued with --resume",
+    "train_seconds": "wall seconds of training, evaluation during training excluded, summed over resumes",
+    "train_cpu_seconds": "CPU seconds of the same spans (what a busy, shared machine cannot inflate)",
+    "eval_seconds": "seconds of the work after training (final evaluation, bounds, Fréchet distance)",
+    "wall_seconds": "wall seconds from start to end, summed over resumes",
+}
+
+
+class Clock:
+    """Wall and CPU seconds spent inside ``with clock:`` blocks (or between :meth:`start` and :meth:`stop`),
+    starting from what earlier parts of the run already spent."""
+
+    def __init__(self, seconds: float = 0.0, cpu_seconds: float = 0.0) -> None:
+        self._seconds, self._cpu = float(seconds), float(cpu_seconds)
+        self._since: tuple[float, float] | None = None
+
+    def start(self) -> None:
+        if self._since is None:
+            self._since = (time.perf_counter(), time.process_time())
+
+    def stop(self) -> None:
+        if self._since is not None:
+            wall, cpu = self._since
+            self._seconds += time.perf_counter() - wall
+            self._cpu += time.process_time() - cpu
+            self._since = None
+
+    @property
+    def seconds(self) -> float:
+        """Seconds so far, the running span included."""
+        return self._seconds + (time.perf_counter() - self._since[0] if self._since else 0.0)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self._cpu + (time.process_time() - self._since[1] if self._since else 0.0)
+
+    def __enter__(self) -> Clock:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _state_of(obj: Any) -> Any:
+    if isinstance(obj, np.random.Generator):
+        return rng_state(obj)  # the global generators come along with the run's own
+    if isinstance(obj, torch.Generator):
+        return obj.get_state()
+    return obj.state_dict()
+
+
+def _load_into(obj: Any, state: Any) -> None:
+    if isinstance(obj, np.random.Generator):
+        set_rng_state(state, obj)
+    elif isinstance(obj, torch.Generator):
+        obj.set_state(state)
+    else:
+        obj.load_state_dict(state)
+
+
+class Run(Generic[A]):
+    """One training run's folder, resume, clocks, checkpoints and ending (see the module docstring).
+
+    It also sets torch's threads (``--threads``, else the command's ``THREADS``) and picks ``device``.
+    ``check(args) -> args`` is the command's own validation (filling per-environment defaults); it runs after
+    the resumed args are restored, so a continued run is checked like a new one. ``lead=False`` (the other
+    processes of a distributed run) keeps clocks and restores state but writes nothing.
+    """
+
+    def __init__(self, args: A, algo: str, *, what: str, changeable: Iterable[str] = (),
+                 check: Any = None, lead: bool = True) -> None:
+        self.algo, self.lead = algo, lead
+        self.ckpt: dict[str, Any] | None = None
+        if getattr(args, "resume", None):
+            args, self.ckpt = checkpoint.resume_args(type(args), args, algo, frozenset(changeable))
+        cli.check_numbers(args)
+        if check is not None:
+            args = check(args)
+        resolve_wandb_mode(getattr(args, "wandb", None))
+        if getattr(args, "threads", 0) is None:
+            args = dataclasses.replace(args, threads=type(args).THREADS)  # type: ignore[type-var]
+        threads = getattr(args, "threads", 0)
+        torch.set_num_threads(threads or os.cpu_count() or 1)
+        self.device = pick_device(getattr(args, "device", "cpu"))
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(algo, what)  # type: ignore[attr-defined]
+        self.args: A = dataclasses.replace(args, run_dir=str(run_dir))  # type: ignore[type-var]
+        self.run_dir = run_dir
+        clocks = (self.ckpt or {}).get("clocks", {})
+        self.train_clock = Clock(clocks.get("train_seconds", 0.0), clocks.get("train_cpu_seconds", 0.0))
+        self.after_clock = Clock(clocks.get("eval_seconds", 0.0))
+        self._wall_before = float(clocks.get("wall_seconds", 0.0))
+        self._started = time.time()
+        self.resumes = int((self.ckpt or {}).get("resumes", -1)) + 1 if self.ckpt is not None else 0
+        self._objects: dict[str, Any] = {}
+        self.tracker: Tracker | None = None
+
+    @property
+    def resumed(self) -> bool:
+        return self.ckpt is not None
+
+    @property
+    def step(self) -> int:
+        """The step the run continues from (0 for a new run)."""
+        return int(self.ckpt["step"]) if self.ckpt is not None else 0
+
+    def restore(self, counters: dict[str, Any] | None = None, **objects: Any) -> Any:
+        """Register the objects a checkpoint keeps (modules, optimizers, schedulers, replays, NumPy or torch
+        generators: anything with ``state_dict``) and, on resume, load their saved state; the global RNGs come
+        back too. Returns the ``counters`` (plain values such as step, history), saved ones on resume, as a
+        tuple in the order given (a single value when there is one)."""
+        self._objects.update(objects)
+        counters = dict(counters or {})
+        if self.ckpt is not None:
+            for name, obj in objects.items():
+                if name not in self.ckpt:
+                    continue  # e.g. a replay saved without --save-replay
+                try:
+                    _load_into(obj, self.ckpt[name])
+                except (ValueError, RuntimeError, KeyError) as err:
+                    first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+                    raise UsageError(f"--resume {self.args.resume}: the checkpoint's {name} does not fit this "  # type: ignore[attr-defined]
+                                     f"version ({first}); start a new run") from None
+            if "rng" in self.ckpt and not any(isinstance(o, np.random.Generator) for o in objects.values()):
+                set_rng_state(self.ckpt["rng"])
+            counters = {k: self.ckpt.get(k, v) for k, v in counters.items()}
+        values = tuple(counters.values())
+        return values[0] if len(values) == 1 else (values or None)
+
+    def start(self, bar_keys: Iterable[str] = ()) -> Tracker:
+        """Create (or reopen) the run folder and its tracker; use it as ``with run.start() as tracker:``."""
+        if not self.lead:
+            return _NullTracker()  # type: ignore[return-value]
+        self.tracker = Tracker.for_run(self.run_dir, self.args, algo=self.algo,  # type: ignore[arg-type]
+                                       resume_step=self.step if self.resumed else None, bar_keys=bar_keys)
+        return self.tracker
+
+    @staticmethod
+    def due(prev: int, step: int, every: int | None) -> bool:
+        """Whether a multiple of ``every`` lies in (prev, step]: cadences hold when a loop advances by more than 1."""
+        return bool(every) and step // every > prev // every  # type: ignore[operator]
+
+    @property
+    def wall_seconds(self) -> float:
+        return self._wall_before + time.time() - self._started
+
+    def clocks(self) -> dict[str, float]:
+        return {"train_seconds": round(self.train_clock.seconds, 3),
+                "train_cpu_seconds": round(self.train_clock.cpu_seconds, 3),
+                "eval_seconds": round(self.after_clock.seconds, 3),
+                "wall_seconds": round(self.wall_seconds, 3)}
+
+    def save(self, step: int, filename: str = checkpoint.FILENAME, *, objects: bool = True, **extra: Any) -> None:
+        """Atomically write ``RUN_DIR/filename``: the args, step, clocks, every registered object (unless
+        ``objects=False``, e.g. a best-weights file that holds only ``extra``) and ``extra``."""
+        if not self.lead:
+            return
+        state: dict[str, Any] = {"clocks": self.clocks(), "resumes": self.resumes}
+        if objects:
+            state.update({name: _state_of(obj) for name, obj in self._objects.items()})
+            if not any(isinstance(o, np.random.Generator) for o in self._objects.values()):
+                state["rng"] = rng_state()
+        state.update(extra)
+        checkpoint.save(self.run_dir / filename, algo=self.algo, args=dataclasses.asdict(self.args),  # type: ignore
+                        step=step, **state)
+
+    def summary(self, **fields: Any) -> dict[str, Any]:
+        """The shared summary fields (:data:`SHARED_SUMMARY`) followed by the command's own."""
+        return {"algo": self.algo, "seed": getattr(self.args, "seed", None), "run_dir": str(self.run_dir),
+                "resumes": self.resumes, **self.clocks(), **fields}
+
+    def finish(self, summary: dict[str, Any], results: Iterable[str] = ()) -> dict[str, Any]:
+        """Write ``summary.json`` (the shared fields refreshed), close the tracker and print ``results``
+        (key numbers in words with units) and the run folder. Returns the summary."""
+        shared = self.summary()
+        summary = {**shared, **{k: v for k, v in summary.items() if k not in shared}}
+        if self.lead and self.tracker is not None:
+            self.tracker.finish(summary, results=results)
+        return summary
+
+
+class _NullTracker:
+    """What a non-lead process gets from :meth:`Run.start`: every call does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **k: _NullBar()
+
+    def __enter__(self) -> _NullTracker:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        return False
+
+
+class _NullBar:
+    def update(self, *a: Any) -> None: ...
+    def close(self) -> None: ...
+    def set_postfix(self, *a: Any, **k: Any) -> None: ...
+
+
