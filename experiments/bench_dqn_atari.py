@@ -26,6 +26,7 @@ import torch
 
 from rlgen.rl import dqn
 from rlgen.track import read_metrics
+from rlgen.utils import pick_device
 
 ZOO = dict(buffer_size=100_000, learning_rate=1e-4, batch_size=32, train_freq=4, gradient_steps=1,
            target_update_interval=1000, exploration_final_eps=0.01, optimize_memory_usage=False)
@@ -46,7 +47,8 @@ def run_rlgen(game: str, steps: int, learning_starts: int, device: str, seed: in
         rows = [r for r in read_metrics(f"{tmp}/run") if "loss" in r]
     first, last = rows[0], rows[-1]
     rate = (last["step"] - first["step"]) / (last["time"] - first["time"])
-    return {"steps_per_second": rate, "updates": summary["updates"], "amp": dqn.resolve_args(args).amp,
+    amp = dqn.uses_amp(dqn.resolve_args(args), pick_device(args.device))
+    return {"steps_per_second": rate, "updates": summary["updates"], "amp": amp,
             "measured_steps": last["step"] - first["step"]}
 
 

@@ -82,7 +82,7 @@ def mnist_section(args: argparse.Namespace, run_root: Path) -> list[dict[str, An
                 res = probe(run_root, f"{row}-seed{seed}", args.threads, checkpoint=summary.get("run_dir")
                             or str(run_root / f"{row}-seed{seed}"))
             rows.append({"row": row, "seed": seed, "linear_top1": res["linear_top1"], "knn_top1": res["knn_top1"],
-                         "pretrain_minutes": round(minutes, 2), "amp_bf16": summary.get("amp_bf16")
+                         "pretrain_minutes": round(minutes, 2), "amp": summary.get("amp")
                          if row in ("simclr", "moco") else None, "feature_dim": res["feature_dim"],
                          "encoder": res["encoder_description"], "seconds": round(time.perf_counter() - tick, 1)})
             print(f"  {row} seed {seed}: linear {res['linear_top1']:.4f}, kNN {res['knn_top1']:.4f}, "
@@ -101,7 +101,7 @@ def print_mnist(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[st
     print(f"{'encoder':<13}{'seed':>5}{'linear top-1':>14}{'kNN top-1':>11}{'pretrain min':>14}  features")
     for r in rows:
         print(f"{r['row']:<13}{r['seed']:>5}{100 * r['linear_top1']:>13.1f}%{100 * r['knn_top1']:>10.1f}%"
-              f"{r['pretrain_minutes']:>14.2f}  {r['encoder']}{', bf16 autocast' if r.get('amp_bf16') else ''}")
+              f"{r['pretrain_minutes']:>14.2f}  {r['encoder']}{', bf16 autocast' if r.get('amp') else ''}")
     goals: dict[str, Any] = {}
     sup = mean_of(rows, "supervised", "linear_top1")
     for row in ("simclr", "moco"):

@@ -68,12 +68,14 @@ class Range:
     def describe(self, integer: bool) -> str:
         kind = "integer" if integer else "number"
         if self.hi >= BIG and self.lo == 0:
-            return f"a positive {kind}" if self.open_lo else f"a {kind} ≥ 0"
+            return f"a positive {kind}" if self.open_lo else f"{'an' if integer else 'a'} {kind} ≥ 0"
         if self.hi >= BIG and self.lo == 1 and integer:
             return f"a positive {kind}"
+        article = "an" if integer else "a"
         if self.hi >= BIG:
-            return f"a {kind} {'>' if self.open_lo else '≥'} {self.lo:g}"
-        return f"a {kind} in {'(' if self.open_lo else '['}{self.lo:g}, {self.hi:g}{')' if self.open_hi else ']'}"
+            return f"{article} {kind} {'>' if self.open_lo else '≥'} {self.lo:g}"
+        left, right = "(" if self.open_lo else "[", ")" if self.open_hi else "]"
+        return f"{article} {kind} in {left}{self.lo:g}, {self.hi:g}{right}"
 
 
 # Ceiling of every count and size: larger values only ever mean a typo (and overflow int32 indices).

@@ -168,7 +168,8 @@ class Run(Generic[A]):
         if self.ckpt is not None:
             for name, obj in objects.items():
                 if name not in self.ckpt:
-                    continue  # e.g. a replay saved without --save-replay
+                    raise UsageError(f"--resume {self.args.resume}: the checkpoint holds no {name!r} (written by "  # type: ignore[attr-defined]
+                                     "another rlgen version?); start a new run")
                 try:
                     _load_into(obj, self.ckpt[name])
                 except (ValueError, RuntimeError, KeyError) as err:
@@ -177,7 +178,11 @@ class Run(Generic[A]):
                                      f"version ({first}); start a new run") from None
             if "rng" in self.ckpt and not any(isinstance(o, np.random.Generator) for o in objects.values()):
                 set_rng_state(self.ckpt["rng"])
-            counters = {k: self.ckpt.get(k, v) for k, v in counters.items()}
+            missing = [k for k in counters if k not in self.ckpt]
+            if missing:
+                raise UsageError(f"--resume {self.args.resume}: the checkpoint holds no {missing[0]!r} (written by "  # type: ignore[attr-defined]
+                                 "another rlgen version?); start a new run")
+            counters = {k: self.ckpt[k] for k in counters}
         values = tuple(counters.values())
         return values[0] if len(values) == 1 else (values or None)
 

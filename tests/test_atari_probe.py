@@ -215,11 +215,26 @@ def test_probe_refuses_an_encoder_for_other_frames():
         ap.probe_encoder(Small(), "Breakout", frames=FRAMES)
 
 
-def test_probe_cli_usage_errors(bad_input):
-    bad_input(ap.main, ap.Args, ["--game", "Zork", "--random-init"], "no AtariARI RAM annotations for game 'Zork'")
-    bad_input(ap.main, ap.Args, ["--game", "Breakout"], "--checkpoint RUN_DIR or --random-init")
-    bad_input(ap.main, ap.Args, ["--random-init", "--checkpoint", "x"], "not both")
-    bad_input(ap.main, ap.Args, ["--random-init", "--frames", "150"], "too few to split")
+def test_probe_cli_usage_errors(bad_input, tmp_path):
+    never = ["--run-dir", str(tmp_path / "never")]
+    bad_input(ap.main, ap.Args, ["--game", "Zork", "--random-init", "atari_cnn", *never],
+              "no AtariARI RAM annotations for game 'Zork'")
+    bad_input(ap.main, ap.Args, ["--game", "Breakout", *never], "--checkpoint RUN_DIR or --random-init")
+    bad_input(ap.main, ap.Args, ["--random-init", "atari_cnn", "--checkpoint", "x", *never], "not both")
+    bad_input(ap.main, ap.Args, ["--random-init", "no_such_net", *never], "unknown backbone 'no_such_net'")
+    bad_input(ap.main, ap.Args, ["--random-init", "atari_cnn", "--epochs", "0", *never], "--epochs")
+    bad_input(ap.main, ap.Args, ["--random-init", "atari_cnn", "--resume", str(tmp_path), *never],
+              "--resume is not supported by atari_probe")
+    bad_input(ap.main, ap.Args, ["--random-init", "atari_cnn", "--frames", "150", *never], "too few to split")
+    assert not (tmp_path / "never").exists()
+
+
+def test_probe_cli_random_init_backbone(run_dir, capsys):
+    s = ap.main(ap.Args(game="breakout", random_init="atari_cnn", frames=FRAMES, epochs=2, run_dir=str(run_dir)))
+    assert s["encoder"] == "random-init" and s["algo"] == "atari_probe" and s["resumes"] == 0
+    assert s["eval_seconds"] > 0 and 0 <= s["mean_f1"] <= 1
+    assert json.loads((run_dir / "summary.json").read_text())["encoder_algo"] == "random_init"
+    assert "random-init on Breakout: mean weighted F1" in capsys.readouterr().out
 
 
 # -- ST-DIM ---------------------------------------------------------------------------------------------------
@@ -268,7 +283,7 @@ def test_pairs_stay_in_one_train_episode():
 
 
 TINY = dict(data="atari-frames:breakout", frames=FRAMES, batch_size=16, lr=1e-3, minutes=None, log_every=5,
-            wandb="disabled", amp=False)
+            wandb="disabled", amp="off")
 
 
 def test_tiny_stdim_run_learns_and_its_encoder_can_be_probed(run_dir, capsys):
@@ -310,8 +325,30 @@ def test_stdim_resume_after_kill_gives_the_same_encoder(tmp_path, kill_after_sav
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_stdim_resume_with_a_larger_budget_ends_exactly_there(run_dir, kill_after_saves, bad_input):
+    arm, disarm = kill_after_saves
+    arm(1)  # killed right after the checkpoint at step 3
+    with pytest.raises(KeyboardInterrupt):
+        stdim.main(stdim.Args(run_dir=str(run_dir), total_steps=6, checkpoint_every=3, **TINY))
+    disarm()
+    before = (run_dir / "checkpoint.pt").read_bytes()
+    bad_input(stdim.main, stdim.Args, ["--resume", str(run_dir), "--batch-size", "8"], "--batch-size")
+    assert (run_dir / "checkpoint.pt").read_bytes() == before
+    s = stdim.main(stdim.Args(resume=str(run_dir), total_steps=9))
+    assert s["steps"] == 9 and s["resumes"] == 1 and s["amp"] is False
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 9
+    ckpt = checkpoint.load(run_dir, algo="stdim")
+    assert ckpt["step"] == 9 and ckpt["image_shape"] == [1, 210, 160] and "input_shape" not in ckpt
+    # A checkpoint written before the rename (input_shape) still gives its encoder.
+    old = {k: v for k, v in ckpt.items() if k != "image_shape"}
+    old["input_shape"] = [1, 210, 160]
+    assert stdim.encoder_from_checkpoint(old, torch.device("cpu")).input_shape == (1, 210, 160)
+
+
 def test_stdim_cli_usage_errors(bad_input):
     bad_input(stdim.main, stdim.Args, ["--data", "mnist5k"], "ST-DIM trains on Atari frames")
     bad_input(stdim.main, stdim.Args, ["--data", "atari-frames:zork"], "no AtariARI RAM annotations")
     bad_input(stdim.main, stdim.Args, ["--batch-size", "1"], "at least 2 pairs")
     bad_input(stdim.main, stdim.Args, ["--minutes", "none"], "--minutes or --total-steps")
+    bad_input(stdim.main, stdim.Args, ["--amp", "maybe"], "--amp")
+    bad_input(stdim.main, stdim.Args, ["--gap", "0"], "--gap")

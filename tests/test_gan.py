@@ -120,7 +120,7 @@ def test_collapse_monitor_fires_once_after_patience():
 
 # -- short runs -------------------------------------------------------------------------------------------
 def test_short_run_writes_summary_grids_gif_curves_and_a_sampler(run_dir):
-    s = gan.main(gan.Args(run_dir=str(run_dir), steps=6, sample_every=3, **TINY))
+    s = gan.main(gan.Args(run_dir=str(run_dir), total_steps=6, sample_every=3, **TINY))
     saved = json.loads((run_dir / "summary.json").read_text())
     assert saved == s
     for key in ("algo", "data", "loss", "arch", "image_size", "seed", "steps", "epochs", "wall_seconds",
@@ -157,7 +157,7 @@ def test_mlp_lsgan_with_k_steps_smoothing_and_epochs(run_dir):
 
 
 def test_minutes_budget_stops_at_a_step_boundary_and_logs_the_last_steps(run_dir):
-    s = gan.main(gan.Args(run_dir=str(run_dir), steps=1000, minutes=1e-4, **{**TINY, "log_every": 500}))
+    s = gan.main(gan.Args(run_dir=str(run_dir), total_steps=1000, minutes=1e-4, **{**TINY, "log_every": 500}))
     assert s["stopped_by_minutes"] and 1 <= s["steps"] < 1000
     assert read_metrics(run_dir)[-1]["step"] == s["steps"]
     assert (run_dir / f"samples/step_{s['steps']:06d}.png").exists()
@@ -165,7 +165,7 @@ def test_minutes_budget_stops_at_a_step_boundary_and_logs_the_last_steps(run_dir
 
 def test_collapse_warning_is_raised_and_logged(run_dir):
     with pytest.warns(RuntimeWarning, match="collapsed"):
-        s = gan.main(gan.Args(run_dir=str(run_dir), steps=4, collapse_threshold=100.0, collapse_patience=3,
+        s = gan.main(gan.Args(run_dir=str(run_dir), total_steps=4, collapse_threshold=100.0, collapse_patience=3,
                               **TINY))
     assert s["d_collapsed_at"] == 3
     assert [r["d_collapsed"] for r in read_metrics(run_dir)] == [0, 1]
@@ -181,7 +181,7 @@ def test_sample_quality_lands_in_the_summary(run_dir, monkeypatch):
         return {"fid": 12.5, "fid_floor": 5.0, "class_entropy": 2.2, "classifier_accuracy": 0.97}
 
     monkeypatch.setattr(metrics, "sample_quality", fake_quality)
-    s = gan.main(gan.Args(run_dir=str(run_dir), steps=2, **{**TINY, "fid_samples": 12}))
+    s = gan.main(gan.Args(run_dir=str(run_dir), total_steps=2, **{**TINY, "fid_samples": 12}))
     assert seen["data"] == "mnist5k" and seen["shape"] == (12, 1, 16, 16) and 0 <= seen["lo"] <= seen["hi"] <= 1
     assert (s["fid"], s["fid_floor"], s["class_entropy"], s["classifier_accuracy"]) == (12.5, 5.0, 2.2, 0.97)
 
@@ -205,7 +205,7 @@ def test_batchnorm_recalibration_is_the_exact_mean_over_its_noise_batches():
 
 
 def test_weight_average_is_what_the_checkpoint_samples(run_dir):
-    s = gan.main(gan.Args(run_dir=str(run_dir), steps=5, ema=0.9, **TINY))
+    s = gan.main(gan.Args(run_dir=str(run_dir), total_steps=5, ema=0.9, **TINY))
     assert s["ema"] == 0.9
     ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     raw, avg = ckpt["generator"], ckpt["ema_generator"]
@@ -217,7 +217,7 @@ def test_weight_average_is_what_the_checkpoint_samples(run_dir):
 
 
 def test_resume_after_a_kill_matches_the_uninterrupted_run(tmp_path, run_dir, kill_after_saves):
-    common = dict(steps=12, checkpoint_every=4, sample_every=4, ema=0.9, **TINY)
+    common = dict(total_steps=12, checkpoint_every=4, sample_every=4, ema=0.9, **TINY)
     full = gan.main(gan.Args(run_dir=str(tmp_path / "full"), **common))
     arm, disarm = kill_after_saves
     arm(2)  # killed right after the checkpoint at step 8
@@ -235,6 +235,28 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(tmp_path, run_dir, ki
         for k in a[net]:
             assert torch.equal(a[net][k], b[net][k]), (net, k)
     assert [r["step"] for r in read_metrics(run_dir)] == [r["step"] for r in read_metrics(tmp_path / "full")]
+
+
+def test_resume_with_a_larger_budget_ends_exactly_there(tmp_path, kill_after_saves, bad_input):
+    run_dir = tmp_path / "run"
+    arm, disarm = kill_after_saves
+    arm(1)
+    with pytest.raises(KeyboardInterrupt):
+        gan.main(gan.Args(run_dir=str(run_dir), total_steps=6, checkpoint_every=3, **TINY))
+    disarm()
+    before = (run_dir / "checkpoint.pt").read_bytes()
+    for argv in (["--batch-size", "32"], ["--data", "faces"], ["--loss", "lsgan"]):
+        bad_input(gan.main, gan.Args, ["--resume", str(run_dir), *argv], argv[0])
+    assert (run_dir / "checkpoint.pt").read_bytes() == before
+    s = gan.main(gan.Args(resume=str(run_dir), total_steps=10))
+    assert (s["steps"], s["resumes"]) == (10, 1)
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 10
+    saved = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == 10 and saved["args"]["total_steps"] == 10 and len(saved["history"]) == 10
+    assert [r["step"] for r in read_metrics(run_dir)] == [2, 4, 6, 8, 10]
+    # --epochs is a budget too: a resume that raises it sets the steps from it
+    s = gan.main(gan.Args(resume=str(run_dir), epochs=0.0558))  # ceil(0.0558 · 4000 / 16) = 14
+    assert s["steps"] == 14 and s["resumes"] == 2
 
 
 # -- bad input --------------------------------------------------------------------------------------------
@@ -292,7 +314,7 @@ def test_pictures_and_final_scores_reach_wandb_in_step_order(run_dir, monkeypatc
     monkeypatch.setattr(track, "_init_wandb", lambda *a, **kw: Run())
     monkeypatch.setattr(metrics, "sample_quality", lambda data, samples, image_size, n=None: {
         "fid": 12.5, "fid_floor": 5.0, "class_entropy": 2.2, "class_entropy_max": 2.3, "fid_samples": 12})
-    s = gan.main(gan.Args(run_dir=str(run_dir), steps=4, wandb="offline", **{**TINY, "fid_samples": 12}))
+    s = gan.main(gan.Args(run_dir=str(run_dir), total_steps=4, wandb="offline", **{**TINY, "fid_samples": 12}))
     assert (4, ["class_entropy", "class_entropy_max", "fid", "fid_floor", "fid_samples"]) in logged
     assert {k for step, keys in logged[:-1] if step == 4 for k in keys} >= {"training", "losses", "samples_final"}
     assert logged[-1] == ("finish", None)

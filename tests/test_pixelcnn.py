@@ -186,6 +186,29 @@ def test_train_resume_checkpoint_roundtrip(run_dir, kill_after_saves, capsys):
     assert torch.equal(a, model.sample_naive(3, torch.Generator().manual_seed(0)))
 
 
+def test_resume_with_more_epochs_ends_at_the_new_budget(run_dir, kill_after_saves, bad_input):
+    arm, disarm = kill_after_saves
+    base = dict(channels=8, layers=1, head_channels=8, epochs=2, batch_size=16, train_limit=64, checkpoint_every=3,
+                samples=2, completions=1, run_dir=str(run_dir))
+    arm(1)
+    with pytest.raises(KeyboardInterrupt):
+        pc.main(pc.Args(**base))
+    disarm()
+    ckpt = checkpoint.load(run_dir)
+    assert ckpt["step"] == 3 and "optimizer" in ckpt and "opt" not in ckpt
+    before = (run_dir / "checkpoint.pt").read_bytes()
+    for argv in (["--gated"], ["--batch-size", "8"], ["--data", "digits"]):
+        bad_input(pc.main, pc.Args, ["--resume", str(run_dir), *argv], argv[0])
+    assert (run_dir / "checkpoint.pt").read_bytes() == before
+    summary = pc.main(pc.Args(resume=str(run_dir), epochs=3))  # 4 steps per epoch
+    assert (summary["steps"], summary["epochs"], summary["resumes"]) == (12, 3, 1)
+    assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 3
+    # The finished run's checkpoint keeps its training state, so it can go on again.
+    summary = pc.main(pc.Args(resume=str(run_dir), epochs=4))
+    assert (summary["steps"], summary["epochs"], summary["resumes"]) == (16, 4, 2)
+    assert summary["eval_seconds"] > 0
+
+
 def test_bad_input(bad_input):
     bad_input(pc.main, pc.Args, ["--binarize", "none", "--likelihood", "bernoulli"], "binary")
     bad_input(pc.main, pc.Args, ["--kernel", "4"], "odd")

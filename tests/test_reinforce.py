@@ -86,7 +86,7 @@ def test_cartpole_learns_and_resume_reproduces_the_uninterrupted_run(run_dir, tm
     full = rf.main(rf.Args(run_dir=str(tmp_path / "full"), **common))
     returns = json.loads((tmp_path / "full" / "summary.json").read_text())
     assert returns["episodes"] == 60 and returns["solved_at_episode"] is None
-    history = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["history"]["return"].numpy()
+    history = np.asarray(torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["history"]["return"])
     assert history[-20:].mean() > 2 * history[:20].mean()  # learning, not noise: ~22 → well above 44
 
     arm, disarm = kill_after_saves
@@ -110,8 +110,25 @@ def test_solved_rule_stops_training(run_dir, capsys):
     assert capsys.readouterr().out.strip().splitlines()[-2] == (
         f"solved at episode {s['solved_at_episode']:,} (moving average of returns ≥ 12); greedy evaluation "
         f"{s['eval_return_mean']:.1f} ± {s['eval_return_std']:.1f} over 2 episodes")
-    ema = torch.load(run_dir / "checkpoint.pt", weights_only=True)["history"]["ema"].numpy()
+    ema = np.asarray(torch.load(run_dir / "checkpoint.pt", weights_only=True)["history"]["ema"])
     assert s["solved_at_episode"] == s["episodes"] == int(np.argmax(ema >= 12.0)) + 1
+
+
+def test_resume_with_a_larger_budget_ends_exactly_there(run_dir, kill_after_saves, bad_input):
+    common = dict(env="CartPole", seed=0, batch_episodes=2, checkpoint_every=4, eval_episodes=2, gif=False,
+                  device="cpu")
+    arm, disarm = kill_after_saves
+    arm(1)  # killed right after the checkpoint at episode 4
+    with pytest.raises(KeyboardInterrupt):
+        rf.main(rf.Args(run_dir=str(run_dir), episodes=10, **common))
+    disarm()
+    before = (run_dir / "checkpoint.pt").read_bytes()
+    for argv, flag in ((["--batch-episodes", "3"], "--batch-episodes"), (["--env", "Acrobot"], "--env")):
+        bad_input(rf.main, rf.Args, ["--resume", str(run_dir), *argv], flag)
+        assert (run_dir / "checkpoint.pt").read_bytes() == before
+    s = rf.main(rf.Args(resume=str(run_dir), episodes=14))
+    assert s["episodes"] == 14 and s["updates"] == 7 and s["resumes"] == 1
+    assert json.loads((run_dir / "summary.json").read_text())["episodes"] == 14
 
 
 # -- Pong from pixels: a smoke run --------------------------------------------------------------------

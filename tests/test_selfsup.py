@@ -136,19 +136,40 @@ def test_moco_learns_and_logs_its_queue(tmp_path):
     assert summary["knn_top1"] > 0.8
 
 
-def test_simclr_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, kill_after_saves):
+@pytest.mark.parametrize("mod", [simclr, moco])
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, kill_after_saves, mod):
     arm, disarm = kill_after_saves
-    full = tiny(simclr, tmp_path / "full", total_steps=30, checkpoint_every=15, log_every=5)
+    full = tiny(mod, tmp_path / "full", total_steps=30, checkpoint_every=15, log_every=5)
     arm(1)
     with pytest.raises(KeyboardInterrupt):
-        tiny(simclr, tmp_path / "cut", total_steps=30, checkpoint_every=15, log_every=5)
+        tiny(mod, tmp_path / "cut", total_steps=30, checkpoint_every=15, log_every=5)
     disarm()
     assert checkpoint.load(tmp_path / "cut")["step"] == 15
-    resumed = simclr.main(simclr.Args(resume=str(tmp_path / "cut"), wandb="disabled"))
-    assert resumed["steps"] == 30
+    resumed = mod.main(mod.Args(resume=str(tmp_path / "cut"), wandb="disabled"))
+    assert resumed["steps"] == 30 and resumed["resumes"] == 1
     assert resumed["final_loss"] == pytest.approx(full["final_loss"], abs=1e-6)
     a, b = checkpoint.load(tmp_path / "full")["encoder"], checkpoint.load(tmp_path / "cut")["encoder"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
+@pytest.mark.parametrize("mod", [simclr, moco])
+def test_resume_with_a_larger_budget_ends_at_it(tmp_path, kill_after_saves, bad_input, mod):
+    arm, disarm = kill_after_saves
+    arm(1)
+    with pytest.raises(KeyboardInterrupt):
+        tiny(mod, tmp_path / "run", total_steps=20, checkpoint_every=10, log_every=5, knn_every=10)
+    disarm()
+    saved = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    bad_input(mod.main, mod.Args, ["--resume", str(tmp_path / "run"), "--batch-size", "32"],
+              "--batch-size 32 differs from the run being resumed (64)")
+    bad_input(mod.main, mod.Args, ["--resume", str(tmp_path / "run"), "--data", "digits"],
+              "--data digits differs from the run being resumed")
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == saved
+    summary = mod.main(mod.Args(resume=str(tmp_path / "run"), total_steps=35, wandb="disabled"))
+    assert summary["steps"] == 35 and checkpoint.load(tmp_path / "run")["step"] == 35
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 35
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [5, 10, 15, 20, 25, 30, 35]
 
 
 def _free_port() -> int:
@@ -191,7 +212,7 @@ def test_probe_reads_simclr_vae_and_gan_encoders(tmp_path):
 
     tiny(simclr, tmp_path / "simclr", total_steps=5)
     vae.main(vae.Args(data="mnist5k", epochs=1, iwae_k=0, run_dir=str(tmp_path / "vae"), wandb="disabled"))
-    gan.main(gan.Args(data="mnist5k", arch="dcgan", image_size=32, steps=3, fid_samples=0,
+    gan.main(gan.Args(data="mnist5k", arch="dcgan", image_size=32, total_steps=3, fid_samples=0,
                       run_dir=str(tmp_path / "gan"),
                       wandb="disabled"))
     dims = {}
@@ -209,7 +230,7 @@ def test_probe_bad_input_is_one_line(tmp_path, bad_input):
     from rlgen.gen import gan
     from rlgen.rl import dqn
 
-    gan.main(gan.Args(data="mnist5k", arch="dcgan", image_size=32, steps=2, fid_samples=0,
+    gan.main(gan.Args(data="mnist5k", arch="dcgan", image_size=32, total_steps=2, fid_samples=0,
                       run_dir=str(tmp_path / "gan"),
                       wandb="disabled"))
     bad_input(probe.main, probe.Args, ["--checkpoint", str(tmp_path / "gan"), "--run-dir", str(tmp_path / "p")],
@@ -259,7 +280,7 @@ def test_knn_monitor_keeps_its_own_cadence(tmp_path, mod, capsys):
     assert [(r["step"], "knn_top1" in r, "loss" in r) for r in rows] == [(2, True, False), (3, False, True),
                                                                           (4, True, True)]
     history = checkpoint.load(tmp_path / "run")["history"]
-    assert history["knn_step"].tolist() == [2, 4] and history["step"].tolist() == [3, 4]
+    assert history["knn_step"] == [2, 4] and history["step"] == [3, 4]
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-3].startswith(f"kNN monitor top-1 {100 * summary['knn_top1']:.1f}% on the held-out split")
     loss = "NT-Xent" if mod is simclr else "InfoNCE"
@@ -267,11 +288,42 @@ def test_knn_monitor_keeps_its_own_cadence(tmp_path, mod, capsys):
     assert out[-1] == f"run folder: {tmp_path / 'run'}"
 
 
-def test_supervised_and_probe_refuse_resume_and_write_nothing(tmp_path, bad_input):
-    """Bug 2 of issue 16: --resume was accepted and ignored (a fresh run in a new folder)."""
-    from rlgen.selfsup import supervised
-
+def test_probe_refuses_resume_and_writes_nothing(tmp_path, bad_input):
+    """Bug 2 of issue 16: --resume was accepted and ignored (a fresh run in a new folder). A probe is an
+    evaluation with nothing to continue, so --resume is a one-line error."""
     run = ["--resume", str(tmp_path / "old"), "--run-dir", str(tmp_path / "new")]
-    bad_input(supervised.main, supervised.Args, run, "--resume is not supported by supervised")
     bad_input(probe.main, probe.Args, [*run, "--raw"], "--resume is not supported by probe")
     assert not (tmp_path / "new").exists() and not (tmp_path / "old").exists()
+
+
+def test_supervised_resumes_and_ends_at_a_larger_budget(tmp_path, kill_after_saves, bad_input):
+    """Bug 2 of issue 16: supervised accepted --resume and ignored it; now it continues the run."""
+    from rlgen.selfsup import supervised
+
+    def train(name, **kw):
+        base = dict(data="mnist5k", total_steps=30, batch_size=64, log_every=5, checkpoint_every=15,
+                    run_dir=str(tmp_path / name), wandb="disabled", threads=1)
+        return supervised.main(supervised.Args(**{**base, **kw}))
+
+    bad_input(supervised.main, supervised.Args, ["--resume", str(tmp_path / "none"), "--run-dir", str(tmp_path / "n")],
+              "no checkpoint at")
+    assert not (tmp_path / "n").exists()
+    full = train("full")
+    arm, disarm = kill_after_saves
+    arm(1)
+    with pytest.raises(KeyboardInterrupt):
+        train("cut")
+    disarm()
+    assert checkpoint.load(tmp_path / "cut")["step"] == 15
+    saved = (tmp_path / "cut" / "checkpoint.pt").read_bytes()
+    bad_input(supervised.main, supervised.Args, ["--resume", str(tmp_path / "cut"), "--lr", "0.1"],
+              "--lr 0.1 differs from the run being resumed")
+    assert (tmp_path / "cut" / "checkpoint.pt").read_bytes() == saved
+    resumed = supervised.main(supervised.Args(resume=str(tmp_path / "cut"), wandb="disabled"))
+    assert resumed["steps"] == 30 and resumed["end_to_end_top1"] == full["end_to_end_top1"]
+    a, b = checkpoint.load(tmp_path / "full")["encoder"], checkpoint.load(tmp_path / "cut")["encoder"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    longer = supervised.main(supervised.Args(resume=str(tmp_path / "cut"), total_steps=40, wandb="disabled"))
+    assert longer["steps"] == 40 and longer["resumes"] == 2
+    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["steps"] == 40
+    assert load_encoder(tmp_path / "cut").input_shape == (1, 28, 28)

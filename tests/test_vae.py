@@ -147,6 +147,29 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, kill_after_s
     assert resumed["test_neg_elbo_nats"] == pytest.approx(full["test_neg_elbo_nats"], abs=1e-9)
 
 
+def test_resume_with_more_epochs_stretches_the_schedule_and_ends_at_the_new_budget(tmp_path, kill_after_saves,
+                                                                                   bad_input):
+    arm, disarm = kill_after_saves
+    arm(1)
+    with pytest.raises(KeyboardInterrupt):
+        vae.main(tiny_args(tmp_path / "cut", epochs=2, checkpoint_every=1))
+    disarm()
+    ckpt = tmp_path / "cut" / "checkpoint.pt"
+    before = ckpt.read_bytes()
+    # A change the run cannot honour is one line, exit 2, the checkpoint untouched.
+    bad_input(vae.main, vae.Args, ["--resume", str(tmp_path / "cut"), "--batch-size", "100"], "--batch-size 100")
+    assert ckpt.read_bytes() == before
+    resumed = vae.main(vae.Args(resume=str(tmp_path / "cut"), epochs=4, wandb="disabled"))
+    assert (resumed["epochs"], resumed["steps"], resumed["resumes"]) == (4, 4 * 20, 1)
+    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["epochs"] == 4
+    assert checkpoint.load(tmp_path / "cut")["args"]["epochs"] == 4
+    rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    # The one-cycle schedule, rebuilt for 80 steps at step 20: past its peak, then down to its floor at the end.
+    lrs = [r["lr"] for r in rows]
+    assert lrs[1] > lrs[0] * 0.5 and lrs[1] > lrs[2] > lrs[3] and lrs[3] < 1e-5
+
+
 def test_the_k_sample_bound_after_a_minutes_budget_is_sized_to_it(run_dir):
     """Bug 7 of issue 16: a 1-minute run spent 5 more minutes on the k = 1000 bound over 1,000 images."""
     assert vae.iwae_image_count(tiny_args(run_dir), 1000) == 1000  # no budget: the whole split
@@ -218,7 +241,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path, bad_input):
 def test_args_round_trip_through_the_checkpoint(run_dir):
     vae.main(tiny_args(run_dir, epochs=1))
     saved = checkpoint.load(run_dir)["args"]
-    assert dataclasses.asdict(tiny_args(run_dir, epochs=1)) == {**saved, "likelihood": "auto"}
+    # Saved resolved: the likelihood the data implies and the command's default threads.
+    assert dataclasses.asdict(tiny_args(run_dir, epochs=1)) == {**saved, "likelihood": "auto", "threads": None}
+    assert (saved["likelihood"], saved["threads"]) == ("bernoulli", vae.Args.THREADS)
 
 
 # -- the scoring classifier (issue 16, bug 11) ----------------------------------------------------------

@@ -5,7 +5,8 @@
   numbers compare across models and with published peer figures; ``stochastic`` draws each pixel
   with probability intensity/255, as Salakhutdinov & Murray 2008 and most papers do).
 * **The sampler contract**: a trained model is an ``nn.Module`` with ``sample(n, generator=None)``
-  returning float images in [0, 1], shape (n, C, H, W). Models with a latent space also have
+  returning float images in [0, 1], shape (n, C, H, W), on the CPU whatever the model's device (a
+  caller saves or scores them without moving them). Models with a latent space also have
   ``latent_dim`` and ``decode(z)`` (same range), which latent walks use. All randomness comes
   from the ``torch.Generator`` passed in (a CPU one), so the same seed gives the same images.
 * **Checkpoints**: each generative module (``vae``, ``gan``, ``pixelcnn``) defines
@@ -37,7 +38,9 @@ Binarize = Literal["threshold", "stochastic"]
 
 
 class Sampler(Protocol):
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor: ...
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` images, float (n, C, H, W) in [0, 1], on the CPU."""
+        ...
 
 
 # ---------------------------------------------------------------------------------------------

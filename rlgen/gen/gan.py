@@ -64,24 +64,25 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import time
 import warnings
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlgen import checkpoint, cli
+from rlgen import cli
 from rlgen.data.grid import save_grid
 from rlgen.errors import UsageError
 from rlgen.gen.common import load_images, save_gif
+from rlgen.lifecycle import Run
 from rlgen.nets import polyak_update, ramped_tau
-from rlgen.track import RunArgs, Tracker, default_run_dir
-from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state, use_amp
+from rlgen.track import RunArgs
+from rlgen.utils import seed_everything, use_amp
 
 ALGO = "gan"
 DCGAN_SIZES = (16, 32, 64, 128)
@@ -90,6 +91,8 @@ STATS = ("d_loss", "g_loss", "d_real", "d_fake")  # one row of the per-step hist
 
 @dataclass
 class Args(RunArgs):
+    THREADS: ClassVar[int] = 2  # dcgan's; the mlp's is 1 (the DEFAULTS table below)
+
     data: str = "mnist5k"
     """training images: mnist5k, faces, folder:PATH (a directory or .zip of images), or any rlgen dataset"""
     loss: Literal["bce", "lsgan"] = "bce"
@@ -98,10 +101,6 @@ class Args(RunArgs):
     """mlp (flat images) or dcgan (Radford et al. 2015) (default: per dataset)"""
     image_size: int | None = None
     """training image size in px; dcgan makes 16, 32, 64 or 128 (default: per dataset)"""
-    seed: int = 0
-    """seed for the networks, the data order and the noise"""
-    device: str = "auto"
-    """auto, cpu or cuda"""
     latent_dim: int = 100
     """size of the noise vector z ~ N(0, I)"""
     width: int | None = None
@@ -119,10 +118,10 @@ class Args(RunArgs):
     label_smoothing: float | None = None
     """D's target for real images: 1 is none, 0.9 is one-sided label smoothing (Salimans et al. 2016) (default: per
     data)"""
-    steps: int | None = None
+    total_steps: int | None = None
     """generator updates (default: per dataset)"""
     epochs: float | None = None
-    """train for this many passes over the data instead of --steps (D sees k real batches per step)"""
+    """train for this many passes over the data instead of --total-steps (D sees k real batches per step)"""
     minutes: float | None = None
     """wall-clock training budget in minutes (the training loop, grids and checkpoints included; not data loading
     or the final scoring): stop at the first step boundary past it (default: per dataset)"""
@@ -147,8 +146,15 @@ class Args(RunArgs):
     fid_every: int = 0
     """also score --fid-samples images every this many steps and log fid (and fid_raw with --ema); 0: only at the end.
     The scoring time is not counted in --minutes"""
-    threads: int | None = None
-    """torch CPU threads (default: per architecture)"""
+
+    @classmethod
+    def help_defaults(cls) -> dict[str, str]:
+        return {"threads": "2 for dcgan, 1 for mlp"}
+
+
+# What a continued run (--resume) may change: its budget, cadences and the scoring at the end.
+RESUME_CHANGEABLE = frozenset({"total_steps", "epochs", "minutes", "checkpoint_every", "log_every", "sample_every",
+                               "fid_every", "fid_samples"})
 
 
 # Defaults in one table, most specific last: every dataset, the architecture, the dataset (the part
@@ -156,21 +162,21 @@ class Args(RunArgs):
 # shared CPU core (see the module docstring commands); a GPU finishes the same steps far sooner.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "*": dict(arch="dcgan", lr=2e-4, label_smoothing=1.0, minutes=None, ema=0.0),
-    "mlp": dict(image_size=None, width=128, batch_size=64, steps=10_000, threads=1),
+    "mlp": dict(image_size=None, width=128, batch_size=64, total_steps=10_000, threads=1),
     # 2 threads: 1.5× the images per second of one on the 2-core reference machine (1 for the small MLPs)
-    "dcgan": dict(image_size=64, width=64, batch_size=128, steps=10_000, threads=2),
+    "dcgan": dict(image_size=64, width=64, batch_size=128, total_steps=10_000, threads=2),
     "mnist5k": dict(arch="mlp"),
-    "mnist5k/mlp": dict(steps=8_000, minutes=5.0),
-    "mnist5k/dcgan": dict(image_size=32, width=32, batch_size=64, steps=2_000, minutes=5.0),
+    "mnist5k/mlp": dict(total_steps=8_000, minutes=5.0),
+    "mnist5k/dcgan": dict(image_size=32, width=32, batch_size=64, total_steps=2_000, minutes=5.0),
     "faces": dict(arch="dcgan", image_size=32),
-    "faces/mlp": dict(steps=15_000, minutes=10.0),
+    "faces/mlp": dict(total_steps=15_000, minutes=10.0),
     # faces: one-sided smoothing (Fréchet distance 83 against 122 without it); weight averaging (73 against 83 for
     # the raw G after the same 8 minutes, see the module docstring); bf16 + channels-last + 2 threads make a
     # 128-image step cost what a 64-image fp32 step on one thread did
-    "faces/dcgan": dict(width=32, batch_size=128, label_smoothing=0.9, ema=0.999, steps=20_000, minutes=19.0),
-    "folder/dcgan": dict(image_size=64, width=64, batch_size=128, steps=20_000),
+    "faces/dcgan": dict(width=32, batch_size=128, label_smoothing=0.9, ema=0.999, total_steps=20_000, minutes=19.0),
+    "folder/dcgan": dict(image_size=64, width=64, batch_size=128, total_steps=20_000),
 }
-RESOLVED = ("arch", "image_size", "width", "lr", "label_smoothing", "batch_size", "steps", "minutes", "ema",
+RESOLVED = ("arch", "image_size", "width", "lr", "label_smoothing", "batch_size", "total_steps", "minutes", "ema",
             "threads")
 
 
@@ -450,7 +456,8 @@ def defaults_for(data: str, arch: str | None) -> dict[str, Any]:
 
 
 def resolve(args: Args) -> Args:
-    """Fill per-data defaults and check every value before anything is written."""
+    """Fill per-data defaults and make the checks the generic ranges (:func:`rlgen.cli.check_numbers`) cannot, before
+    anything is written."""
     table = defaults_for(args.data, args.arch)
     args = dataclasses.replace(args, **{k: (getattr(args, k) if getattr(args, k) is not None else table[k])
                                         for k in RESOLVED})
@@ -459,33 +466,6 @@ def resolve(args: Args) -> Args:
                          f"makes {', '.join(map(str, DCGAN_SIZES))} px images; pick one (or --arch mlp)")
     if args.image_size is not None and args.image_size < 4:
         raise UsageError(f"--image-size {args.image_size} is too small; use 4 or more pixels")
-    for name in ("lr",):
-        if not getattr(args, name) > 0:
-            raise UsageError(f"--{name} {getattr(args, name)} must be positive")
-    for name in ("beta1", "beta2"):
-        if not 0.0 <= getattr(args, name) < 1.0:
-            raise UsageError(f"--{name} {getattr(args, name)} must lie in [0, 1)")
-    for name in ("latent_dim", "width", "batch_size", "d_steps", "steps", "log_every", "threads",
-                 "collapse_patience"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
-    for name in ("checkpoint_every", "fid_samples", "collapse_threshold"):
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must be non-negative")
-    if not 0.0 <= args.ema < 1.0:
-        raise UsageError(f"--ema {args.ema} must lie in [0, 1) (0.999 is usual; 0: sample from the raw generator)")
-    if args.fid_every < 0:
-        raise UsageError(f"--fid-every {args.fid_every} must be non-negative")
-    use_amp(args.amp, pick_device(args.device))
-    if not 0.0 < args.label_smoothing <= 1.0:
-        raise UsageError(f"--label-smoothing {args.label_smoothing}: the real-image target must lie in (0, 1] "
-                         "(0.9 is the usual one-sided smoothing, 1 is none)")
-    if args.epochs is not None and not args.epochs > 0:
-        raise UsageError(f"--epochs {args.epochs} must be positive")
-    if args.minutes is not None and not args.minutes > 0:
-        raise UsageError(f"--minutes {args.minutes} must be positive")
-    if args.sample_every is not None and args.sample_every < 1:
-        raise UsageError(f"--sample-every {args.sample_every} must be at least 1")
     if args.arch == "dcgan" and args.width * 2 ** (int(math.log2(args.image_size)) - 3) > 8192:
         raise UsageError(f"--width {args.width} is too wide for {args.image_size} px (G's first layer would have "
                          "more than 8192 channels)")
@@ -508,13 +488,8 @@ def load_training_images(args: Args) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 def main(args: Args) -> dict[str, Any]:
     """Train; returns the summary that is also written to ``summary.json``."""
-    started = time.time()
-    ckpt = None
-    if args.resume:
-        args, ckpt = checkpoint.resume_args(Args, args, ALGO)
-    args = resolve(args)
-    device = pick_device(args.device)
-    torch.set_num_threads(args.threads)
+    run = Run(args, ALGO, what=args.data, changeable=RESUME_CHANGEABLE, check=resolve)
+    args, device = run.args, run.device
     amp = use_amp(args.amp, device)
     # channels-last convolutions: with bf16 about 1.5× faster again on the CPU (oneDNN's preferred layout)
     layout = torch.channels_last if args.arch == "dcgan" else torch.contiguous_format
@@ -523,12 +498,13 @@ def main(args: Args) -> dict[str, Any]:
     image_shape = tuple(int(s) for s in images.shape[1:])
     if args.image_size is None:  # mlp at the native size: record it, so the checkpoint says what G makes
         args = dataclasses.replace(args, image_size=image_shape[-1])
-    if args.epochs is not None:
-        args = dataclasses.replace(args, steps=max(1, math.ceil(args.epochs * n_images
-                                                                / (args.batch_size * args.d_steps))))
-    sample_every = args.sample_every or max(1, args.steps // 25)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO, args.data)
-    args = dataclasses.replace(args, run_dir=str(run_dir))
+    # --epochs sets the budget on a new run, or when a resume changes it; else --total-steps (saved, or a new one)
+    if args.epochs is not None and (run.ckpt is None or args.epochs != run.ckpt["args"].get("epochs")):
+        args = dataclasses.replace(args, total_steps=max(1, math.ceil(args.epochs * n_images
+                                                                      / (args.batch_size * args.d_steps))))
+    if args.sample_every is None:  # fixed at the first budget, so a longer resumed run keeps the grid cadence
+        args = dataclasses.replace(args, sample_every=max(1, args.total_steps // 25))
+    run.args = args  # the checkpoint and config.json hold the resolved budget and sizes
 
     # -- networks, optimisers, data order, noise ---------------------------------------------------
     seed_everything(args.seed)
@@ -544,27 +520,11 @@ def main(args: Args) -> dict[str, Any]:
     equilibrium = EQUILIBRIUM_D_LOSS[args.loss]
     floor = d_loss_floor(args.loss, args.label_smoothing)
     monitor = CollapseMonitor(args.collapse_threshold * equilibrium, args.collapse_patience)
-
-    step, images_seen, last_log = 0, 0, 0
-    history: list[list[float]] = []
-    wall_before, train_seconds = 0.0, 0.0
-    if ckpt is not None:
-        G.load_state_dict(ckpt["generator"])
-        D.load_state_dict(ckpt["discriminator"])
-        if averaged is not None:
-            averaged.load_state_dict(ckpt.get("ema_generator") or ckpt["generator"])
-        g_opt.load_state_dict(ckpt["g_opt"])
-        d_opt.load_state_dict(ckpt["d_opt"])
-        batches.load_state_dict(ckpt["batches"])
-        noise.set_state(ckpt["noise"])
-        monitor.load_state_dict(ckpt["monitor"])
-        step, images_seen, last_log = ckpt["step"], ckpt["images_seen"], ckpt["last_log"]
-        history = ckpt["history"].tolist()
-        wall_before, train_seconds = ckpt["wall_seconds"], ckpt["train_seconds"]
-        set_rng_state(ckpt["rng"])
-
-    tracker = Tracker.for_run(run_dir, args, algo=ALGO, resume_step=step if ckpt else None,
-                              bar_keys=("d_loss", "g_loss", "d_real", "d_fake"))
+    ema = {"ema_generator": averaged} if averaged is not None else {}
+    step, images_seen, last_log, saved_history = run.restore(
+        generator=G, discriminator=D, **ema, g_optimizer=g_opt, d_optimizer=d_opt, batches=batches, noise=noise,
+        monitor=monitor, counters=dict(step=0, images_seen=0, last_log=0, history=torch.zeros(0, 4)))
+    history: list[list[float]] = saved_history.tolist()
     pending: list[torch.Tensor] = []  # per-step stats still on the device: one sync per log, not per step
 
     def flush() -> None:
@@ -592,15 +552,10 @@ def main(args: Args) -> dict[str, Any]:
 
     def save_checkpoint() -> None:
         flush()
-        ema_state = recalibrate_batchnorm(averaged, seed=args.seed + 5).state_dict() if averaged is not None else None
-        checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=asdict(args), step=step,
-                        image_shape=list(image_shape), generator=G.state_dict(), discriminator=D.state_dict(),
-                        ema_generator=ema_state,
-                        g_opt=g_opt.state_dict(), d_opt=d_opt.state_dict(), batches=batches.state_dict(),
-                        noise=noise.get_state(), monitor=monitor.state_dict(), images_seen=images_seen,
-                        last_log=last_log, history=torch.tensor(history, dtype=torch.float64).reshape(-1, 4),
-                        wall_seconds=wall_before + time.time() - started, train_seconds=train_seconds,
-                        rng=rng_state())
+        if averaged is not None:  # the saved average carries its own BatchNorm statistics
+            recalibrate_batchnorm(averaged, seed=args.seed + 5)
+        run.save(step, image_shape=list(image_shape), images_seen=images_seen, last_log=last_log,
+                 history=torch.tensor(history, dtype=torch.float64).reshape(-1, 4))
 
     def log_window() -> None:
         """Log the means of the steps since the last log."""
@@ -611,20 +566,25 @@ def main(args: Args) -> dict[str, Any]:
                      "epoch": images_seen / n_images}, step)
         last_log = step
 
-    grid_dir = run_dir / "samples"
+    grid_dir = run.run_dir / "samples"
 
-    def score_samples() -> dict[str, Any]:
+    def score_samples(progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
         """sample_quality of --fid-samples images from the sampler (always the same noise), plus ``fid_raw``, the
-        raw G's distance, when the sampler is the weight average; {} for data without labels."""
+        raw G's distance, when the sampler is the weight average; {} for data without labels. ``progress(1)`` is
+        called after each generator scored."""
         from rlgen.gen.metrics import sample_quality
 
-        def images(model: Generator) -> torch.Tensor:
-            return model.sample(args.fid_samples, generator=torch.Generator().manual_seed(args.seed + 4))
+        def score(model: Generator) -> dict[str, Any] | None:
+            images = model.sample(args.fid_samples, generator=torch.Generator().manual_seed(args.seed + 4))
+            quality = sample_quality(args.data, images, args.image_size, n=args.fid_samples)
+            if progress is not None:
+                progress(1)
+            return quality
 
         was_training = G.training
-        quality = sample_quality(args.data, images(sampler()), args.image_size, n=args.fid_samples) or {}
+        quality = score(sampler()) or {}
         if quality and averaged is not None:
-            raw = sample_quality(args.data, images(G.eval()), args.image_size, n=args.fid_samples)
+            raw = score(G.eval())
             quality["fid_raw"] = raw["fid"] if raw else None
         G.train(was_training)
         return quality
@@ -638,19 +598,18 @@ def main(args: Args) -> dict[str, Any]:
         tracker.log_image("samples", path, step=step)
         return path
 
-    with tracker:
+    with run.start(bar_keys=("d_loss", "g_loss", "d_real", "d_fake")) as tracker:
         if step == 0:
             save_fixed_grid()
-        bar = tracker.progress(args.steps, initial=step)
+        bar = tracker.progress(args.total_steps, initial=step)
         G.train()
         D.train()
         stopped_early = False
-        try:
-            while step < args.steps:
-                if args.minutes is not None and train_seconds >= 60.0 * args.minutes:
-                    stopped_early = True
-                    break
-                tick = time.perf_counter()
+        while step < args.total_steps:
+            if args.minutes is not None and run.train_clock.seconds >= 60.0 * args.minutes:
+                stopped_early = True
+                break
+            with run.train_clock:  # the step, its logs, grids and checkpoints; not the scoring below
                 # -- k discriminator updates, each on a fresh real batch and fresh noise -----------------
                 for _ in range(args.d_steps):
                     real = batches.next().contiguous(memory_format=layout)
@@ -681,72 +640,74 @@ def main(args: Args) -> dict[str, Any]:
                     pending.append(torch.stack([d_loss.detach(), g_loss.detach(), d_score(real_out, args.loss).mean(),
                                                 d_score(fake_out, args.loss).mean()]))
 
-                if step % args.log_every == 0 or step == args.steps:
+                if step % args.log_every == 0 or step == args.total_steps:
                     log_window()
                     bar.update(step - bar.n)
-                if step % sample_every == 0:
+                if step % args.sample_every == 0:
                     save_fixed_grid()
-                if args.checkpoint_every and step % args.checkpoint_every == 0:
+                if run.due(step - 1, step, args.checkpoint_every):
                     save_checkpoint()
-                train_seconds += time.perf_counter() - tick
-                if args.fid_every and args.fid_samples and step % args.fid_every == 0:
-                    scores = score_samples()
-                    tracker.log({k: v for k, v in scores.items() if k in ("fid", "fid_raw", "fid_floor")}, step)
-        finally:
-            bar.close()
+            if args.fid_every and args.fid_samples and step % args.fid_every == 0:
+                scores = score_samples()
+                tracker.log({k: v for k, v in scores.items() if k in ("fid", "fid_raw", "fid_floor")}, step)
+        bar.close()
         if last_log < step:  # stopped by --minutes between two logs
             log_window()
-        if step % sample_every != 0:
+        if step % args.sample_every != 0:
             save_fixed_grid()
         save_checkpoint()
 
-        # -- pictures ------------------------------------------------------------------------------------
-        grids = sorted(grid_dir.glob("step_*.png"))
-        final = [p for p in grids if int(p.stem.split("_")[1]) <= step]  # not those of a longer run killed here
-        samples_png = run_dir / "samples.png"
-        samples_png.write_bytes(final[-1].read_bytes())
-        tracker.log_image("samples_final", samples_png, step=step)
-        from PIL import Image
+        with run.after_clock:  # pictures and the Fréchet distance: eval_seconds
+            # -- pictures ------------------------------------------------------------------------------------
+            grids = sorted(grid_dir.glob("step_*.png"))
+            final = [p for p in grids if int(p.stem.split("_")[1]) <= step]  # not those of a longer run killed here
+            samples_png = run.run_dir / "samples.png"
+            samples_png.write_bytes(final[-1].read_bytes())
+            tracker.log_image("samples_final", samples_png, step=step)
+            from PIL import Image
 
-        keep = final[:: max(1, math.ceil(len(final) / 60))]
-        if keep[-1] != final[-1]:
-            keep.append(final[-1])
-        frames = [np.asarray(Image.open(p).convert("RGB")) for p in keep]
-        gif = save_gif(run_dir / "training.gif", frames, fps=4)
-        # Pictures go to the last training step: W&B's own next step would run ahead of it and drop the quality
-        # metrics logged at that step below.
-        tracker.log_video("training", gif, step=step)
-        hist = np.asarray(history, dtype=np.float64).reshape(-1, 4)
-        curves = save_loss_curves(run_dir / "losses.png", hist, args.loss,
-                                  monitor.threshold + floor if args.collapse_threshold > 0 else None,
-                                  f"GAN ({args.loss}, {args.arch}) on {args.data}, {args.image_size} px, "
-                                  f"seed {args.seed}")
-        tracker.log_image("losses", curves, step=step)
+            keep = final[:: max(1, math.ceil(len(final) / 60))]
+            if keep[-1] != final[-1]:
+                keep.append(final[-1])
+            frames = [np.asarray(Image.open(p).convert("RGB")) for p in keep]
+            gif = save_gif(run.run_dir / "training.gif", frames, fps=4)
+            # Pictures go to the last training step: W&B's own next step would run ahead of it and drop the quality
+            # metrics logged at that step below.
+            tracker.log_video("training", gif, step=step)
+            hist = np.asarray(history, dtype=np.float64).reshape(-1, 4)
+            curves = save_loss_curves(run.run_dir / "losses.png", hist, args.loss,
+                                      monitor.threshold + floor if args.collapse_threshold > 0 else None,
+                                      f"GAN ({args.loss}, {args.arch}) on {args.data}, {args.image_size} px, "
+                                      f"seed {args.seed}")
+            tracker.log_image("losses", curves, step=step)
 
-        # -- sample quality ------------------------------------------------------------------------------
-        quality = score_samples() if args.fid_samples else {}
-        if quality:
-            tracker.log({k: v for k, v in quality.items() if isinstance(v, (int, float))}, step)
+            # -- sample quality ------------------------------------------------------------------------------
+            quality: dict[str, Any] = {}
+            if args.fid_samples:
+                what = f"Fréchet distance of {args.fid_samples:,} samples"
+                bar = tracker.progress(2 if averaged is not None else 1, unit="generator",
+                                       desc=f"{ALGO} final evaluation ({what})")
+                quality = score_samples(bar.update)
+                bar.close()
+            if quality:
+                tracker.log({k: v for k, v in quality.items() if isinstance(v, (int, float))}, step)
 
         tail = hist[-min(len(hist), args.log_every):]
         summary = {
-            "algo": ALGO, "data": args.data, "loss": args.loss, "arch": args.arch, "image_size": args.image_size,
-            "seed": args.seed, "steps": step, "epochs": round(images_seen / n_images, 3),
-            "stopped_by_minutes": stopped_early,
-            "wall_seconds": round(wall_before + time.time() - started, 3),
-            "train_minutes": round(train_seconds / 60.0, 3),
+            "data": args.data, "loss": args.loss, "arch": args.arch, "image_size": args.image_size,
+            "steps": step, "epochs": round(images_seen / n_images, 3), "stopped_by_minutes": stopped_early,
+            "train_minutes": round(run.train_clock.seconds / 60.0, 3),
             "d_loss": float(tail[:, 0].mean()) if len(tail) else None,
             "g_loss": float(tail[:, 1].mean()) if len(tail) else None,
             "d_real": float(tail[:, 2].mean()) if len(tail) else None,
             "d_fake": float(tail[:, 3].mean()) if len(tail) else None,
             "d_collapsed_at": monitor.collapsed_at,
-            "ema": args.ema, "amp_bf16": amp, "threads": args.threads,
+            "ema": args.ema, "amp": amp, "threads": args.threads,
             "fid": quality.get("fid"), "fid_floor": quality.get("fid_floor"),
             "class_entropy": quality.get("class_entropy"),
             **{k: v for k, v in quality.items() if k not in ("fid", "fid_floor", "class_entropy")},
         }
-        tracker.finish(summary, results=gan_results(summary))
-    return summary
+        return run.finish(summary, results=gan_results(summary))
 
 
 def gan_results(summary: dict[str, Any]) -> list[str]:

@@ -62,7 +62,7 @@ def main(args: Args) -> dict[str, Any]:
                          "it needs a GAN or a VAE checkpoint")
     gen = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
-        images = model.sample(args.n, generator=gen).cpu()
+        images = model.sample(args.n, generator=gen)  # on the CPU, as every sampler returns them
     title = f"{ckpt['algo']} {ckpt['args'].get('data', '')} · seed {args.seed}"
     out = save_grid(args.out, images, nrow=args.nrow, value_range=(0, 1), title=title)
     result: dict[str, Any] = {"algo": ckpt["algo"], "out": str(out), "n": args.n}

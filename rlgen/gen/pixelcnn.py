@@ -44,22 +44,23 @@ import contextlib
 import copy
 import dataclasses
 import math
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlgen import checkpoint, cli
+from rlgen import cli
+from rlgen.cli import BIG, Range
 from rlgen.errors import UsageError
 from rlgen.gen.common import binarize, load_images
+from rlgen.lifecycle import Run
 from rlgen.nets import polyak_update, ramped_tau
-from rlgen.track import RunArgs, Tracker, default_run_dir
-from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state, use_amp, warmup_cosine
+from rlgen.track import RunArgs, Tracker
+from rlgen.utils import seed_everything, use_amp, warmup_cosine
 
 ALGO = "pixelcnn"
 LN2 = math.log(2.0)
@@ -91,10 +92,6 @@ class Args(RunArgs):
     """kernel size of the first (mask A) layer (odd; default per model)"""
     head_channels: int | None = None
     """width of the hidden 1×1 layer of the output head (default: per model)"""
-    seed: int = 0
-    """seed for weights, data order, validation split and samples"""
-    device: str = "auto"
-    """auto, cpu or cuda"""
     lr: float | None = None
     """peak Adam learning rate (default: per model)"""
     batch_size: int | None = None
@@ -129,11 +126,17 @@ class Args(RunArgs):
     """class of the samples grid of a conditional model (default: one row per class)"""
     completions: int = 8
     """test images whose bottom half is hidden and completed at the end (0: none)"""
-    threads: int = 1
-    """torch CPU threads"""
     amp: Literal["auto", "on", "off"] = "auto"
     """bfloat16 autocast of the training passes (auto: on CUDA and on CPUs with bf16 units, where it trains
     about 1.4× faster); the loss and every reported likelihood are computed in float32"""
+
+    LIMITS: ClassVar[dict[str, Range]] = {"sample_class": Range(0, BIG)}  # class 0 is a class
+
+
+# What a continued run (--resume) may change: its budget (the learning-rate schedule stretches to it), cadences and
+# the pictures drawn at the end.
+RESUME_CHANGEABLE = frozenset({"epochs", "minutes", "checkpoint_every", "eval_every", "samples", "sample_class",
+                               "completions"})
 
 
 DEFAULTS: dict[bool, dict[str, Any]] = {
@@ -588,7 +591,8 @@ def sampler_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> Autor
     """Rebuild the model a checkpoint's args describe and load its weights (for ``rlgen.gen.generate``)."""
     args = Args(**{k: v for k, v in ckpt["args"].items() if k in {f.name for f in dataclasses.fields(Args)}})
     model = build_model(args, tuple(ckpt["image_shape"]), ckpt["likelihood"], int(ckpt["n_classes"]))
-    model.load_state_dict(ckpt["model"])
+    # A finished run's final weights (averaged, best epoch); a run still training: its weight average, else the raw
+    model.load_state_dict(ckpt.get("sampler") or ckpt.get("ema") or ckpt["model"])
     return model.to(device).eval()
 
 
@@ -598,29 +602,23 @@ def check_odd(name: str, k: int) -> None:
                          "is the kernel's centre")
 
 
-def resolve(args: Args) -> tuple[Args, dict[str, Any]]:
-    """Fill per-model defaults, load the data and check every value before anything is written."""
+def check(args: Args) -> Args:
+    """Fill per-model defaults and make the checks the generic ranges (:func:`rlgen.cli.check_numbers`) cannot."""
     filled = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in DEFAULTS[args.gated].items()}
     args = dataclasses.replace(args, **filled)
     check_odd("kernel", args.kernel)
     check_odd("first-kernel", args.first_kernel)
-    for name in ("channels", "layers", "head_channels", "batch_size", "epochs", "threads", "eval_every"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
-    if not args.lr > 0:
-        raise UsageError(f"--lr {args.lr} must be positive")
-    if args.minutes is not None and not args.minutes > 0:
-        raise UsageError(f"--minutes {args.minutes} must be positive")
-    if not 0 <= args.ema < 1:
-        raise UsageError(f"--ema {args.ema} must lie in [0, 1) (0: no weight averaging)")
-    if not 0 <= args.warmup < 1:
-        raise UsageError(f"--warmup {args.warmup} must lie in [0, 1)")
-    for name in ("val_size", "checkpoint_every", "samples", "completions", "weight_decay", "max_grad_norm"):
-        if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must be non-negative")
-    device = pick_device(args.device)
-    use_amp(args.amp, device)
+    return args
 
+
+def resolve(args: Args) -> tuple[Args, dict[str, Any]]:
+    """:func:`check`, then :func:`prepare`: the filled args and the data."""
+    return prepare(check(args))
+
+
+def prepare(args: Args) -> tuple[Args, dict[str, Any]]:
+    """Load the data and check what depends on it (channels, labels, sizes) before anything is written; resolves
+    ``--likelihood auto``."""
     train, labels, classes = load_images(args.data, "train", args.image_size)
     test, test_labels, _ = load_images(args.data, "test", args.image_size)
     c = train.shape[1]
@@ -646,12 +644,10 @@ def resolve(args: Args) -> tuple[Args, dict[str, Any]]:
         if not 0 <= args.sample_class < n_classes:
             raise UsageError(f"--sample-class {args.sample_class} is out of range: {args.data} has {n_classes} "
                              f"classes (0..{n_classes - 1})")
-    if args.train_limit is not None and args.train_limit < 1:
-        raise UsageError(f"--train-limit {args.train_limit} must be at least 1")
     if args.val_size >= len(train):
         raise UsageError(f"--val-size {args.val_size} leaves no training images (the split has {len(train)})")
     args = dataclasses.replace(args, likelihood=likelihood)
-    info = {"device": device, "train": train, "labels": labels, "test": test, "test_labels": test_labels,
+    info = {"train": train, "labels": labels, "test": test, "test_labels": test_labels,
             "classes": classes, "n_classes": n_classes, "image_shape": tuple(train.shape[1:])}
     return args, info
 
@@ -674,13 +670,15 @@ def lr_factor(progress: float, args: Args) -> float:
 
 @torch.no_grad()
 def evaluate_nll(model: AutoregressiveModel, x: torch.Tensor, y: torch.Tensor | None, device: torch.device,
-                 batch: int = 250) -> float:
-    """Mean NLL in nats per image over ``x``."""
+                 batch: int = 250, progress: Callable[[int], Any] | None = None) -> float:
+    """Mean NLL in nats per image over ``x``; ``progress(n)`` after each batch of ``n`` images."""
     model.eval()
     total = 0.0
     for k in range(0, len(x), batch):
         yb = y[k:k + batch].to(device) if y is not None else None
         total += model.nll(x[k:k + batch].to(device), yb).double().sum().item()
+        if progress is not None:
+            progress(len(x[k:k + batch]))
     model.train()
     return total / len(x)
 
@@ -690,15 +688,11 @@ def evaluate_nll(model: AutoregressiveModel, x: torch.Tensor, y: torch.Tensor | 
 # ---------------------------------------------------------------------------------------------
 def main(args: Args) -> dict[str, Any]:
     """Train; returns the summary that is also written to ``summary.json``."""
-    ckpt = None
-    if args.resume:
-        args, ckpt = checkpoint.resume_args(Args, args, ALGO)
-    args, info = resolve(args)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO + ("-gated" if args.gated else ""),
-                                                                       args.data)
-    args = dataclasses.replace(args, run_dir=str(run_dir))
-    torch.set_num_threads(args.threads)
-    device = info["device"]
+    what = ("gated-" if args.gated else "") + args.data
+    run = Run(args, ALGO, what=what, changeable=RESUME_CHANGEABLE, check=check)
+    args, info = prepare(run.args)  # a bad --data fails here, before anything is written
+    run.args = args  # --likelihood auto resolved: the checkpoint says what the model predicts
+    device = run.device
     amp = use_amp(args.amp, device)
     seed_everything(args.seed)
     n_classes, image_shape = info["n_classes"], info["image_shape"]
@@ -723,61 +717,44 @@ def main(args: Args) -> dict[str, Any]:
     test_y = info["test_labels"] if args.conditional else None
     model.check_input(test_x[:1])
     data_gen = torch.Generator().manual_seed(args.seed + 2)  # batch order and stochastic binarization
-    fixed_train = None if args.binarize == "stochastic" and args.likelihood == "bernoulli" \
-        else to_model_input(train_u8, args)
+    stochastic = args.binarize == "stochastic" and args.likelihood == "bernoulli"
+    fixed_train = None if stochastic else to_model_input(train_u8, args)
 
     steps_per_epoch = math.ceil(len(train_idx) / args.batch_size)
+    # The schedule is a function of the progress through the budget: a resume with a larger --epochs or --minutes
+    # stretches it to the new budget from the saved step (the rate goes back up to where the longer run would be).
     total_steps = steps_per_epoch * args.epochs
-    step, epoch, batch_in_epoch, train_seconds, wall_before = 0, 0, 0, 0.0, 0.0
-    perm: torch.Tensor | None = None
-    epoch_x = fixed_train
-    best_val, best_state, best_epoch = math.inf, None, None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        if averaged is not None:
-            averaged.load_state_dict(ckpt.get("ema", ckpt["model"]))
-        opt.load_state_dict(ckpt["opt"])
-        step, epoch, batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
-        train_seconds, wall_before = ckpt["train_seconds"], ckpt["wall_seconds"]
-        perm, epoch_x = ckpt["perm"], ckpt.get("epoch_x", fixed_train)
-        best_val, best_epoch = ckpt["best_val"], ckpt["best_epoch"]
-        best_state = ckpt.get("best_state")
-        data_gen.set_state(ckpt["data_gen"])
-        set_rng_state(ckpt["rng"])
-
-    tracker = Tracker.for_run(run_dir, args, algo=ALGO, resume_step=step if ckpt else None,
-                              bar_keys=("loss", "val_nll"))
-    started = time.time()
+    ema = {"ema": averaged} if averaged is not None else {}
+    step, epoch, batch_in_epoch, perm, epoch_x, best_val, best_epoch, best_state = run.restore(
+        model=model, optimizer=opt, **ema, data_gen=data_gen, counters=dict(
+            step=0, epoch=0, batch_in_epoch=0, perm=None, epoch_x=None, best_val=math.inf, best_epoch=None,
+            best_state=None))
+    epoch_x = fixed_train if fixed_train is not None else epoch_x  # only a re-drawn binarization is saved
     budget = args.minutes * 60.0 if args.minutes is not None else None
 
-    def save_checkpoint() -> None:
-        extra = {"epoch_x": epoch_x} if args.binarize == "stochastic" and args.likelihood == "bernoulli" else {}
-        checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=asdict(args), step=step, epoch=epoch,
-                        batch_in_epoch=batch_in_epoch, model=model.state_dict(), opt=opt.state_dict(),
-                        image_shape=list(image_shape), likelihood=args.likelihood, n_classes=n_classes,
-                        train_seconds=train_seconds, wall_seconds=wall_before + time.time() - started,
-                        perm=perm, data_gen=data_gen.get_state(), best_val=best_val, best_epoch=best_epoch,
-                        best_state=best_state, rng=rng_state(),
-                        ema=averaged.state_dict() if averaged is not None else None, **extra)
+    def save_checkpoint(**final: Any) -> None:
+        run.save(step, epoch=epoch, batch_in_epoch=batch_in_epoch, image_shape=list(image_shape),
+                 likelihood=args.likelihood, n_classes=n_classes, perm=perm, epoch_x=epoch_x if stochastic else None,
+                 best_val=best_val, best_epoch=best_epoch, best_state=best_state, **final)
 
     def done() -> bool:
-        return epoch >= args.epochs or (budget is not None and train_seconds >= budget)
+        return epoch >= args.epochs or (budget is not None and run.train_clock.seconds >= budget)
 
-    with tracker:
+    with run.start(bar_keys=("loss", "val_nll")) as tracker:
         bar = tracker.progress(total_steps, initial=step)
         model.train()
-        try:
-            while not done():
-                if perm is None:  # a new epoch
-                    perm = torch.randperm(len(train_idx), generator=data_gen)
-                    if fixed_train is None:
-                        epoch_x = to_model_input(train_u8, args, data_gen)
-                    batch_in_epoch = 0
-                tick = time.perf_counter()
+        while not done():
+            if perm is None:  # a new epoch
+                perm = torch.randperm(len(train_idx), generator=data_gen)
+                if fixed_train is None:
+                    epoch_x = to_model_input(train_u8, args, data_gen)
+                batch_in_epoch = 0
+            progress = step / total_steps if budget is None else max(step / total_steps,
+                                                                      run.train_clock.seconds / budget)
+            with run.train_clock:
                 idx = perm[batch_in_epoch * args.batch_size:(batch_in_epoch + 1) * args.batch_size]
                 xb = epoch_x[idx].to(device)
                 yb = train_y[idx].to(device) if train_y is not None else None
-                progress = step / total_steps if budget is None else max(step / total_steps, train_seconds / budget)
                 lr = args.lr * lr_factor(progress, args)
                 for group in opt.param_groups:
                     group["lr"] = lr
@@ -792,60 +769,71 @@ def main(args: Args) -> dict[str, Any]:
                 if averaged is not None:
                     polyak_update(averaged, model, ramped_tau(args.ema, step))
                 batch_in_epoch += 1
-                train_seconds += time.perf_counter() - tick
-                bar.update(1)
-                if step % 10 == 0:
-                    tracker.log({"loss": loss.item(), "lr": lr, "train_minutes": train_seconds / 60}, step)
-                if batch_in_epoch >= steps_per_epoch:
-                    epoch += 1
-                    perm = None
-                    if args.val_size and (epoch % args.eval_every == 0 or done()):
-                        val = evaluate_nll(judged, val_x, val_y, device)
-                        if val < best_val:
-                            best_val, best_epoch = val, epoch
-                            best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
-                        tracker.log({"val_nll": val, "epoch": epoch}, step)
-                if args.checkpoint_every and step % args.checkpoint_every == 0:
-                    save_checkpoint()
-        finally:
-            bar.close()
+            bar.update(1)
+            if step % 10 == 0:
+                tracker.log({"loss": loss.item(), "lr": lr, "train_minutes": run.train_clock.seconds / 60}, step)
+            if batch_in_epoch >= steps_per_epoch:
+                epoch += 1
+                perm = None
+                if args.val_size and (epoch % args.eval_every == 0 or done()):
+                    val = evaluate_nll(judged, val_x, val_y, device)
+                    if val < best_val:
+                        best_val, best_epoch = val, epoch
+                        best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
+                    tracker.log({"val_nll": val, "epoch": epoch}, step)
+            if run.due(step - 1, step, args.checkpoint_every):
+                save_checkpoint()
+        bar.close()
         if args.val_size and batch_in_epoch and perm is not None:  # stopped mid-epoch by the time budget
             val = evaluate_nll(judged, val_x, val_y, device)
             tracker.log({"val_nll": val, "epoch": epoch + batch_in_epoch / steps_per_epoch}, step)
             if val < best_val:
                 best_val, best_epoch, best_state = val, epoch, None
-        if best_state is not None:  # the epoch with the lowest validation NLL
-            judged.load_state_dict(best_state)
-        if averaged is not None:  # from here on the averaged weights are the model: tested, sampled and saved
-            model.load_state_dict(averaged.state_dict())
-        save_checkpoint()
+        # What is tested, sampled and rebuilt by generate: the averaged weights of the epoch with the lowest
+        # validation NLL. The checkpoint keeps the training state beside them, so a resume trains on from it.
+        final = best_state if best_state is not None else {k: v.clone() for k, v in judged.state_dict().items()}
+        save_checkpoint(sampler=final)
+        model.load_state_dict(final)
 
-        # -- evaluation and pictures ----------------------------------------------------------------
-        test_nll = evaluate_nll(model, test_x, test_y, device)
-        dims = math.prod(image_shape)
-        tracker.log({"test_nll_nats": test_nll, "test_bits_per_dim": test_nll / (dims * LN2)}, step)
-        images = save_pictures(model, args, info, test_x, run_dir, tracker, step)
+        with run.after_clock:  # the exact test NLL and the pictures: eval_seconds
+            n_drawn = picture_count(args, n_classes, len(test_x))
+            bar = tracker.progress(len(test_x) + n_drawn, unit="img", desc=f"{ALGO} final evaluation (test NLL, "
+                                   f"{n_drawn:,} images sampled)")
+            test_nll = evaluate_nll(model, test_x, test_y, device, progress=bar.update)
+            dims = math.prod(image_shape)
+            tracker.log({"test_nll_nats": test_nll, "test_bits_per_dim": test_nll / (dims * LN2)}, step)
+            images = save_pictures(model, args, info, test_x, run.run_dir, tracker, step, progress=bar.update)
+            bar.close()
         summary = {
-            "algo": ALGO, "model": "gated_pixelcnn" if args.gated else "pixelcnn", "data": args.data, "seed": args.seed,
+            "model": "gated_pixelcnn" if args.gated else "pixelcnn", "data": args.data,
             "epochs": round(epoch + (batch_in_epoch / steps_per_epoch if perm is not None else 0.0), 3),
-            "steps": step, "wall_seconds": round(wall_before + time.time() - started, 3),
-            "train_minutes": round(train_seconds / 60, 3), "test_nll_nats": test_nll,
+            "steps": step, "train_minutes": round(run.train_clock.seconds / 60, 3), "test_nll_nats": test_nll,
             "test_bits_per_dim": test_nll / (dims * LN2), "likelihood": args.likelihood, "binarize": args.binarize,
             "conditional": args.conditional, "params": sum(p.numel() for p in model.parameters()),
-            "threads": args.threads, "amp_bf16": amp, "ema": args.ema, "val_nll": best_val if args.val_size else None,
+            "threads": args.threads, "amp": amp, "ema": args.ema, "val_nll": best_val if args.val_size else None,
             "best_epoch": best_epoch,
             "images": images,
         }
         nats, bpd = summary["test_nll_nats"], summary["test_bits_per_dim"]
-        tracker.finish(summary, results=[f"test NLL {nats:.2f} nats per image ({bpd:.3f} bits/dim), exact, on "
-                                         f"{len(test_x):,} test images; {step:,} steps in "
-                                         f"{summary['train_minutes']:.1f} min"])
-    return summary
+        return run.finish(summary, results=[f"test NLL {nats:.2f} nats per image ({bpd:.3f} bits/dim), exact, on "
+                                            f"{len(test_x):,} test images; {step:,} steps in "
+                                            f"{summary['train_minutes']:.1f} min"])
+
+
+def picture_count(args: Args, n_classes: int, n_test: int) -> int:
+    """How many images :func:`save_pictures` samples or completes (the final progress bar's share of them)."""
+    n = args.samples
+    if args.conditional and args.sample_class is None and args.samples:
+        k = min(n_classes, 10)
+        n += k * min(8, max(1, args.samples // k))
+    return n + min(args.completions, n_test)
 
 
 def save_pictures(model: AutoregressiveModel, args: Args, info: dict[str, Any], test_x: torch.Tensor,
-                  run_dir: Path, tracker: Tracker, step: int) -> list[str]:
-    """Samples grid, class-conditional grid (one row per class), completions of half-hidden test images."""
+                  run_dir: Path, tracker: Tracker, step: int, progress: Callable[[int], Any] | None = None
+                  ) -> list[str]:
+    """Samples grid, class-conditional grid (one row per class), completions of half-hidden test images;
+    ``progress(n)`` after each grid of ``n`` images."""
     from rlgen.data.grid import save_grid
 
     written: list[str] = []
@@ -858,6 +846,8 @@ def save_pictures(model: AutoregressiveModel, args: Args, info: dict[str, Any], 
         path = save_grid(run_dir / "samples.png", imgs, title=f"{name} samples{what} ({args.data})")
         tracker.log_image("samples", path, step)
         written.append(path.name)
+        if progress is not None:
+            progress(len(imgs))
     if args.conditional and args.sample_class is None and args.samples:
         k = min(info["n_classes"], 10)
         per = min(8, max(1, args.samples // k))
@@ -867,6 +857,8 @@ def save_pictures(model: AutoregressiveModel, args: Args, info: dict[str, Any], 
                          title=f"{name}: one row per class ({', '.join(info['classes'][:k])})")
         tracker.log_image("samples_by_class", path, step)
         written.append(path.name)
+        if progress is not None:
+            progress(len(imgs))
     if args.completions:
         k = min(args.completions, len(test_x))
         pick = torch.randperm(len(test_x), generator=gen)[:k]
@@ -880,6 +872,8 @@ def save_pictures(model: AutoregressiveModel, args: Args, info: dict[str, Any], 
                          title=f"{name}: test images, bottom half hidden, completions")
         tracker.log_image("completions", path, step)
         written.append(path.name)
+        if progress is not None:
+            progress(k)
     return written
 
 

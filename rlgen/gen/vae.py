@@ -33,9 +33,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,13 +43,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlgen import checkpoint, cli
+from rlgen import cli
 from rlgen.data import save_grid
 from rlgen.errors import UsageError
 from rlgen.gen.common import binarize, latent_walk, load_images, save_curves, save_gif, to_uint8_frames
+from rlgen.lifecycle import Run
 from rlgen.nets import MLP, ConvDecoder, ConvEncoder
-from rlgen.track import RunArgs, Tracker, default_run_dir
-from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state
+from rlgen.track import RunArgs
+from rlgen.utils import seed_everything
 
 ALGO = "vae"
 
@@ -73,12 +73,8 @@ class Args(RunArgs):
     """hidden widths of the mlp encoder (the decoder mirrors them)"""
     channels: str = "32,64,128"
     """channels of the conv encoder's stride-2 layers (the decoder mirrors them)"""
-    seed: int = 0
-    """seed for initialisation, minibatch order and every sample drawn"""
-    device: str = "auto"
-    """auto, cpu or cuda"""
     epochs: int = 80
-    """passes over the training split (sets the learning-rate schedule)"""
+    """passes over the training split (sets the one-cycle learning-rate schedule; a resume with more stretches it)"""
     minutes: float | None = None
     """also stop at the first minibatch after this much training wall time"""
     batch_size: int = 64
@@ -100,8 +96,11 @@ class Args(RunArgs):
     """epochs between test-ELBO evaluations"""
     checkpoint_every: int = 10
     """epochs between checkpoints (0: only at the end)"""
-    threads: int = 1
-    """torch CPU threads"""
+
+
+# What a continued run (--resume) may change: its budget (a larger --epochs stretches the one-cycle schedule),
+# cadences and the work done only at the end.
+RESUME_CHANGEABLE = frozenset({"epochs", "minutes", "checkpoint_every", "eval_every", "iwae_k", "iwae_images"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,10 +223,11 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` decoder means for z drawn from the prior, float (n, C, H, W) in [0, 1]."""
+        """``n`` decoder means for z drawn from the prior, float (n, C, H, W) in [0, 1], on the CPU (as every
+        sampler of :mod:`rlgen.gen` returns them); the noise is drawn on the CPU, so a seed fixes the images."""
         device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator).to(device)
-        return self.decode(z)
+        z = torch.randn(n, self.latent_dim, generator=generator)
+        return self.decode(z.to(device)).cpu()
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -263,19 +263,7 @@ def sampler_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> VAE:
 # Data
 # ---------------------------------------------------------------------------------------------
 def resolve(args: Args) -> Args:
-    for name in ("latent_dim", "epochs", "batch_size", "eval_every", "threads"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
-    if args.lr <= 0:
-        raise UsageError(f"--lr {args.lr} must be positive")
-    if args.shift < 0:
-        raise UsageError(f"--shift {args.shift} must be 0 (off) or a positive number of pixels")
-    if args.iwae_k < 0:
-        raise UsageError(f"--iwae-k {args.iwae_k} must be 0 (skip) or a positive sample count")
-    if args.iwae_images is not None and args.iwae_images < 1:
-        raise UsageError(f"--iwae-images {args.iwae_images} must be at least 1 (or leave it out for the default)")
-    if args.minutes is not None and not args.minutes > 0:
-        raise UsageError(f"--minutes {args.minutes} must be positive")
+    """The checks the generic ranges (:func:`rlgen.cli.check_numbers`) cannot make."""
     _ints(args.hidden, "hidden"), _ints(args.channels, "channels")
     return args
 
@@ -365,15 +353,10 @@ def iwae_subset(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 def main(args: Args) -> dict[str, Any]:
     """Train; returns the summary that is also written to ``summary.json``."""
-    ckpt = None
-    if args.resume:
-        args, ckpt = checkpoint.resume_args(Args, args, ALGO)
-    args = resolve(args)
-    args, data = prepare(args)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO, args.data)
-    args = dataclasses.replace(args, run_dir=str(run_dir))
-    torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    run = Run(args, ALGO, what=args.data, changeable=RESUME_CHANGEABLE, check=resolve)
+    args, data = prepare(run.args)  # a bad --data or image size fails here, before anything is written
+    run.args = args  # --likelihood auto resolved: the checkpoint says what the decoder models
+    device = run.device
     seed_everything(args.seed)
     order_gen = torch.Generator().manual_seed(args.seed)  # minibatch order and stochastic binarization
 
@@ -383,35 +366,21 @@ def main(args: Args) -> dict[str, Any]:
     model = build_model(args, image_shape).to(device)  # type: ignore[arg-type]
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(train_raw) / args.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
-                                                pct_start=0.1)
-    epoch, step, train_seconds = 0, 0, 0.0
-    history: dict[str, list[float]] = {"epoch": [], "train_elbo": [], "eval_epoch": [], "test_elbo": []}
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        epoch, step, train_seconds = ckpt["epoch"], ckpt["step"], ckpt["train_seconds"]
-        history = {k: v.tolist() for k, v in ckpt["history"].items()}
-        set_rng_state(ckpt["rng"])
-        order_gen.set_state(ckpt["order_rng"])
+    epoch, step, history = run.restore(model=model, optimizer=opt, order_rng=order_gen, counters=dict(
+        epoch=0, step=0, history={"epoch": [], "train_elbo": [], "eval_epoch": [], "test_elbo": []}))
+    # The one-cycle schedule is a function of (step, total steps) alone, so it is rebuilt at the saved step rather
+    # than restored: the same --epochs gives the very learning rates of an uninterrupted run, and a resume with a
+    # larger --epochs stretches the schedule to the new total from where the run stopped (the rate steps up to
+    # where the longer schedule would be at that step). ``initial_lr``/``max_lr`` come from the optimizer's state.
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, pct_start=0.1, last_epoch=step - 1,
+                                                total_steps=max(args.epochs * steps_per_epoch, step, 1))
 
-    tracker = Tracker.for_run(run_dir, args, algo=ALGO, resume_step=step if ckpt else None,
-                              bar_keys=("train_neg_elbo", "test_neg_elbo"))
-    with tracker:
-        def save_checkpoint() -> None:
-            checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=asdict(args), step=step, epoch=epoch,
-                            image_shape=list(image_shape), model=model.state_dict(), optimizer=opt.state_dict(),
-                            scheduler=sched.state_dict(), train_seconds=train_seconds,
-                            history={k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
-                            rng=rng_state(), order_rng=order_gen.get_state())
-
+    with run.start(bar_keys=("train_neg_elbo", "test_neg_elbo")) as tracker:
         budget = args.minutes * 60 if args.minutes is not None else math.inf
         bar = tracker.progress(args.epochs, initial=epoch, unit="epoch")
         model.train()
-        try:
-            while epoch < args.epochs and train_seconds < budget:
-                tick = time.perf_counter()
+        while epoch < args.epochs and run.train_clock.seconds < budget:
+            with run.train_clock:
                 if args.likelihood == "bernoulli" and args.binarize == "stochastic":
                     train = binarize(train_raw, "stochastic", order_gen)
                 else:
@@ -430,46 +399,45 @@ def main(args: Args) -> dict[str, Any]:
                     step += 1
                     sums += float((rec - kl).sum().detach())
                     seen += len(x)
-                    if train_seconds + time.perf_counter() - tick >= budget:
+                    if run.train_clock.seconds >= budget:
                         break
-                epoch += 1
-                train_seconds += time.perf_counter() - tick
-                # Logged as −ELBO (nats per image, lower is better), the sign the summary uses too.
-                metrics = {"train_neg_elbo": -sums / seen, "kl_weight": beta, "lr": sched.get_last_lr()[0],
-                           "epoch": epoch}
-                history["epoch"].append(epoch)
-                history["train_elbo"].append(sums / seen)
-                if epoch % args.eval_every == 0 or epoch == args.epochs:
-                    ev = evaluate_elbo(model, test, device, seed=args.seed)
-                    metrics.update(test_neg_elbo=-ev["elbo"], test_rec_loss=-ev["rec"], test_kl=ev["kl"])
-                    history["eval_epoch"].append(epoch)
-                    history["test_elbo"].append(ev["elbo"])
-                tracker.log(metrics, step)
-                bar.update(1)
-                if args.checkpoint_every and epoch % args.checkpoint_every == 0:
-                    save_checkpoint()
-        finally:
-            bar.close()
-        save_checkpoint()
+            epoch += 1
+            # Logged as −ELBO (nats per image, lower is better), the sign the summary uses too.
+            metrics = {"train_neg_elbo": -sums / seen, "kl_weight": beta, "lr": sched.get_last_lr()[0], "epoch": epoch}
+            history["epoch"].append(epoch)
+            history["train_elbo"].append(sums / seen)
+            if epoch % args.eval_every == 0 or epoch == args.epochs:
+                ev = evaluate_elbo(model, test, device, seed=args.seed)
+                metrics.update(test_neg_elbo=-ev["elbo"], test_rec_loss=-ev["rec"], test_kl=ev["kl"])
+                history["eval_epoch"].append(epoch)
+                history["test_elbo"].append(ev["elbo"])
+            tracker.log(metrics, step)
+            bar.update(1)
+            if run.due(epoch - 1, epoch, args.checkpoint_every):
+                run.save(step, epoch=epoch, history=history, image_shape=list(image_shape))
+        bar.close()
+        run.save(step, epoch=epoch, history=history, image_shape=list(image_shape))
 
-        # -- final numbers: their own bar and clock (the k-sample bound can outlast a --minutes budget) ---------
-        eval_tick = time.perf_counter()
-        iwae_x = iwae_subset(test, iwae_image_count(args, len(test)), args.seed) if args.iwae_k else test[:0]
-        what = f" (k = {args.iwae_k} bound on {len(iwae_x):,} images)" if args.iwae_k else ""
-        bar = tracker.progress(len(test) + len(iwae_x), unit="img", desc=f"{ALGO} final evaluation{what}")
-        try:
+        # -- after training: its own bar and clock (the k-sample bound can outlast a --minutes budget) ----------
+        with run.after_clock:
+            iwae_x = iwae_subset(test, iwae_image_count(args, len(test)), args.seed) if args.iwae_k else test[:0]
+            what = f" (k = {args.iwae_k} bound on {len(iwae_x):,} images)" if args.iwae_k else ""
+            bar = tracker.progress(len(test) + len(iwae_x), unit="img", desc=f"{ALGO} final evaluation{what}")
             final = evaluate_elbo(model, test, device, seed=args.seed, progress=bar.update)
             iwae = evaluate_iwae(model, iwae_x, args.iwae_k, device, seed=args.seed,
                                  progress=bar.update) if args.iwae_k else None
-        finally:
             bar.close()
-        eval_seconds = time.perf_counter() - eval_tick
+            files = save_pictures(model, args, test, history, run.run_dir)
+        for key, path in files.items():
+            if path.suffix == ".gif":
+                tracker.log_video(key, path, step=step)
+            else:
+                tracker.log_image(key, path, step=step)
         # Every likelihood number is a negated bound: positive nats per image, an upper bound on the NLL.
         summary: dict[str, Any] = {
-            "algo": ALGO, "data": args.data, "arch": args.arch, "likelihood": args.likelihood, "seed": args.seed,
-            "latent_dim": args.latent_dim, "epochs": epoch, "steps": step, "binarize": args.binarize,
-            "train_seconds": round(train_seconds, 2), "train_minutes": round(train_seconds / 60, 3),
-            "eval_seconds": round(eval_seconds, 2), "wall_seconds": round(time.time() - tracker.start_time, 2),
+            "data": args.data, "arch": args.arch, "likelihood": args.likelihood, "latent_dim": args.latent_dim,
+            "epochs": epoch, "steps": step, "binarize": args.binarize,
+            "train_minutes": round(run.train_clock.seconds / 60, 3),
             "test_neg_elbo_nats": -final["elbo"], "test_rec_loss_nats": -final["rec"], "test_kl_nats": final["kl"],
             "test_images": len(test), "iwae_k": args.iwae_k, "iwae_images": len(iwae_x) if iwae is not None else None,
             "test_neg_iwae_nats": -iwae if iwae is not None else None,
@@ -480,51 +448,52 @@ def main(args: Args) -> dict[str, Any]:
             summary["test_neg_elbo_bits_per_dim"] = -final["elbo"] / bits
             if iwae is not None:
                 summary["test_neg_iwae_bits_per_dim"] = -iwae / bits
+        return run.finish(summary, results=vae_results(run.summary(**summary), args.likelihood))
 
-        # -- pictures ---------------------------------------------------------------------------------
-        model.eval()
-        gen = torch.Generator().manual_seed(args.seed)
-        # The test splits are sorted by class; a fixed shuffle shows every class.
-        picks = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:48]
-        with torch.no_grad():
-            show = test[picks[:32]].to(device)
-            mu, _ = model.encode(show)
-            recon = model.decode(mu).cpu()
-            shown = show.cpu().float() if args.likelihood == "bernoulli" else show.cpu().float() / 255
-            pairs = torch.stack([shown, recon], 1).reshape(-1, *image_shape)  # input, reconstruction, ...
-            files = {
-                "reconstructions": save_grid(run_dir / "reconstructions.png", pairs, nrow=16, value_range=(0, 1),
-                                             title="test inputs (odd columns) and reconstructions (even)"),
-                "samples": save_grid(run_dir / "samples.png", model.sample(64, gen).cpu(), nrow=8, value_range=(0, 1),
-                                     title=f"VAE prior samples (decoder means), {args.data}"),
-            }
-            # A walk between encoded test images shows what the latent space has organised.
-            a, b = model.encode(test[picks[32:40]].to(device))[0], model.encode(test[picks[40:48]].to(device))[0]
-            t = torch.linspace(0, 1, 16, device=device)
-            ts = torch.cat([t, t.flip(0)])
-            frames = [to_uint8_frames(model.decode((1 - s) * a + s * b).cpu()) for s in ts]
-            grids = [np.concatenate(list(f), axis=1) for f in frames]
-            files["interpolation"] = save_gif(run_dir / "interpolation.gif", grids, fps=12)
-            if args.latent_dim == 2:
-                # Decode an evenly spaced grid of prior quantiles (Kingma & Welling 2014, fig. 4).
-                q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.03, 0.97, 20))
-                zz = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), -1).reshape(-1, 2)
-                files["manifold"] = save_grid(run_dir / "manifold.png", model.decode(zz.to(device)).cpu(), nrow=20,
-                                              value_range=(0, 1), padding=0, min_cell=28, title="decoded latent grid")
-            walk = latent_walk(model, 6, 10, gen)
-            files["latent_walk"] = save_gif(run_dir / "latent_walk.gif", to_uint8_frames(walk), fps=10)
-        files["learning_curve"] = save_curves(
-            run_dir / "learning_curve.png",
-            {"train −ELBO": (history["epoch"], [-v for v in history["train_elbo"]]),
-             "test −ELBO": (history["eval_epoch"], [-v for v in history["test_elbo"]])},
-            xlabel="epoch", ylabel="−ELBO, nats per image (bounds the NLL; lower is better)",
-            title=f"VAE ({args.arch}) on {args.data}")
-        for key, path in files.items():
-            if path.suffix == ".gif":
-                tracker.log_video(key, path, step=step)
-            else:
-                tracker.log_image(key, path, step=step)
-        return {**summary, "run_dir": str(tracker.finish(summary, results=vae_results(summary, args.likelihood)))}
+
+def save_pictures(model: VAE, args: Args, test: torch.Tensor, history: dict[str, list[float]],
+                  run_dir: Path) -> dict[str, Path]:
+    """Reconstructions, prior samples, an interpolation and a latent walk, the 2-D manifold, the learning curve."""
+    device = next(model.parameters()).device
+    image_shape = model.image_shape
+    model.eval()
+    gen = torch.Generator().manual_seed(args.seed)
+    # The test splits are sorted by class; a fixed shuffle shows every class.
+    picks = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:48]
+    with torch.no_grad():
+        show = test[picks[:32]].to(device)
+        mu, _ = model.encode(show)
+        recon = model.decode(mu).cpu()
+        shown = show.cpu().float() if args.likelihood == "bernoulli" else show.cpu().float() / 255
+        pairs = torch.stack([shown, recon], 1).reshape(-1, *image_shape)  # input, reconstruction, ...
+        files = {
+            "reconstructions": save_grid(run_dir / "reconstructions.png", pairs, nrow=16, value_range=(0, 1),
+                                         title="test inputs (odd columns) and reconstructions (even)"),
+            "samples": save_grid(run_dir / "samples.png", model.sample(64, gen), nrow=8, value_range=(0, 1),
+                                 title=f"VAE prior samples (decoder means), {args.data}"),
+        }
+        # A walk between encoded test images shows what the latent space has organised.
+        a, b = model.encode(test[picks[32:40]].to(device))[0], model.encode(test[picks[40:48]].to(device))[0]
+        t = torch.linspace(0, 1, 16, device=device)
+        ts = torch.cat([t, t.flip(0)])
+        frames = [to_uint8_frames(model.decode((1 - s) * a + s * b).cpu()) for s in ts]
+        grids = [np.concatenate(list(f), axis=1) for f in frames]
+        files["interpolation"] = save_gif(run_dir / "interpolation.gif", grids, fps=12)
+        if args.latent_dim == 2:
+            # Decode an evenly spaced grid of prior quantiles (Kingma & Welling 2014, fig. 4).
+            q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.03, 0.97, 20))
+            zz = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), -1).reshape(-1, 2)
+            files["manifold"] = save_grid(run_dir / "manifold.png", model.decode(zz.to(device)).cpu(), nrow=20,
+                                          value_range=(0, 1), padding=0, min_cell=28, title="decoded latent grid")
+        walk = latent_walk(model, 6, 10, gen)
+        files["latent_walk"] = save_gif(run_dir / "latent_walk.gif", to_uint8_frames(walk), fps=10)
+    files["learning_curve"] = save_curves(
+        run_dir / "learning_curve.png",
+        {"train −ELBO": (history["epoch"], [-v for v in history["train_elbo"]]),
+         "test −ELBO": (history["eval_epoch"], [-v for v in history["test_elbo"]])},
+        xlabel="epoch", ylabel="−ELBO, nats per image (bounds the NLL; lower is better)",
+        title=f"VAE ({args.arch}) on {args.data}")
+    return files
 
 
 def vae_results(summary: dict[str, Any], likelihood: str) -> list[str]:

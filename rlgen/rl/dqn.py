@@ -34,12 +34,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -47,8 +44,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rlgen import checkpoint, cli
+from rlgen import cli
 from rlgen.errors import UsageError
+from rlgen.lifecycle import Run
 from rlgen.nets import QNetwork, flatten_parameters, make_backbone, polyak_update, ramped_tau
 from rlgen.rl import envs as envlib
 from rlgen.rl import plots
@@ -56,8 +54,8 @@ from rlgen.rl.atari import make_atari_env, make_atari_vector_env
 from rlgen.rl.atari_replay import FrameReplay, check_replay_args
 from rlgen.rl.replay import ReplayBuffer
 from rlgen.rl.schedules import linear_schedule
-from rlgen.track import RunArgs, Tracker, default_run_dir, exit_code_for
-from rlgen.utils import bf16_cpu, pick_device, rng_state, seed_everything, set_rng_state
+from rlgen.track import RunArgs
+from rlgen.utils import seed_everything, use_amp
 
 ALGO = "dqn"
 # Special paths for speed, each switchable so that experiments/bench_dqn_cartpole.py --ablate can measure
@@ -73,10 +71,6 @@ RESUME_CHANGEABLE = frozenset({"total_steps", "eval_every", "eval_episodes", "fi
 class Args(RunArgs):
     env: str = "CartPole"
     """Environment: a short name (CartPole, Acrobot, MountainCar, Breakout, Pong, ...) or a full id."""
-    seed: int = 0
-    """Random seed for networks, exploration, replay sampling and environment resets."""
-    device: str = "auto"
-    """auto, cpu or cuda."""
     total_steps: int | None = None
     """Environment steps to train for (all environments together)."""
     lr: float | None = None
@@ -142,13 +136,11 @@ class Args(RunArgs):
     """n-step returns: each target sums up to n rewards before bootstrapping with γ^n."""
     sticky_actions: bool = False
     """Atari: repeat the previous action with probability 0.25 (Machado et al. 2018)."""
-    threads: int | None = None
-    """Torch CPU threads (default: 1 for classic control, where one is fastest; all cores for Atari)."""
     compile: bool = False
     """torch.compile the Q-network (worth it for long Atari runs)."""
-    amp: bool | None = None
-    """bfloat16 autocast for the network passes (default: on for Atari where the CPU has bf16 units
-    (AMX/AVX-512 BF16) or on CUDA, off for classic control)."""
+    amp: Literal["auto", "on", "off"] = "auto"
+    """bfloat16 autocast for the network passes (auto: on for Atari where the CPU has bf16 units (AMX/AVX-512
+    BF16) or on CUDA; off for classic control, whose small MLPs gain nothing)."""
     gif: bool = True
     """Write a GIF of one evaluation episode at the end."""
     stop_on_solve: bool = False
@@ -173,14 +165,14 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
                     batch_size=64, buffer_size=50_000, learning_starts=1_000, num_envs=1, gamma=0.99, train_freq=4,
                     gradient_steps=1, target_update=100, tau=1.0, exploration_fraction=0.2, eps_end=0.01,
                     hidden="128,128", eval_every=5_000, eval_episodes=20, final_eval_episodes=100, eval_epsilon=0.0,
-                    policy_average=0.0, checkpoint_every=5_000, save_replay=True, threads=1, n_step=1, amp=False),
+                    policy_average=0.0, checkpoint_every=5_000, save_replay=True, threads=1, n_step=1),
     # RL-Zoo's Atari settings (hyperparams/dqn.yml); target_update counts gradient steps, so 250 is
     # the zoo's 1,000 environment steps at train_freq 4. Rewards are clipped, so the Huber loss of Mnih et al.
     "atari": dict(total_steps=10_000_000, lr=1e-4, lr_end=None, loss="huber", layer_norm=False, batch_size=32,
                   buffer_size=100_000, learning_starts=100_000, num_envs=4, gamma=0.99, train_freq=4, gradient_steps=1,
                   target_update=250, tau=1.0, exploration_fraction=0.1, eps_end=0.01, hidden="", eval_every=250_000,
                   eval_episodes=10, final_eval_episodes=10, eval_epsilon=0.05, checkpoint_every=250_000,
-                  save_replay=False, threads=0, amp=None),
+                  save_replay=False, threads=0),
     # Eight environments acting together halve the forward passes of acting; one update per 4 environment
     # steps; the target copied every 25 updates, since the failure signal propagates back one Bellman backup
     # per copy.
@@ -208,7 +200,7 @@ def describe_default(name: str) -> str:
     """One field's defaults in words, e.g. "50,000 for CartPole-v1; 10,000,000 for Atari; 100,000 otherwise"."""
     def show(v: Any) -> str:
         if v is None:
-            return {"lr_end": "--lr (constant)", "amp": "on where the CPU has bf16 units or on CUDA"}.get(name, "none")
+            return {"lr_end": "--lr (constant)"}.get(name, "none")
         if isinstance(v, bool):
             return "on" if v else "off"
         if isinstance(v, int):
@@ -233,37 +225,13 @@ def resolve_args(args: Args) -> Args:
     a = Args(**{**filled, "env": env_id})
     if a.lr_end is None:
         a.lr_end = a.lr
-    positive = ("total_steps", "batch_size", "buffer_size", "num_envs", "train_freq", "gradient_steps",
-                "target_update", "eval_every", "eval_episodes", "final_eval_episodes", "n_step")
-    for name in positive:
-        if getattr(a, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(a, name)} must be a positive integer")
-    if not a.lr > 0 or not math.isfinite(a.lr):
-        raise UsageError(f"--lr {a.lr} must be a positive number")
-    if not 0.0 <= a.lr_end < math.inf:
-        raise UsageError(f"--lr-end {a.lr_end} must be a number ≥ 0")
-    if not 0.0 < a.adam_eps < math.inf:
-        raise UsageError(f"--adam-eps {a.adam_eps} must be a positive number")
-    if not 0.0 <= a.gamma <= 1.0:
-        raise UsageError(f"--gamma {a.gamma} must lie in [0, 1]")
-    if not 0.0 <= a.policy_average <= 1.0:
-        raise UsageError(f"--policy-average {a.policy_average} must lie in [0, 1]")
-    if not 0.0 < a.tau <= 1.0:
-        raise UsageError(f"--tau {a.tau} must lie in (0, 1]")
-    for name in ("eps_start", "eps_end", "exploration_fraction", "eval_epsilon"):
-        if not 0.0 <= getattr(a, name) <= 1.0:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(a, name)} must lie in [0, 1]")
-    if a.learning_starts < 0 or a.checkpoint_every < 0 or a.threads < 0:
-        raise UsageError("--learning-starts, --checkpoint-every and --threads must be ≥ 0")
+    cli.check_numbers(a)  # the values filled in from the table too
     if a.learning_starts >= a.total_steps:
         warnings.warn(f"--learning-starts {a.learning_starts} is at or after the last step (--total-steps "
                       f"{a.total_steps}): this run makes no update", stacklevel=2)
     if a.batch_size > a.buffer_size:
         raise UsageError(f"--batch-size {a.batch_size} is larger than --buffer-size {a.buffer_size}; "
                          "a batch must fit in the replay")
-    device = pick_device(a.device)
-    if a.amp is None:
-        a.amp = device.type == "cuda" or bf16_cpu()
     if atari:
         check_replay_args(a.buffer_size, a.num_envs, a.batch_size, n_step=a.n_step, gamma=a.gamma)
         return a
@@ -275,6 +243,11 @@ def resolve_args(args: Args) -> Args:
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         raise UsageError(f"this DQN takes vector observations or Atari games; {env_id} has {obs_space}")
     return a
+
+
+def uses_amp(args: Args, device: torch.device) -> bool:
+    """Whether the network passes run under bfloat16 autocast (``--amp auto``: Atari's CNN where it pays)."""
+    return use_amp(args.amp, device) and (args.amp == "on" or envlib.is_atari(args.env))
 
 
 def replay_ready(size: int, args: Args) -> bool:
@@ -436,20 +409,13 @@ def atari_task(args: Args, device: torch.device, env_seed: int) -> Task:
 
 def main(args: Args) -> dict[str, Any]:
     """Train, evaluate and save; returns the summary written to ``summary.json``."""
-    ckpt = None
-    if args.resume is not None:
-        args, ckpt = checkpoint.resume_args(Args, args, ALGO, changeable=RESUME_CHANGEABLE)
-    args = resolve_args(args)
+    run = Run(args, ALGO, what=args.env.split("-v")[0], changeable=RESUME_CHANGEABLE, check=resolve_args)
+    args, device = run.args, run.device
     atari = envlib.is_atari(args.env)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO, args.env.split("-v")[0])
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    amp = uses_amp(args, device)
     rng = seed_everything(args.seed)
-    device = pick_device(args.device)
     # A resumed run whose environments cannot be restored starts fresh games from new seeds.
-    env_seed = args.seed + (ckpt["step"] if ckpt is not None else 0)
-    task = (atari_task if atari else vector_task)(args, device, env_seed)
+    task = (atari_task if atari else vector_task)(args, device, args.seed + run.step)
     pool, replay, q_net, prepare = task.pool, task.replay, task.q_net, task.prepare
     n_actions = int(q_net.head.adv.out_features)
     target_net = copy.deepcopy(q_net).requires_grad_(False)
@@ -464,37 +430,22 @@ def main(args: Args) -> dict[str, Any]:
     learner = torch.compile(q_net) if args.compile else q_net
     clip = clip_grad_norm if FAST_PATHS["clip"] else torch.nn.utils.clip_grad_norm_
 
-    step, updates, solved_at, train_seconds, train_cpu, wall_before = 0, 0, None, 0.0, 0.0, 0.0
-    # Training time excludes evaluation; CPU seconds are what a loaded, shared machine cannot inflate.
-    history: dict[str, list[float]] = {"step": [], "eval_return": [], "train_seconds": [], "train_cpu_seconds": [],
-                                       "episode_step": [], "episode_return": []}
-    if ckpt is not None:
-        q_net.load_state_dict(ckpt["q_net"])
-        target_net.load_state_dict(ckpt["target_net"])
-        if avg_net is not None:
-            avg_net.load_state_dict(ckpt["avg_net"])
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except ValueError as err:  # e.g. one flat parameter now, one per layer in a checkpoint from before
-            raise UsageError(f"--resume {args.resume}: the checkpoint's optimizer state does not fit this version's "
-                             f"network layout ({err}); start a new run") from None
-        step, updates, solved_at = ckpt["step"], ckpt["updates"], ckpt["solved_at"]
-        train_seconds, history, wall_before = ckpt["train_seconds"], ckpt["history"], ckpt["wall_seconds"]
-        train_cpu = ckpt["train_cpu_seconds"]
-        if "replay" in ckpt:
-            replay.load_state_dict(ckpt["replay"])
-        if not pool.load_state_dict(ckpt["envs"]):
-            warnings.warn("environment state could not be restored: the resumed run starts new episodes",
-                          stacklevel=2)
-        set_rng_state(ckpt["rng"], rng)
+    # Everything a checkpoint keeps; on --resume it comes back here.
+    kept: dict[str, Any] = dict(q_net=q_net, target_net=target_net, optimizer=optimizer, rng=rng)
+    if avg_net is not None:
+        kept["avg_net"] = avg_net
+    if args.save_replay:
+        kept["replay"] = replay
+    step, updates, solved_at, history = run.restore(**kept, counters=dict(
+        step=0, updates=0, solved_at=None,
+        history={"step": [], "eval_return": [], "train_seconds": [], "train_cpu_seconds": [], "episode_step": [],
+                 "episode_return": []}))
+    if run.resumed and not pool.load_state_dict(run.ckpt["envs"]):  # type: ignore[index]
+        warnings.warn("environment state could not be restored: the resumed run starts new episodes", stacklevel=2)
     replay.start(pool.obs)
 
-    tracker = Tracker.for_run(run_dir, args, algo=ALGO, resume_step=step if ckpt is not None else None,
-                              bar_keys=("eval_return", "episode_return", "loss", "epsilon"))
-    bar = tracker.progress(args.total_steps, initial=step)
-
     def act_greedy(obs: np.ndarray, net: torch.nn.Module = q_net) -> np.ndarray:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             return net(prepare(torch.as_tensor(obs, device=device))).argmax(dim=1).cpu().numpy()
 
     def act_policy(obs: np.ndarray) -> np.ndarray:
@@ -504,134 +455,117 @@ def main(args: Args) -> dict[str, Any]:
         return envlib.evaluate(act_policy, lambda: task.make_eval_env(False), episodes,
                                seed=10_000 * (args.seed + 1), epsilon=args.eval_epsilon)
 
-    def save_best(mean: float) -> None:
-        """The weights of the best evaluation so far, beside the last ones (as SB3's EvalCallback keeps them)."""
-        checkpoint.save(run_dir / BEST_FILENAME, algo=ALGO, args=dataclasses.asdict(args), step=step,
-                        q_net=policy_net.state_dict(), eval_return=mean)
-
-    def save_checkpoint() -> None:
-        state: dict[str, Any] = dict(
-            q_net=q_net.state_dict(), target_net=target_net.state_dict(), optimizer=optimizer.state_dict(),
-            updates=updates, solved_at=solved_at, train_seconds=train_seconds, train_cpu_seconds=train_cpu,
-            history=history,
-            wall_seconds=wall_before + time.time() - tracker.start_time, envs=pool.state_dict(),
-            rng=rng_state(rng))
-        if avg_net is not None:
-            state["avg_net"] = avg_net.state_dict()
-        if args.save_replay:
-            state["replay"] = replay.state_dict()
-        checkpoint.save(run_dir / checkpoint.FILENAME, algo=ALGO, args=dataclasses.asdict(args), step=step,
-                        **state)
+    def save() -> None:
+        run.save(step, updates=updates, solved_at=solved_at, history=history, envs=pool.state_dict())
 
     explore_steps = args.exploration_fraction * args.total_steps
     n = args.num_envs
-    tick, tick_cpu = time.perf_counter(), time.process_time()
-    try:
-        while step < args.total_steps:
-            # -- act ε-greedily in every environment ------------------------------------------
-            eps = linear_schedule(args.eps_start, args.eps_end, explore_steps, step)
-            actions = rng.integers(0, n_actions, size=n)
-            greedy = rng.random(n) >= eps
-            if step >= args.learning_starts and greedy.any():
-                actions[greedy] = act_greedy(pool.obs[greedy])
-            next_obs, rewards, terminated, truncated, finished = pool.step(actions)
-            replay.add(actions, rewards, terminated, truncated, next_obs, pool.obs)
-            prev, step = step, step + n
-            bar.update(n)
-            for ret, length in finished:
-                history["episode_step"].append(step)
-                history["episode_return"].append(ret)
-                tracker.log({"episode_return": ret, "episode_length": length, "epsilon": eps}, step)
+    with run.start(bar_keys=("eval_return", "episode_return", "loss", "epsilon")) as tracker:
+        bar = tracker.progress(args.total_steps, initial=step)
+        run.train_clock.start()  # training time excludes evaluation
+        try:
+            while step < args.total_steps:
+                # -- act ε-greedily in every environment ------------------------------------------
+                eps = linear_schedule(args.eps_start, args.eps_end, explore_steps, step)
+                actions = rng.integers(0, n_actions, size=n)
+                greedy = rng.random(n) >= eps
+                if step >= args.learning_starts and greedy.any():
+                    actions[greedy] = act_greedy(pool.obs[greedy])
+                next_obs, rewards, terminated, truncated, finished = pool.step(actions)
+                replay.add(actions, rewards, terminated, truncated, next_obs, pool.obs)
+                prev, step = step, step + n
+                bar.update(n)
+                for ret, length in finished:
+                    history["episode_step"].append(step)
+                    history["episode_return"].append(ret)
+                    tracker.log({"episode_return": ret, "episode_length": length, "epsilon": eps}, step)
 
-            # -- learn: gradient_steps updates every train_freq environment steps --------------
-            if step > args.learning_starts and replay_ready(len(replay), args):
-                for group in optimizer.param_groups:
-                    group["lr"] = linear_schedule(args.lr, args.lr_end, args.total_steps, step)
-                rounds = step // args.train_freq - prev // args.train_freq
-                logged = updates // 100
-                for _ in range(rounds * args.gradient_steps):
-                    # The Atari replay pins its batches for an asynchronous copy when the device is a GPU.
-                    batch = replay.sample(args.batch_size, rng, device)
-                    loss = dqn_loss(learner, target_net, batch, args.double, prepare, args.amp, args.loss)
-                    optimizer.zero_grad(set_to_none=not flat)
-                    loss.backward()
-                    clip(params, args.max_grad_norm)
-                    optimizer.step()
-                    updates += 1
-                    if updates % args.target_update == 0:
-                        polyak_update(target_net, q_net, args.tau)
-                    if avg_net is not None:
-                        # ramped as the GAN's weight average is, so the average starts from its own steps
-                        polyak_update(avg_net, q_net, ramped_tau(1.0 - args.policy_average, updates))
-                if updates // 100 > logged:
-                    tracker.log({"loss": loss.item(), "updates": updates}, step)
+                # -- learn: gradient_steps updates every train_freq environment steps --------------
+                if step > args.learning_starts and replay_ready(len(replay), args):
+                    for group in optimizer.param_groups:
+                        group["lr"] = linear_schedule(args.lr, args.lr_end, args.total_steps, step)
+                    rounds = step // args.train_freq - prev // args.train_freq
+                    logged = updates // 100
+                    for _ in range(rounds * args.gradient_steps):
+                        # The Atari replay pins its batches for an asynchronous copy when the device is a GPU.
+                        batch = replay.sample(args.batch_size, rng, device)
+                        loss = dqn_loss(learner, target_net, batch, args.double, prepare, amp, args.loss)
+                        optimizer.zero_grad(set_to_none=not flat)
+                        loss.backward()
+                        clip(params, args.max_grad_norm)
+                        optimizer.step()
+                        updates += 1
+                        if updates % args.target_update == 0:
+                            polyak_update(target_net, q_net, args.tau)
+                        if avg_net is not None:
+                            # ramped as the GAN's weight average is, so the average starts from its own steps
+                            polyak_update(avg_net, q_net, ramped_tau(1.0 - args.policy_average, updates))
+                    if updates // 100 > logged:
+                        tracker.log({"loss": loss.item(), "updates": updates}, step)
 
-            # -- evaluate and checkpoint -------------------------------------------------------
-            if step // args.eval_every > prev // args.eval_every or step >= args.total_steps:
-                train_seconds += time.perf_counter() - tick
-                train_cpu += time.process_time() - tick_cpu
-                returns = evaluate(args.eval_episodes)
-                mean = float(returns.mean())
-                if not history["eval_return"] or mean > max(history["eval_return"]):
-                    save_best(mean)
-                history["step"].append(step)
-                history["eval_return"].append(mean)
-                history["train_seconds"].append(train_seconds)
-                history["train_cpu_seconds"].append(train_cpu)
-                if solved_at is None and task.threshold is not None and mean >= task.threshold:
-                    solved_at = step
-                tracker.log({"eval_return": mean, "eval_return_std": float(returns.std()),
-                             "train_seconds": train_seconds}, step)
-                tick, tick_cpu = time.perf_counter(), time.process_time()
-                if solved_at is not None and args.stop_on_solve:
-                    break
-            if args.checkpoint_every and step // args.checkpoint_every > prev // args.checkpoint_every:
-                save_checkpoint()
-    except BaseException as err:
-        tracker.fail(exit_code_for(err))  # W&B records the failed run with the command's exit code
-        raise
-    finally:
-        bar.close()
-        pool.close()
+                # -- evaluate and checkpoint -------------------------------------------------------
+                if run.due(prev, step, args.eval_every) or step >= args.total_steps:
+                    run.train_clock.stop()
+                    returns = evaluate(args.eval_episodes)
+                    mean = float(returns.mean())
+                    if not history["eval_return"] or mean > max(history["eval_return"]):
+                        # the weights of the best evaluation so far, beside the last ones (as SB3's EvalCallback)
+                        run.save(step, BEST_FILENAME, objects=False, q_net=policy_net.state_dict(), eval_return=mean)
+                    history["step"].append(step)
+                    history["eval_return"].append(mean)
+                    history["train_seconds"].append(run.train_clock.seconds)
+                    history["train_cpu_seconds"].append(run.train_clock.cpu_seconds)
+                    if solved_at is None and task.threshold is not None and mean >= task.threshold:
+                        solved_at = step
+                    tracker.log({"eval_return": mean, "eval_return_std": float(returns.std()),
+                                 "train_seconds": run.train_clock.seconds}, step)
+                    run.train_clock.start()
+                    if solved_at is not None and args.stop_on_solve:
+                        break
+                if run.due(prev, step, args.checkpoint_every):
+                    save()
+        finally:
+            run.train_clock.stop()
+            bar.close()
+            pool.close()
+        save()
 
-    # -- final evaluation of the last weights, pictures and summary ------------------------------
-    save_checkpoint()
-    returns = evaluate(args.final_eval_episodes)
-    evaluation = f"evaluation (ε = {args.eval_epsilon:g}, {args.eval_episodes} episodes)"
-    curve = plots.save_learning_curve(run_dir / "learning_curve.png", history["episode_step"],
-                                      history["episode_return"], threshold=task.threshold,
-                                      xlabel="environment steps", ylabel="return",
-                                      title=f"DQN on {args.env} (seed {args.seed})",
-                                      extra={evaluation: (history["step"], history["eval_return"])})
-    tracker.log_image("learning_curve", curve, step)
-    if args.gif:
-        frames, _ = envlib.record_episode(act_policy, lambda: task.make_eval_env(True),
-                                          seed=10_000 * (args.seed + 1), epsilon=args.eval_epsilon)
-        gif = plots.save_episode_gif(run_dir / "eval_episode.gif", frames)
-        tracker.log_video("eval_episode", gif, step)
-    evals = history["eval_return"]
-    best_i = int(np.argmax(evals)) if evals else None
-    at = history["step"].index(solved_at) if solved_at is not None else None
-    final_mean, final_std = float(returns.mean()), float(returns.std())
-    summary = {
-        "algo": ALGO, "env": args.env, "seed": args.seed, "env_steps": step, "updates": updates,
-        "wall_seconds": round(wall_before + time.time() - tracker.start_time, 3),
-        "train_seconds": round(train_seconds, 3), "train_cpu_seconds": round(train_cpu, 3),
-        "eval_return_mean": final_mean, "eval_return_std": final_std,
-        "final_eval_return_mean": final_mean, "final_eval_return_std": final_std,
-        "eval_episodes": args.final_eval_episodes, "eval_epsilon": args.eval_epsilon,
-        "reward_threshold": task.threshold, "solved_at_env_step": solved_at,
-        "solved_at_train_seconds": history["train_seconds"][at] if at is not None else None,
-        "solved_at_train_cpu_seconds": history["train_cpu_seconds"][at] if at is not None else None,
-        "post_solve_fraction": post_solve_fraction(history["step"], evals, solved_at, task.threshold),
-        "best_eval_return": evals[best_i] if best_i is not None else None,
-        "best_eval_step": history["step"][best_i] if best_i is not None else None,
-        "replay_bytes": int(replay.nbytes),
-    }
-    if atari:
-        summary["frames"] = pool.frames
-    tracker.finish(summary, results=result_lines(summary, args, task.threshold, len(evals)))
-    return summary
+        # -- final evaluation of the last weights, pictures and summary ------------------------------
+        with run.after_clock:
+            returns = evaluate(args.final_eval_episodes)
+            evaluation = f"evaluation (ε = {args.eval_epsilon:g}, {args.eval_episodes} episodes)"
+            curve = plots.save_learning_curve(run.run_dir / "learning_curve.png", history["episode_step"],
+                                              history["episode_return"], threshold=task.threshold,
+                                              xlabel="environment steps", ylabel="return",
+                                              title=f"DQN on {args.env} (seed {args.seed})",
+                                              extra={evaluation: (history["step"], history["eval_return"])})
+            tracker.log_image("learning_curve", curve, step)
+            if args.gif:
+                frames, _ = envlib.record_episode(act_policy, lambda: task.make_eval_env(True),
+                                                  seed=10_000 * (args.seed + 1), epsilon=args.eval_epsilon)
+                gif = plots.save_episode_gif(run.run_dir / "eval_episode.gif", frames)
+                tracker.log_video("eval_episode", gif, step)
+        evals = history["eval_return"]
+        best_i = int(np.argmax(evals)) if evals else None
+        at = history["step"].index(solved_at) if solved_at is not None else None
+        final_mean, final_std = float(returns.mean()), float(returns.std())
+        summary = {
+            "env": args.env, "env_steps": step, "updates": updates, "amp": amp,
+            "eval_return_mean": final_mean, "eval_return_std": final_std,
+            "final_eval_return_mean": final_mean, "final_eval_return_std": final_std,
+            "eval_episodes": args.final_eval_episodes, "eval_epsilon": args.eval_epsilon,
+            "reward_threshold": task.threshold, "solved_at_env_step": solved_at,
+            "solved_at_train_seconds": history["train_seconds"][at] if at is not None else None,
+            "solved_at_train_cpu_seconds": history["train_cpu_seconds"][at] if at is not None else None,
+            "post_solve_fraction": post_solve_fraction(history["step"], evals, solved_at, task.threshold),
+            "best_eval_return": evals[best_i] if best_i is not None else None,
+            "best_eval_step": history["step"][best_i] if best_i is not None else None,
+            "replay_bytes": int(replay.nbytes),
+        }
+        if atari:
+            summary["frames"] = pool.frames
+        shared = run.summary(**summary)
+        return run.finish(summary, results=result_lines(shared, args, task.threshold, len(evals)))
 
 
 def result_lines(s: dict[str, Any], args: Args, threshold: float | None, n_evals: int) -> list[str]:

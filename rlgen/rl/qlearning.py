@@ -33,21 +33,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from rlgen import checkpoint, cli
+from rlgen.cli import Range
 from rlgen.errors import UsageError
+from rlgen.lifecycle import Run
 from rlgen.rl import envs as envlib
-from rlgen.track import RunArgs, Tracker, default_run_dir
-from rlgen.utils import rng_state, seed_everything, set_rng_state, write_json
+from rlgen.track import RunArgs
+from rlgen.utils import seed_everything, write_json
 
 ALGO = "qlearning"
 
@@ -56,8 +56,6 @@ ALGO = "qlearning"
 class Args(RunArgs):
     env: str = "FrozenLake"
     """environment: a short name (FrozenLake, FrozenLake8x8, Taxi, CliffWalking, CartPole) or a gymnasium id"""
-    seed: int = 0
-    """seed for the run's random generator (exploration, transitions, resets)"""
     episodes: int | None = None
     """training episodes (default: per environment, see DEFAULTS)"""
     lr: float | None = None
@@ -100,6 +98,15 @@ class Args(RunArgs):
     gif: bool = True
     """write a GIF of one greedy episode"""
 
+    # α is a step size toward the TD target: above 1 it overshoots; ω = 0 would not decay at all.
+    LIMITS: ClassVar[dict[str, Range]] = {"lr": Range(0, 1, open_lo=True), "lr_end": Range(0, 1, open_lo=True),
+                                          "lr_power": Range(0, cli.BIG, open_lo=True)}
+
+
+# Flags a continued run may change: the budget, the cadences and what is written only at the end. The ε and
+# linear α schedules are computed from --episodes each episode, so a larger budget stretches them from the
+# resume point on.
+RESUME_CHANGEABLE = frozenset({"episodes", "checkpoint_every", "log_every", "eval_episodes", "gif"})
 
 # Per-environment defaults: the one place where the settings that meet the issue's goals live.
 # Measured with experiments/bench_tabular.py; γ is the one value iteration uses as well, chosen
@@ -418,23 +425,7 @@ def resolve(args: Args) -> tuple[Args, Problem]:
     if filled["max_episode_steps"] is None:  # the registry's time limit, else a cap so greedy loops end
         filled["max_episode_steps"] = spec.max_episode_steps if spec and spec.max_episode_steps else 500
     args = dataclasses.replace(args, env=env_id, **filled)
-    if args.gamma is None or not 0.0 <= args.gamma <= 1.0:
-        raise UsageError(f"--gamma {args.gamma} must lie in [0, 1]")
-    if not args.lr > 0.0 or args.lr > 1.0:
-        raise UsageError(f"--lr {args.lr} must lie in (0, 1]")
-    if not 0.0 < args.lr_end <= 1.0:
-        raise UsageError(f"--lr-end {args.lr_end} must lie in (0, 1]")
-    if not args.lr_power > 0.0:
-        raise UsageError(f"--lr-power {args.lr_power} must be positive")
-    for name in ("eps_start", "eps_end"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must lie in [0, 1]")
-    if args.eps_decay < 0.0:
-        raise UsageError(f"--eps-decay {args.eps_decay} must be non-negative")
-    if args.episodes < 1 or args.eval_episodes < 1 or args.max_episode_steps < 1:
-        raise UsageError("--episodes, --eval-episodes and --max-episode-steps must be at least 1")
-    if args.checkpoint_every < 0:
-        raise UsageError(f"--checkpoint-every {args.checkpoint_every} must be non-negative")
+    cli.check_numbers(args)  # the per-environment values filled in just now, and every flag given
 
     env = envlib.make_env(env_id, **kwargs)
     try:
@@ -590,58 +581,45 @@ def main(args: Args) -> dict[str, Any]:
     """Train (or solve, or replay) and return the summary that is also written to ``summary.json``."""
     if args.play:
         return play(args.play, gif_name="play.gif")
-    ckpt = None
-    if args.resume:
-        args, ckpt = checkpoint.resume_args(Args, args, ALGO)
-    args, problem = resolve(args)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(
-        "value_iteration" if args.value_iteration else ALGO, problem.env_id)
-    args = dataclasses.replace(args, run_dir=str(run_dir))
+    problems: list[Problem] = []
+
+    def check(a: Args) -> Args:
+        a, problem = resolve(a)
+        problems.append(problem)
+        return a
+
+    algo = "value_iteration" if args.value_iteration and not args.resume else ALGO
+    run = Run(args, algo, what=_env_name(args.env), changeable=RESUME_CHANGEABLE, check=check)
+    args, problem, run_dir = run.args, problems[-1], run.run_dir
 
     rng = seed_everything(args.seed)
-    started = time.time()
-    wall_before = float(ckpt["wall_seconds"]) if ckpt is not None else 0.0
+    q = [[0.0] * problem.n_actions for _ in range(problem.n_states)]
+    visits = [[0] * problem.n_actions for _ in range(problem.n_states)]
+    env_steps, episode, q, visits, history = run.restore(
+        rng=rng, counters=dict(step=0, episode=0, q=q, visits=visits,
+                               history={"return": [], "length": [], "success": []}))
     optimal_q = None
-    if problem.table is not None:
-        optimal_q, vi_iters = value_iteration(problem.table, problem.n_states, problem.n_actions, args.gamma,
-                                              args.vi_tol)
-
-    tracker = Tracker.for_run(run_dir, args, algo="value_iteration" if args.value_iteration else ALGO,
-                              resume_step=ckpt["step"] if ckpt else None, bar_keys=("return", "success", "epsilon"))
-    with tracker:
-        q = [[0.0] * problem.n_actions for _ in range(problem.n_states)]
-        visits = [[0] * problem.n_actions for _ in range(problem.n_states)]
-        history: dict[str, list[float]] = {"return": [], "length": [], "success": []}
-        episode, env_steps, train_seconds = 0, 0, 0.0
-        if ckpt is not None:
-            q, visits = ckpt["q"].tolist(), ckpt["visits"].tolist()
-            history = {k: v.tolist() for k, v in ckpt["history"].items()}
-            episode, env_steps, train_seconds = ckpt["episode"], ckpt["step"], ckpt["train_seconds"]
-            set_rng_state(ckpt["rng"], rng)
-
-        def save_checkpoint() -> None:
-            checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO,
-                            args=asdict(args), step=env_steps, episode=episode, train_seconds=train_seconds,
-                            q=torch.tensor(q, dtype=torch.float64), visits=torch.tensor(visits, dtype=torch.int64),
-                            history={k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
-                            rng=rng_state(rng), wall_seconds=wall_before + time.time() - started)
-
+    with run.start(bar_keys=("return", "success", "epsilon")) as tracker:
+        if problem.table is not None:
+            with run.train_clock:
+                optimal_q, vi_iters = value_iteration(problem.table, problem.n_states, problem.n_actions,
+                                                      args.gamma, args.vi_tol)
         if args.value_iteration:
             q = optimal_q.tolist()
             tracker.log({"iterations": vi_iters}, 0)
-            save_checkpoint()
         else:
             env = make_table_env(problem)
             log_every = args.log_every or max(1, args.episodes // 200)
             bar = tracker.progress(args.episodes, initial=episode, unit="ep")
-            tick = time.perf_counter()
             while episode < args.episodes:
+                # ε and a linear α follow --episodes: a resume with a larger budget stretches them from here on.
                 eps = epsilon_at(episode, args.episodes, args.eps_start, args.eps_end, args.eps_decay)
                 alpha = args.lr if args.lr_schedule != "linear" else \
                     args.lr + (args.lr_end - args.lr) * episode / max(1, args.episodes - 1)
-                ret, length, terminated, last_r = run_episode(q, visits, env, rng, eps, alpha, args.gamma,
-                                                              args.max_episode_steps, args.lr_schedule, args.lr_end,
-                                                              args.lr_power)
+                with run.train_clock:
+                    ret, length, terminated, last_r = run_episode(q, visits, env, rng, eps, alpha, args.gamma,
+                                                                  args.max_episode_steps, args.lr_schedule,
+                                                                  args.lr_end, args.lr_power)
                 episode += 1
                 env_steps += length
                 history["return"].append(ret)
@@ -656,39 +634,35 @@ def main(args: Args) -> dict[str, Any]:
                         metrics["success"] = float(np.mean(history["success"][-log_every:]))
                     tracker.log(metrics, env_steps)
                     bar.update(episode - bar.n)
-                if args.checkpoint_every and episode % args.checkpoint_every == 0 and episode < args.episodes:
-                    train_seconds += time.perf_counter() - tick
-                    tick = time.perf_counter()
-                    save_checkpoint()
-            train_seconds += time.perf_counter() - tick
+                if run.due(episode - 1, episode, args.checkpoint_every) and episode < args.episodes:
+                    run.save(env_steps, episode=episode, q=q, visits=visits, history=history)
             bar.close()
-            save_checkpoint()
+        run.save(env_steps, episode=episode, q=q, visits=visits, history=history)
 
         # -- greedy evaluation, against the optimal policy on the same seeds ----------------------
-        q_arr = np.asarray(q, dtype=np.float64)
-        policy = q_arr.argmax(axis=1)
-        returns, success, frames = evaluate(policy, problem, args.eval_episodes, eval_seed(args.seed),
-                                            args.max_episode_steps, render=args.gif)
-        summary: dict[str, Any] = {
-            "algo": "value_iteration" if args.value_iteration else ALGO, "env": problem.env_id, "seed": args.seed,
-            "env_steps": env_steps, "episodes": episode, "wall_seconds": None,
-            "train_seconds": round(train_seconds, 3),
-            "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std()),
-            "eval_episodes": args.eval_episodes, "reward_threshold": problem.threshold, "gamma": args.gamma,
-        }
-        if problem.goal:
-            summary["eval_success_rate"] = float(success.mean())
-        if optimal_q is not None:
-            optimal_policy = optimal_q.argmax(axis=1)
-            opt_returns, opt_success, _ = evaluate(optimal_policy, problem, args.eval_episodes, eval_seed(args.seed),
-                                                   args.max_episode_steps)
-            summary.update({"optimal_eval_return_mean": float(opt_returns.mean()),
-                            "optimal_eval_return_std": float(opt_returns.std()),
-                            "value_iteration_sweeps": vi_iters,
-                            "states_where_policy_differs": int((policy != optimal_policy).sum()),
-                            "states_where_policy_suboptimal": suboptimal_states(policy, optimal_q)})
+        with run.after_clock:
+            q_arr = np.asarray(q, dtype=np.float64)
+            policy = q_arr.argmax(axis=1)
+            returns, success, frames = evaluate(policy, problem, args.eval_episodes, eval_seed(args.seed),
+                                                args.max_episode_steps, render=args.gif)
+            summary: dict[str, Any] = {
+                "env": problem.env_id, "env_steps": env_steps, "episodes": episode,
+                "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std()),
+                "eval_episodes": args.eval_episodes, "reward_threshold": problem.threshold, "gamma": args.gamma,
+            }
             if problem.goal:
-                summary["optimal_eval_success_rate"] = float(opt_success.mean())
+                summary["eval_success_rate"] = float(success.mean())
+            if optimal_q is not None:
+                optimal_policy = optimal_q.argmax(axis=1)
+                opt_returns, opt_success, _ = evaluate(optimal_policy, problem, args.eval_episodes,
+                                                       eval_seed(args.seed), args.max_episode_steps)
+                summary.update({"optimal_eval_return_mean": float(opt_returns.mean()),
+                                "optimal_eval_return_std": float(opt_returns.std()),
+                                "value_iteration_sweeps": vi_iters,
+                                "states_where_policy_differs": int((policy != optimal_policy).sum()),
+                                "states_where_policy_suboptimal": suboptimal_states(policy, optimal_q)})
+                if problem.goal:
+                    summary["optimal_eval_success_rate"] = float(opt_success.mean())
 
         # -- artefacts -----------------------------------------------------------------------------
         extra = {"optimal_q": optimal_q} if optimal_q is not None else {}
@@ -715,9 +689,15 @@ def main(args: Args) -> dict[str, Any]:
                                          max_frames=100 if problem.table else 250)
             if gif is not None:
                 tracker.log_video("greedy_episode", gif)
-        summary["wall_seconds"] = round(wall_before + time.time() - started, 3)
-        tracker.finish(summary, results=qlearning_results(summary))
-    return summary
+        return run.finish(summary, results=qlearning_results(summary))
+
+
+def _env_name(env: str) -> str:
+    """The gymnasium id for the default run folder's name (the check reports a bad name)."""
+    try:
+        return envlib.resolve_env_id(env)
+    except UsageError:
+        return env
 
 
 def qlearning_results(summary: dict[str, Any]) -> list[str]:
@@ -741,8 +721,9 @@ def play(run_dir: str, gif_name: str = "play.gif", seed: int | None = None) -> d
     table = folder / "q_table.npz"
     if not table.exists():
         raise UsageError(f"no q_table.npz in {folder} (is it a qlearning run folder?)")
-    saved = checkpoint.load(folder, algo=ALGO)["args"]
-    args, problem = resolve(Args(**{**saved, "resume": None, "play": None}))
+    saved = checkpoint.load(folder, algo=(ALGO, "value_iteration"))["args"]
+    fields = {f.name for f in dataclasses.fields(Args)} - {"resume", "play"}
+    args, problem = resolve(Args(**{k: v for k, v in saved.items() if k in fields}))
     with np.load(table) as data:
         policy = data["policy"]
     if policy.shape != (problem.n_states,):

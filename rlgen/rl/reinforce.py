@@ -30,10 +30,8 @@ starts, 84×84 grey, 4 frames stacked).
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -41,12 +39,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlgen import checkpoint, cli
+from rlgen import cli
 from rlgen.errors import UsageError
+from rlgen.lifecycle import Run
 from rlgen.nets import make_backbone
 from rlgen.rl import envs as envlib
-from rlgen.track import RunArgs, Tracker, default_run_dir
-from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state
+from rlgen.track import RunArgs
+from rlgen.utils import seed_everything
 
 ALGO = "reinforce"
 
@@ -55,10 +54,6 @@ ALGO = "reinforce"
 class Args(RunArgs):
     env: str = "CartPole"
     """environment: a short name (CartPole, Acrobot, Pong, ...) or a gymnasium / ALE id"""
-    seed: int = 0
-    """seed for the networks, action sampling and environment resets"""
-    device: str = "auto"
-    """auto, cpu or cuda"""
     episodes: int | None = None
     """training episodes at most (default: per environment)"""
     lr: float | None = None
@@ -95,10 +90,13 @@ class Args(RunArgs):
     """greedy evaluation episodes at the end"""
     checkpoint_every: int = 50
     """save a checkpoint every this many episodes, at update boundaries (0: only at the end)"""
-    threads: int = 1
-    """torch CPU threads (one is fastest for small networks)"""
     gif: bool = True
     """write a GIF of one greedy episode at the end"""
+
+
+# Flags a continued run may change: the budget, the checkpoint cadence, the solved rule's stopping and what is
+# written only at the end (no schedule depends on --episodes).
+RESUME_CHANGEABLE = frozenset({"episodes", "checkpoint_every", "stop_on_solve", "eval_episodes", "gif"})
 
 
 EMA_ALPHA, EMA_START = 0.05, 10.0  # pytorch/examples reinforce.py's running reward
@@ -260,20 +258,8 @@ def resolve(args: Args) -> tuple[Args, dict[str, Any]]:
     table = {**DEFAULTS["*"], **DEFAULTS.get("atari" if atari else env_id, {})}
     filled = {k: (getattr(args, k) if getattr(args, k) is not None else table[k]) for k in RESOLVED}
     args = dataclasses.replace(args, env=env_id, **filled)
-    if not 0.0 <= args.gamma <= 1.0:
-        raise UsageError(f"--gamma {args.gamma} must lie in [0, 1]")
-    for name in ("lr", "value_lr"):
-        if not getattr(args, name) > 0.0:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must be positive")
-    for name in ("episodes", "batch_episodes", "eval_episodes", "threads"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
-    if args.entropy_coef < 0 or args.max_grad_norm < 0 or args.checkpoint_every < 0:
-        raise UsageError("--entropy-coef, --max-grad-norm and --checkpoint-every must be non-negative")
-    if args.max_episode_steps is not None and args.max_episode_steps < 1:
-        raise UsageError(f"--max-episode-steps {args.max_episode_steps} must be at least 1")
+    cli.check_numbers(args)  # the per-environment values filled in just now, and every flag given
     hidden = cli.int_list(args.hidden, "hidden")
-    device = pick_device(args.device)
     env = make_env(args)
     try:
         obs_space, act_space = env.observation_space, env.action_space
@@ -290,7 +276,7 @@ def resolve(args: Args) -> tuple[Args, dict[str, Any]]:
     args = dataclasses.replace(args, backbone=backbone)
     make_backbone(backbone, obs_space.shape, **({"hidden": hidden} if backbone == "mlp" else {}))  # checks the shape
     threshold = args.solve_threshold if args.solve_threshold is not None else spec_threshold
-    info = {"obs_shape": tuple(obs_space.shape), "n_actions": int(act_space.n), "hidden": hidden, "device": device,
+    info = {"obs_shape": tuple(obs_space.shape), "n_actions": int(act_space.n), "hidden": hidden,
             "scale": obs_space.dtype == np.uint8, "threshold": threshold,
             "obs_dtype": np.uint8 if obs_space.dtype == np.uint8 else np.float32}
     return args, info
@@ -301,14 +287,15 @@ def resolve(args: Args) -> tuple[Args, dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------
 def main(args: Args) -> dict[str, Any]:
     """Train; returns the summary that is also written to ``summary.json``."""
-    ckpt = None
-    if args.resume:
-        args, ckpt = checkpoint.resume_args(Args, args, ALGO)
-    args, info = resolve(args)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO, args.env)
-    args = dataclasses.replace(args, run_dir=str(run_dir))
-    torch.set_num_threads(args.threads)
-    device = info["device"]
+    infos: list[dict[str, Any]] = []
+
+    def check(a: Args) -> Args:
+        a, info = resolve(a)
+        infos.append(info)
+        return a
+
+    run = Run(args, ALGO, what=_env_name(args.env), changeable=RESUME_CHANGEABLE, check=check)
+    args, info, device, run_dir = run.args, infos[-1], run.device, run.run_dir
 
     rng = seed_everything(args.seed)
     n_actions, threshold = info["n_actions"], info["threshold"]
@@ -317,96 +304,77 @@ def main(args: Args) -> dict[str, Any]:
         if args.baseline else None
     pi_opt = torch.optim.Adam(policy.parameters(), lr=args.lr)
     v_opt = torch.optim.Adam(value.parameters(), lr=args.value_lr) if value is not None else None
+    stateful = dict(policy=policy, policy_optimizer=pi_opt)
+    if value is not None:
+        stateful.update(value=value, value_optimizer=v_opt)
+    env_steps, episode, updates, ema, solved_at, history = run.restore(
+        rng=rng, **stateful, counters=dict(step=0, episode=0, updates=0, ema=EMA_START, solved_at=None,
+                                           history={"return": [], "length": [], "ema": []}))
 
-    episode, env_steps, updates, ema, solved_at = 0, 0, 0, EMA_START, None
-    history: dict[str, list[float]] = {"return": [], "length": [], "ema": []}
-    wall_before, train_seconds = 0.0, 0.0
-    if ckpt is not None:
-        policy.load_state_dict(ckpt["policy"])
-        pi_opt.load_state_dict(ckpt["pi_opt"])
-        if value is not None:
-            value.load_state_dict(ckpt["value"])
-            v_opt.load_state_dict(ckpt["v_opt"])
-        episode, env_steps, updates = ckpt["episode"], ckpt["step"], ckpt["updates"]
-        ema, solved_at = ckpt["ema"], ckpt["solved_at"]
-        history = {k: v.tolist() for k, v in ckpt["history"].items()}
-        wall_before, train_seconds = ckpt["wall_seconds"], ckpt["train_seconds"]
-        set_rng_state(ckpt["rng"], rng)
+    def counters() -> dict[str, Any]:
+        return dict(episode=episode, updates=updates, ema=ema, solved_at=solved_at, history=history)
 
-    tracker = Tracker.for_run(run_dir, args, algo=ALGO, resume_step=ckpt["step"] if ckpt else None,
-                              bar_keys=("return", "ema"))
-    with tracker:
-        started = time.time()
+    def torch_probs(obs: np.ndarray) -> list[float]:
+        with torch.no_grad():
+            return torch.softmax(policy(torch.as_tensor(obs[None], device=device)), dim=-1)[0].tolist()
 
-        def save_checkpoint() -> None:
-            state = {"policy": policy.state_dict(), "pi_opt": pi_opt.state_dict()}
-            if value is not None:
-                state.update(value=value.state_dict(), v_opt=v_opt.state_dict())
-            checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=asdict(args), step=env_steps,
-                            episode=episode, updates=updates, ema=ema, solved_at=solved_at,
-                            history={k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
-                            wall_seconds=wall_before + time.time() - started, train_seconds=train_seconds,
-                            rng=rng_state(rng), **state)
-
-        def torch_probs(obs: np.ndarray) -> list[float]:
-            with torch.no_grad():
-                return torch.softmax(policy(torch.as_tensor(obs[None], device=device)), dim=-1)[0].tolist()
-
+    with run.start(bar_keys=("return", "ema")) as tracker:
         env = make_env(args)
         bar = tracker.progress(args.episodes, initial=episode, unit="ep")
         try:
             while episode < args.episodes and not (args.stop_on_solve and solved_at is not None):
-                tick = time.perf_counter()
-                act_probs = (numpy_actor(policy) if device.type == "cpu" else None) or torch_probs
-                # -- collect a batch of episodes with the current policy --------------------------
-                obs_batch, act_batch, ret_batch, batch_returns = [], [], [], []
-                last_obs, last_idx = [], []  # truncated episodes: bootstrap from V(s_T)
-                for _ in range(min(args.batch_episodes, args.episodes - episode)):
-                    obs, _ = env.reset(seed=int(rng.integers(2**31)))
-                    rewards: list[float] = []
-                    terminated = truncated = False
-                    while not (terminated or truncated):
-                        a = sample_action(act_probs(np.asarray(obs)), rng.random())
-                        obs_batch.append(np.asarray(obs, dtype=info["obs_dtype"]))
-                        act_batch.append(a)
-                        obs, r, terminated, truncated, _ = env.step(a)
-                        rewards.append(float(r))
-                    ret_batch.append(rewards)
-                    if truncated and not terminated and args.baseline and args.bootstrap_truncated:
-                        last_obs.append(np.asarray(obs, dtype=info["obs_dtype"]))
-                        last_idx.append(len(ret_batch) - 1)
-                    total = float(sum(rewards))
-                    episode += 1
-                    env_steps += len(rewards)
-                    ema = update_ema(ema, total)
-                    history["return"].append(total)
-                    history["length"].append(len(rewards))
-                    history["ema"].append(ema)
-                    batch_returns.append(total)
-                    if solved_at is None and threshold is not None and ema >= threshold:
-                        solved_at = episode
-                    if args.stop_on_solve and solved_at is not None:
-                        break
+                with run.train_clock:
+                    act_probs = (numpy_actor(policy) if device.type == "cpu" else None) or torch_probs
+                    # -- collect a batch of episodes with the current policy --------------------------
+                    obs_batch, act_batch, ret_batch, batch_returns = [], [], [], []
+                    last_obs, last_idx = [], []  # truncated episodes: bootstrap from V(s_T)
+                    for _ in range(min(args.batch_episodes, args.episodes - episode)):
+                        obs, _ = env.reset(seed=int(rng.integers(2**31)))
+                        rewards: list[float] = []
+                        terminated = truncated = False
+                        while not (terminated or truncated):
+                            a = sample_action(act_probs(np.asarray(obs)), rng.random())
+                            obs_batch.append(np.asarray(obs, dtype=info["obs_dtype"]))
+                            act_batch.append(a)
+                            obs, r, terminated, truncated, _ = env.step(a)
+                            rewards.append(float(r))
+                        ret_batch.append(rewards)
+                        if truncated and not terminated and args.baseline and args.bootstrap_truncated:
+                            last_obs.append(np.asarray(obs, dtype=info["obs_dtype"]))
+                            last_idx.append(len(ret_batch) - 1)
+                        total = float(sum(rewards))
+                        episode += 1
+                        env_steps += len(rewards)
+                        ema = update_ema(ema, total)
+                        history["return"].append(total)
+                        history["length"].append(len(rewards))
+                        history["ema"].append(ema)
+                        batch_returns.append(total)
+                        if solved_at is None and threshold is not None and ema >= threshold:
+                            solved_at = episode
+                        if args.stop_on_solve and solved_at is not None:
+                            break
 
-                # -- one update of policy and value from the batch ------------------------------
-                stats = update(policy, value, pi_opt, v_opt, obs_batch, act_batch, ret_batch, last_obs, last_idx,
-                               args, device)
-                updates += 1
-                train_seconds += time.perf_counter() - tick
+                    # -- one update of policy and value from the batch ------------------------------
+                    stats = update(policy, value, pi_opt, v_opt, obs_batch, act_batch, ret_batch, last_obs,
+                                   last_idx, args, device)
+                    updates += 1
                 tracker.log({"return": float(np.mean(batch_returns)), "ema": ema, "episode": episode, **stats},
                             env_steps)
                 bar.update(episode - bar.n)
-                if args.checkpoint_every and episode // args.checkpoint_every > (episode - len(batch_returns)) \
-                        // args.checkpoint_every:
-                    save_checkpoint()
+                if run.due(episode - len(batch_returns), episode, args.checkpoint_every):
+                    run.save(env_steps, **counters())
         finally:
             bar.close()
             env.close()
-        save_checkpoint()
+        run.save(env_steps, **counters())
 
         # -- greedy evaluation, pictures, summary ---------------------------------------------------
-        returns, frames = evaluate(policy, args, device, args.eval_episodes, seed=10_000 * (args.seed + 1),
-                                   record=args.gif)
+        with run.after_clock:
+            eval_bar = tracker.progress(args.eval_episodes, unit="ep", desc="final evaluation")
+            returns, frames = evaluate(policy, args, device, args.eval_episodes, seed=10_000 * (args.seed + 1),
+                                       record=args.gif, bar=eval_bar)
+            eval_bar.close()
         from rlgen.rl import plots
 
         episodes_axis = np.arange(1, len(history["return"]) + 1)
@@ -420,9 +388,7 @@ def main(args: Args) -> dict[str, Any]:
             if gif is not None:
                 tracker.log_video("greedy_episode", gif)
         summary = {
-            "algo": ALGO, "env": args.env, "seed": args.seed, "env_steps": env_steps, "episodes": episode,
-            "updates": updates, "wall_seconds": round(wall_before + time.time() - started, 3),
-            "train_seconds": round(train_seconds, 3),
+            "env": args.env, "env_steps": env_steps, "episodes": episode, "updates": updates,
             "eval_return_mean": float(returns.mean()), "eval_return_std": float(returns.std()),
             "eval_episodes": args.eval_episodes, "reward_threshold": threshold, "solved_at_episode": solved_at,
             "final_ema_return": ema, "baseline": args.baseline,
@@ -431,10 +397,17 @@ def main(args: Args) -> dict[str, Any]:
                   if solved_at is not None else
                   f"not solved in {episode:,} episodes (moving average {ema:.1f}"
                   + (f", threshold {threshold:g})" if threshold is not None else ")"))
-        tracker.finish(summary, results=[
+        return run.finish(summary, results=[
             f"{solved}; greedy evaluation {summary['eval_return_mean']:.1f} ± {summary['eval_return_std']:.1f} "
             f"over {args.eval_episodes} episode{'s' if args.eval_episodes != 1 else ''}"])
-    return summary
+
+
+def _env_name(env: str) -> str:
+    """The full id for the default run folder's name (the check reports a bad name)."""
+    try:
+        return envlib.resolve_atari_id(env) if envlib.is_atari(env) else envlib.resolve_env_id(env)
+    except UsageError:
+        return env
 
 
 def update(policy: Net, value: Net | None, pi_opt: torch.optim.Optimizer, v_opt: torch.optim.Optimizer | None,
@@ -493,9 +466,9 @@ def update(policy: Net, value: Net | None, pi_opt: torch.optim.Optimizer, v_opt:
 
 
 def evaluate(policy: Net, args: Args, device: torch.device, episodes: int, seed: int,
-             record: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+             record: bool = False, bar: Any = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """Greedy (arg-max) returns of ``episodes`` episodes, episode i reset with ``seed + i``; with
-    ``record``, the rgb frames of the first one."""
+    ``record``, the rgb frames of the first one; ``bar`` (a progress bar) advances once per episode."""
     env = make_env(args, render=record)
     act: Callable[[np.ndarray], int] = lambda o: int(  # noqa: E731
         policy(torch.as_tensor(np.asarray(o)[None], device=device)).argmax(-1).item())
@@ -512,6 +485,8 @@ def evaluate(policy: Net, args: Args, device: torch.device, episodes: int, seed:
                 done = terminated or truncated
                 if record and i == 0:
                     frames.append(env.render())
+            if bar is not None:
+                bar.update(1)
     env.close()
     return returns, frames
 

@@ -29,7 +29,7 @@ The protocol, as in the AtariARI benchmark code (``atariari/benchmark``):
 
 Categories follow AtariARI's ``categorization.py`` naming rules (:func:`categories_of`).
 
-    python -m rlgen.selfsup.atari_probe --game Breakout --random-init
+    python -m rlgen.selfsup.atari_probe --game Breakout --random-init atari_cnn
     python -m rlgen.selfsup.atari_probe --game Pong --checkpoint runs/stdim-atari-frames_pong-...
 """
 
@@ -42,7 +42,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,9 +51,12 @@ from torch import nn
 from rlgen import cli
 from rlgen.data.atari_frames import RAM_ANNOTATIONS, load_atari_frames
 from rlgen.errors import UsageError
-from rlgen.track import Tracker, default_run_dir
-from rlgen.utils import pick_device, write_json
+from rlgen.lifecycle import Run
+from rlgen.selfsup.encoders import freeze
+from rlgen.track import RunArgs
+from rlgen.utils import write_json
 
+ALGO = "atari_probe"
 NUM_CLASSES = 256
 FRAME_SHAPE = (1, 210, 160)
 ENTROPY_THRESHOLD = 0.6
@@ -418,13 +420,14 @@ def probe_encoder(encoder: Any, game: str, frames: int = 50_000, seed: int = 0, 
                   lr: float = 3e-4, batch_size: int = 64, epochs: int = 100,
                   patience: int = 15, lr_plateau: bool = True, min_episode_length: int = MIN_EPISODE_LENGTH,
                   data: ProbeData | None = None, root: str | None = None,
-                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                  log: Callable[[str], None] | None = None, bar: Any = None) -> dict[str, Any]:
     """Run the AtariARI probe on a frozen encoder; returns per-variable, per-category and game F1.
 
     ``encoder`` is an ``nn.Module`` taking float frames in [0, 1] of shape (N, 1, 210, 160) and
     returning (N, D), or a FrozenEncoder (its ``prepare`` turns uint8 frames into the net's input);
     features are computed on the device the encoder's weights are on.
-    Pass ``data`` (from :func:`prepare_probe_data`) to probe several encoders on the same split.
+    Pass ``data`` (from :func:`prepare_probe_data`) to probe several encoders on the same split;
+    ``bar`` (a progress bar of ``epochs`` steps) advances once per probe epoch.
     """
     start = time.perf_counter()
     net, prepare, shape = _unpack_encoder(encoder)
@@ -449,6 +452,8 @@ def probe_encoder(encoder: Any, game: str, frames: int = 50_000, seed: int = 0, 
     tick = time.perf_counter()
 
     def epoch_log(epoch: int, acc: torch.Tensor, act: torch.Tensor) -> None:
+        if bar is not None:
+            bar.update(1)
         if epoch == 1 or epoch % 10 == 0:
             say(f"  epoch {epoch}: {len(act)} probes running, mean val acc {float(acc.mean()):.3f}")
 
@@ -502,17 +507,17 @@ def format_table(game: str, rows: dict[str, dict[str, Any]]) -> str:
 # Command line
 # ---------------------------------------------------------------------------------------------
 @dataclass
-class Args:
+class Args(RunArgs):
     game: str = "Breakout"
     """game with AtariARI RAM annotations: Breakout, Pong, SpaceInvaders, Boxing, MsPacman"""
     checkpoint: str | None = None
     """run folder (or checkpoint.pt) of a pretrained encoder to probe"""
-    random_init: bool = False
-    """probe a randomly initialised AtariCNN (the paper's 'random CNN' row) instead of a checkpoint"""
+    random_init: str | None = None
+    """instead of --checkpoint: a freshly initialised backbone of this name, seeded with --seed (atari_cnn: the
+    paper's 'random CNN' row)"""
     frames: int = 50_000
-    """frames collected with a random agent (the paper's 50,000), split 70/10/20 by episode"""
-    seed: int = 0
-    """seed of the episode split, the probes' initialisation and batch order (and the random-init encoder)"""
+    """frames collected with a random agent (the paper's 50,000), split 70/10/20 by episode (shuffled with --seed,
+    which also seeds the probes' initialisation and batch order)"""
     data_seed: int = 0
     """seed of the frame collection (atari-frames train split)"""
     epochs: int = 100
@@ -527,16 +532,10 @@ class Args:
     """AtariARI's ReduceLROnPlateau per probe (factor 0.2 after 5 epochs without progress)"""
     min_episode_length: int = MIN_EPISODE_LENGTH
     """episodes of at most this many frames are left out (AtariARI: 64)"""
-    device: str = "auto"
-    """auto, cpu or cuda (features; the probes themselves run on the CPU)"""
-    threads: int = 1
-    """torch CPU threads"""
     json: str | None = None
     """also write the summary to this JSON file"""
-    run_dir: str | None = None
-    """run folder (default runs/atari_probe-<game>-<time>)"""
-    wandb: str | None = "disabled"
-    """W&B mode: offline, online or disabled"""
+    resume: str | None = None
+    """not supported here: a probe has no training state to continue (run it again)"""
 
 
 def load_checkpoint_encoder(run_dir: str, device: torch.device) -> Any:
@@ -560,31 +559,36 @@ def held_out_unseen(run_dir: str, game: str, args: Args) -> bool | None:
     return bool(a["frames"] == args.frames and a["data_seed"] == args.data_seed and a["split_seed"] == args.seed)
 
 
+def check(args: Args) -> Args:
+    """The game and the choice of encoder; the numeric ranges are :func:`rlgen.cli.check_numbers`'s."""
+    if args.checkpoint and args.random_init:
+        raise UsageError("give either --checkpoint RUN_DIR or --random-init BACKBONE, not both")
+    if not args.checkpoint and not args.random_init:
+        raise UsageError("say which encoder to probe: --checkpoint RUN_DIR or --random-init BACKBONE "
+                         "(atari_cnn: the paper's random CNN)")
+    return dataclasses.replace(args, game=resolve_game(args.game))
+
+
 def main(args: Args) -> dict[str, Any]:
     """Probe one encoder on one game; print the table, write summary.json; return the summary."""
-    game = resolve_game(args.game)
-    if args.checkpoint and args.random_init:
-        raise UsageError("give either --checkpoint RUN_DIR or --random-init, not both")
-    if not args.checkpoint and not args.random_init:
-        raise UsageError("say which encoder to probe: --checkpoint RUN_DIR or --random-init")
-    for flag in ("frames", "epochs", "patience", "batch_size", "threads"):
-        if getattr(args, flag) < 1:
-            raise UsageError(f"--{flag.replace('_', '-')} {getattr(args, flag)} must be at least 1")
-    if args.lr <= 0:
-        raise UsageError(f"--lr {args.lr} must be positive")
-    torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    if args.resume:  # refused rather than ignored: an evaluation has nothing to continue
+        raise UsageError(f"--resume is not supported by atari_probe (a probe has no training state to continue); "
+                         f"run it again without --resume {args.resume}")
+    run = Run(args, ALGO, what=resolve_game(args.game), check=check)
+    args, device, game = run.args, run.device, run.args.game
     if args.random_init:
         from rlgen.nets import make_backbone
 
         torch.manual_seed(args.seed)
-        encoder: Any = make_backbone("atari_cnn", FRAME_SHAPE).to(device).eval()
-        label, algo = "random-init", "random_init"
+        net = make_backbone(args.random_init, FRAME_SHAPE).to(device).eval()
+        encoder: Any = freeze(net, scale_frames, FRAME_SHAPE, net.out_dim, "random_init",
+                              f"random-init {args.random_init} ({net.out_dim}-d)")
+        label = "random-init" if args.random_init == "atari_cnn" else f"random-init {args.random_init}"
     else:
         assert args.checkpoint is not None
         encoder = load_checkpoint_encoder(args.checkpoint, device)
-        label = algo = getattr(encoder, "algo", "checkpoint")
-    shape = tuple(getattr(encoder, "input_shape", FRAME_SHAPE))
+        label = encoder.algo
+    shape = tuple(encoder.input_shape)
     if shape != FRAME_SHAPE:
         raise UsageError(f"{args.checkpoint}: the encoder takes input shape {shape}; the Atari probes need "
                          f"{FRAME_SHAPE} (full 210×160 greyscale frames)")
@@ -593,23 +597,24 @@ def main(args: Args) -> dict[str, Any]:
         print(f"warning: {args.checkpoint} was pretrained on frames of {game} that may include this probe's "
               f"validation and test episodes (different --frames, --data-seed or split seed)", flush=True)
     data = prepare_probe_data(game, args.frames, args.seed, args.data_seed, args.min_episode_length)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir("atari_probe", game)
-    args = dataclasses.replace(args, game=game, run_dir=str(run_dir))
-    tracker = Tracker(run_dir, args, algo="atari_probe", wandb_mode=args.wandb)
-    with tracker:
-        res = probe_encoder(encoder, game, data=data, seed=args.seed, data_seed=args.data_seed,
-                            lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, patience=args.patience,
-                            lr_plateau=args.lr_plateau, log=lambda m: print(m, flush=True))
+    with run.start() as tracker:
+        with run.after_clock:  # all of a probe is evaluation
+            bar = tracker.progress(args.epochs, unit="epoch", desc="probes")
+            res = probe_encoder(encoder, game, data=data, seed=args.seed, data_seed=args.data_seed,
+                                lr=args.lr, batch_size=args.batch_size, epochs=args.epochs, patience=args.patience,
+                                lr_plateau=args.lr_plateau, log=lambda m: print(m, flush=True), bar=bar)
+            bar.close()
         print(format_table(game, {label: res}))
-        summary = {"encoder": label, "encoder_algo": algo, "checkpoint": args.checkpoint,
-                   "encoder_description": getattr(encoder, "description", "AtariCNN, random orthogonal init"),
+        summary = {"encoder": label, "encoder_algo": encoder.algo, "checkpoint": args.checkpoint,
+                   "encoder_description": encoder.description,
                    "pretraining_saw_only_probe_train_episodes": unseen, **res, "published": PUBLISHED.get(game, {})}
         tracker.log({"mean_f1": res["mean_f1"], **{f"f1/{k}": v for k, v in res["f1"].items()}}, step=0)
+        summary = run.finish(summary, results=[
+            f"{label} on {game}: mean weighted F1 {res['mean_f1']:.3f} (the mean over {len(res['category_f1'])} "
+            f"categories of {len(res['f1'])} RAM variables, test episodes)"])
         if args.json:
             write_json(args.json, summary)
-        results = [f"{label} on {game}: mean weighted F1 {res['mean_f1']:.3f} (the mean over {len(res['category_f1'])} "
-                   f"categories of {len(res['f1'])} RAM variables, test episodes)"]
-        return {**summary, "run_dir": str(tracker.finish(summary, results=results))}
+        return summary
 
 
 if __name__ == "__main__":

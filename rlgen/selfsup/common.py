@@ -1,10 +1,15 @@
 """Machinery the contrastive methods share: data, pairs of views, the kNN monitor, data parallelism,
-the learning-rate schedule and the encoder checkpoint format read by :mod:`rlgen.selfsup.encoders`."""
+the learning-rate schedule, the encoder checkpoint format read by :mod:`rlgen.selfsup.encoders`, and
+the pretraining loop itself (:func:`pretrain`): SimCLR and MoCo each bring their model, loss and update
+step (a :class:`Method`); the loop owns the data order, the schedule, logging, the kNN monitor,
+checkpoints and the end of the run."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +18,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from rlgen.data import load_dataset, save_grid
+from rlgen.data.core import resolve as resolve_data
 from rlgen.errors import UsageError
-from rlgen.selfsup.augment import Recipe, augment
+from rlgen.lifecycle import Run
+from rlgen.nets import BACKBONES
+from rlgen.selfsup.augment import Recipe, augment, default_recipe, recipe_by_name
 from rlgen.selfsup.losses import world
-from rlgen.utils import warmup_cosine
+from rlgen.utils import seed_everything, use_amp, warmup_cosine
 
 
 @dataclasses.dataclass
@@ -82,6 +90,11 @@ def local_slice(x: torch.Tensor) -> torch.Tensor:
         return x
     n = len(x) // size
     return x[rank * n: (rank + 1) * n]
+
+
+def launch_rank() -> int:
+    """This process's rank as ``torchrun`` gives it (0 without ``torchrun``), known before the group is joined."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def init_distributed(device_name: str) -> tuple[int, int, torch.device | None]:
@@ -212,21 +225,25 @@ def cosine_lr(base: float, progress: float, warmup: float = 0.05) -> float:
     return base * warmup_cosine(progress, warmup)
 
 
+def check_names(args: Any) -> None:
+    """``--data``, ``--backbone`` and ``--recipe`` name things that exist: a typo fails in one line, before any
+    data is loaded or anything written (``--recipe`` may also be ``auto``, and ``none`` where ``allow_none``)."""
+    resolve_data(args.data)
+    if args.backbone.lower().replace("-", "_") not in BACKBONES:
+        raise UsageError(f"unknown backbone {args.backbone!r}; known: {', '.join(sorted(BACKBONES))}")
+    if args.recipe not in ("auto", "none"):
+        recipe_by_name(args.recipe)
+
+
 def check_common(args: Any) -> None:
-    """The checks every pretraining command makes on its shared flags."""
-    for name in ("batch_size", "threads", "knn_every", "log_every", "max_gap"):
-        if getattr(args, name, 1) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
+    """The checks SimCLR and MoCo make beyond the numeric ranges (:func:`rlgen.cli.check_numbers`)."""
+    check_names(args)
+    if args.recipe == "none":
+        recipe_by_name(args.recipe)  # contrastive pairs need an augmentation
     if args.batch_size < 2:
         raise UsageError(f"--batch-size {args.batch_size}: a contrastive loss needs at least 2 images per batch")
-    if args.lr <= 0:
-        raise UsageError(f"--lr {args.lr} must be positive")
-    if args.total_steps < 1:
-        raise UsageError(f"--total-steps {args.total_steps} must be at least 1")
-    if args.minutes is not None and args.minutes <= 0:
-        raise UsageError(f"--minutes {args.minutes} must be positive")
-    if args.temperature <= 0:
-        raise UsageError(f"--temperature {args.temperature} must be positive")
+    if args.pairs == "temporal" and not args.data.lower().startswith("atari-frames:"):
+        raise UsageError(f"--pairs temporal needs frame data with episode ids (atari-frames:GAME), not {args.data!r}")
 
 
 def write_pictures(run_dir: Path, tracker: Any, history: dict[str, list[float]], images: torch.Tensor,
@@ -256,3 +273,156 @@ def pretraining_results(summary: dict[str, Any], loss_name: str) -> list[str]:
         lines.append(f"final {loss_name} loss {summary['final_loss']:.3f} nats (chance {summary['loss_chance']:.3f}) "
                      f"after {summary['steps']:,} steps, {summary['train_minutes']:.1f} min of training")
     return lines
+
+
+class EpochOrder:
+    """The data order: a fresh permutation of the training images every epoch, drawn from ``gen``.
+
+    Its state (the permutation and the place in it) goes into the checkpoint, so a resumed run continues
+    the saved epoch; drawing a new one would move the shared generator on and change every later view.
+    """
+
+    def __init__(self, n: int, gen: torch.Generator) -> None:
+        self.n, self.gen = n, gen
+        self.perm, self.pos = torch.randperm(n, generator=gen), 0
+
+    def next(self, batch_size: int) -> torch.Tensor:
+        """The indices of the next batch (a new epoch starts where the current one has too few left)."""
+        if self.pos + batch_size > len(self.perm):
+            self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        self.pos += batch_size
+        return self.perm[self.pos - batch_size: self.pos]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"perm": self.perm, "pos": self.pos}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.perm, self.pos = state["perm"], int(state["pos"])
+
+
+@dataclasses.dataclass
+class Setting:
+    """What a contrastive run has before it builds its model: processes, device, data, recipe, generator."""
+
+    size: int
+    """processes (1 without ``torchrun``)"""
+    device: torch.device
+    amp: bool
+    """bfloat16 autocast of the encoder (``--amp``)"""
+    data: PretrainData
+    recipe_name: str
+    recipe: Recipe
+    gen: torch.Generator
+    """the one CPU generator of batches and views, the same in every process (same seed)"""
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.data.train.shape[1:])
+
+
+def prepare(args: Any, run: Run) -> Setting:
+    """Join the process group, seed, load the data and pick the augmentation recipe (all before anything is
+    written: data that cannot be read fails here)."""
+    _, size, dist_device = init_distributed(args.device)
+    if args.batch_size % size:
+        raise UsageError(f"--batch-size {args.batch_size} must divide evenly over {size} processes")
+    device = dist_device or run.device
+    seed_everything(args.seed)
+    data = load_pretrain_data(args.data, device, args.frames)
+    recipe_name, recipe = default_recipe(args.data) if args.recipe == "auto" else (args.recipe,
+                                                                                     recipe_by_name(args.recipe))
+    return Setting(size, device, use_amp(args.amp, device), data, recipe_name, recipe,
+                   torch.Generator().manual_seed(args.seed))
+
+
+@dataclasses.dataclass
+class Method:
+    """What a contrastive method brings to :func:`pretrain`: its update step and how to report it."""
+
+    name: str
+    """for the loss plot's title (SimCLR, MoCo v2)"""
+    loss_name: str
+    """for the loss plot and the last lines (NT-Xent, InfoNCE)"""
+    encoder: torch.nn.Module
+    """the backbone that the kNN monitor and the probes judge (the projection head is not)"""
+    optimizer: torch.optim.Optimizer
+    """its learning rate follows the loop's schedule"""
+    step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    """one update from two views of the global batch (each process keeps its slice); returns the loss"""
+    chance: float
+    """the loss of features that tell nothing apart"""
+    keep: dict[str, Any]
+    """what the checkpoint keeps besides the loop's own state: model, optimizer, key encoder, queue ..."""
+    metrics: Callable[[], dict[str, float]] = dict
+    """numbers logged (and shown on the bar) with the loss, e.g. MoCo's queue fill"""
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """the method's own summary fields"""
+
+
+def pretrain(run: Run, args: Any, s: Setting, method: Method) -> dict[str, Any]:
+    """The loop SimCLR and MoCo share: batches in epoch order, two views each, the method's step under a warm-up +
+    cosine learning rate, the loss every ``--log-every`` steps, the kNN monitor every ``--knn-every``, a checkpoint
+    every ``--checkpoint-every``; then the final kNN monitor, the pictures and the summary (returned)."""
+    data, gen = s.data, s.gen
+    order = EpochOrder(len(data.train), gen)
+    step, history = run.restore(**method.keep, gen=gen, order=order, counters=dict(
+        step=0, history={"step": [], "loss": [], "knn_step": [], "knn": []}))
+    budget = args.minutes * 60 if args.minutes is not None else math.inf
+
+    def seconds_spent() -> float:
+        # Every process must agree on when the time budget ends (or the collectives deadlock) and on the lr.
+        return all_mean(run.train_clock.seconds) if args.minutes is not None else 0.0
+
+    def save() -> None:
+        run.save(step, history=history, image_shape=list(s.image_shape), encoder=method.encoder.state_dict())
+
+    with run.start(bar_keys=("loss", *method.metrics(), "knn_top1")) as tracker:
+        bar = tracker.progress(args.total_steps, initial=step)
+        running, seen = 0.0, 0
+        while step < args.total_steps and (spent := seconds_spent()) < budget:
+            with run.train_clock:  # the kNN monitor and checkpoints below are not pretraining
+                # The schedule follows the budget as it stands now: a run resumed with a larger --total-steps or
+                # --minutes stretches the rest of its cosine over the new budget.
+                for group in method.optimizer.param_groups:
+                    group["lr"] = cosine_lr(args.lr, max(step / args.total_steps, spent / budget))
+                idx = order.next(args.batch_size).to(s.device)
+                loss = method.step(*two_views(data.train, idx, s.recipe, gen, args.pairs, data.episode,
+                                              args.max_gap))
+            step += 1
+            running, seen = running + float(loss.detach()), seen + 1
+            # The kNN monitor keeps its own cadence: tied to the log steps it ran only when --knn-every was a
+            # multiple of --log-every.
+            log_now = step % args.log_every == 0 or step == args.total_steps
+            knn_now = step % args.knn_every == 0
+            if log_now or knn_now:
+                metrics: dict[str, Any] = {}
+                if log_now:
+                    metrics.update({"loss": all_mean(running / seen), "loss_chance": method.chance,
+                                    **method.metrics(), "lr": method.optimizer.param_groups[0]["lr"],
+                                    "train_minutes": run.train_clock.seconds / 60})
+                    running, seen = 0.0, 0
+                if knn_now:
+                    metrics["knn_top1"] = knn_accuracy(method.encoder, data)
+                record(tracker, history, step, metrics)
+            bar.update(1)
+            if run.due(step - 1, step, args.checkpoint_every):
+                save()
+        bar.close()
+        save()
+        with run.after_clock:
+            final = tracker.progress(1, desc="final kNN monitor")
+            knn = knn_accuracy(method.encoder, data)
+            final.update(1)
+            if run.lead:
+                write_pictures(run.run_dir, tracker, history, data.train, s.recipe, args.seed,
+                               title=f"{method.name} on {args.data}", ylabel=f"{method.loss_name} loss",
+                               chance=method.chance)
+        summary: dict[str, Any] = {
+            "data": args.data, "backbone": args.backbone, "steps": step, "batch_size": args.batch_size,
+            "processes": s.size, "temperature": args.temperature, **method.summary, "pairs": args.pairs,
+            "recipe": s.recipe_name, "recipe_detail": s.recipe.describe(), "amp": s.amp,
+            "train_minutes": round(run.train_clock.seconds / 60, 3),
+            "final_loss": history["loss"][-1] if history["loss"] else None, "loss_chance": method.chance,
+            "knn_top1": knn, "params": sum(p.numel() for p in method.encoder.parameters()),
+        }
+        return run.finish(summary, results=pretraining_results(summary, method.loss_name))

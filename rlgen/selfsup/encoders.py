@@ -82,11 +82,20 @@ class _Flat(nn.Module):
         return self.body(x).flatten(1)
 
 
+def image_shape_of(ckpt: dict[str, Any]) -> tuple[int, ...]:
+    """The input shape a checkpoint's encoder takes: ``image_shape`` (ST-DIM checkpoints written before it was
+    renamed say ``input_shape``, and still load)."""
+    shape = ckpt.get("image_shape", ckpt.get("input_shape"))
+    if shape is None:
+        raise UsageError(f"the {ckpt.get('algo')} checkpoint records no image_shape; start a new run")
+    return tuple(int(n) for n in shape)
+
+
 def _from_vae(ckpt: dict[str, Any], device: torch.device) -> FrozenEncoder:
     from rlgen.gen.vae import sampler_from_checkpoint
 
     vae = sampler_from_checkpoint(ckpt, device)
-    shape = tuple(ckpt["image_shape"])
+    shape = image_shape_of(ckpt)
     # The VAE saw binarized pixels as ±1 (bernoulli) or 8-bit levels in [−1, 1] (logistic).
     prepare = _binary_signed if vae.likelihood == "bernoulli" else _signed
     return freeze(vae.encoder, prepare, shape, vae.encoder.out_dim, "vae",
@@ -97,7 +106,7 @@ def _from_gan(ckpt: dict[str, Any], device: torch.device) -> FrozenEncoder:
     from rlgen.gen.gan import Discriminator
 
     a = ckpt["args"]
-    shape = tuple(ckpt["image_shape"])
+    shape = image_shape_of(ckpt)
     disc = Discriminator(a["arch"], shape, a["width"])  # type: ignore[arg-type]
     disc.load_state_dict(ckpt["discriminator"])
     trunk = _Flat(nn.Sequential(*list(disc.net.children())[:-1])).to(device)
@@ -133,7 +142,7 @@ def backbone_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> Froz
     from rlgen.nets import make_backbone
 
     a = ckpt["args"]
-    shape = tuple(ckpt["image_shape"])
+    shape = image_shape_of(ckpt)
     net = make_backbone(a["backbone"], shape)
     net.load_state_dict(ckpt["encoder"])
     return freeze(net.to(device), unit, shape, net.out_dim, ckpt["algo"],

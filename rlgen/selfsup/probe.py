@@ -22,20 +22,22 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from rlgen import cli
+from rlgen.cli import BIG, Range
 from rlgen.data import load_dataset
+from rlgen.data.core import resolve as resolve_data
 from rlgen.errors import UsageError
 from rlgen.gen.common import resize
+from rlgen.lifecycle import Run
+from rlgen.nets import BACKBONES
 from rlgen.selfsup.common import knn_predict
 from rlgen.selfsup.encoders import FrozenEncoder, freeze, load_encoder, unit
-from rlgen.track import RunArgs, Tracker, default_run_dir
-from rlgen.utils import pick_device
+from rlgen.track import RunArgs
 
 ALGO = "probe"
 L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2)
@@ -43,6 +45,9 @@ L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2)
 
 @dataclasses.dataclass
 class Args(RunArgs):
+    THREADS: ClassVar[int] = 2
+    LIMITS: ClassVar[dict[str, Range]] = {"image_size": Range(4, BIG)}
+
     checkpoint: str | None = None
     """run folder (or checkpoint file) of any rlgen encoder: simclr, moco, supervised, vae, gan, dqn, stdim"""
     random_init: str | None = None
@@ -57,12 +62,6 @@ class Args(RunArgs):
     """neighbours that vote in the kNN probe"""
     knn_tau: float = 0.1
     """temperature of the kNN vote weights"""
-    seed: int = 0
-    """seed for the random-init encoder and the validation split"""
-    device: str = "auto"
-    """auto, cpu or cuda"""
-    threads: int = 2
-    """torch CPU threads"""
     resume: str | None = None
     """not supported here: a probe has no training state to continue (it takes seconds; run it again)"""
 
@@ -166,25 +165,31 @@ def probe_data(data: str, image_size: int | None) -> tuple[torch.Tensor, torch.T
                          f"rlgen.selfsup.atari_probe for Atari frames")
     xs = [train.images, test.images]
     if image_size is not None:
-        if image_size < 4:
-            raise UsageError(f"--image-size {image_size} must be at least 4")
         xs = [resize(x, image_size) for x in xs]
     return xs[0], train.labels, xs[1], test.labels
+
+
+def check(args: Args) -> Args:
+    """Before any data is loaded: one source of features, and names that exist."""
+    if sum([args.checkpoint is not None, args.random_init is not None, args.raw]) != 1:
+        raise UsageError("give exactly one of --checkpoint RUN_DIR, --random-init BACKBONE or --raw")
+    resolve_data(args.data)
+    if args.random_init is not None and args.random_init.lower().replace("-", "_") not in BACKBONES:
+        raise UsageError(f"unknown backbone {args.random_init!r}; known: {', '.join(sorted(BACKBONES))}")
+    return args
 
 
 def main(args: Args) -> dict[str, Any]:
     """Probe one encoder; returns the summary also written to ``summary.json``."""
     if args.resume:
-        # Refused rather than ignored: ignoring it silently wrote a fresh run to a new folder.
+        # An evaluation has nothing to continue; refused rather than ignored (that silently wrote a fresh run).
         raise UsageError(f"--resume is not supported by probe (a probe has no training state to continue); "
                          f"run it again without --resume {args.resume}")
-    if args.knn_k < 1 or args.knn_tau <= 0:
-        raise UsageError(f"--knn-k {args.knn_k} must be ≥ 1 and --knn-tau {args.knn_tau} positive")
-    torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    run = Run(args, ALGO, what=args.data, check=check)
+    args = run.args
     # Fail on a bad encoder before touching the data, and on mismatched data before any work.
     train_x, train_y, test_x, test_y = probe_data(args.data, args.image_size)
-    enc = build_encoder(args, tuple(train_x.shape[1:]), device)
+    enc = build_encoder(args, tuple(train_x.shape[1:]), run.device)
     if tuple(train_x.shape[1:]) != tuple(enc.input_shape):
         hint = ""
         if len(enc.input_shape) == 3 and enc.input_shape[0] == train_x.shape[1] \
@@ -192,26 +197,27 @@ def main(args: Args) -> dict[str, Any]:
             hint = f"; pass --image-size {enc.input_shape[1]} to resize"
         raise UsageError(f"the {enc.algo} encoder takes images of shape {tuple(enc.input_shape)}, but {args.data} "
                          f"gives {tuple(train_x.shape[1:])}{hint}")
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO, args.data)
-    args = dataclasses.replace(args, run_dir=str(run_dir))
-    tracker = Tracker.for_run(run_dir, args, algo=ALGO)
-    with tracker:
-        start = time.perf_counter()
-        ftr, fte = enc.features(train_x), enc.features(test_x)
-        extract = time.perf_counter() - start
-        lin = linear_probe(ftr, train_y, fte, test_y, seed=args.seed)
-        knn = knn_probe(ftr, train_y, fte, test_y, args.knn_k, args.knn_tau)
-        summary: dict[str, Any] = {
-            "algo": ALGO, "encoder": enc.algo, "encoder_description": enc.description, "checkpoint": args.checkpoint,
-            "data": args.data, "train_images": len(train_x), "test_images": len(test_x), "feature_dim": ftr.shape[1],
-            "linear_top1": lin["top1"], "linear_l2": lin["l2"], "knn_top1": knn, "knn_k": args.knn_k,
-            "knn_tau": args.knn_tau, "extract_seconds": round(extract, 2),
-            "wall_seconds": round(time.time() - tracker.start_time, 2),
-        }
+    with run.start() as tracker:
+        with run.after_clock:  # a probe is all evaluation: no training clock runs
+            bar = tracker.progress(3, unit="stage", desc="probe")
+            start = time.perf_counter()
+            ftr, fte = enc.features(train_x), enc.features(test_x)
+            extract = time.perf_counter() - start
+            bar.update(1)
+            lin = linear_probe(ftr, train_y, fte, test_y, seed=args.seed)
+            bar.update(1)
+            knn = knn_probe(ftr, train_y, fte, test_y, args.knn_k, args.knn_tau)
+            bar.update(1)
         tracker.log({"linear_top1": lin["top1"], "knn_top1": knn}, 0)
-        tracker.finish(summary, results=[f"{enc.description} on {args.data}: linear top-1 {100 * lin['top1']:.1f}% / "
-                                         f"{args.knn_k}-NN top-1 {100 * knn:.1f}% (test split)"])
-    return summary
+        summary: dict[str, Any] = {
+            "encoder": enc.algo, "encoder_description": enc.description, "checkpoint": args.checkpoint,
+            "data": args.data, "train_images": len(train_x), "test_images": len(test_x),
+            "feature_dim": ftr.shape[1], "linear_top1": lin["top1"], "linear_l2": lin["l2"], "knn_top1": knn,
+            "knn_k": args.knn_k, "knn_tau": args.knn_tau, "extract_seconds": round(extract, 2),
+        }
+        return run.finish(summary, results=[f"{enc.description} on {args.data}: linear top-1 "
+                                            f"{100 * lin['top1']:.1f}% / {args.knn_k}-NN top-1 {100 * knn:.1f}% "
+                                            f"(test split)"])
 
 
 if __name__ == "__main__":

@@ -17,43 +17,28 @@ episode instead of two views of one frame (as in ST-DIM and ATC).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import math
-import time
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
-from rlgen import checkpoint, cli
-from rlgen.errors import UsageError
+from rlgen import cli
+from rlgen.lifecycle import Run
 from rlgen.nets import ProjectionHead, make_backbone
-from rlgen.selfsup.augment import default_recipe, recipe_by_name
-from rlgen.selfsup.common import (
-    all_mean,
-    check_common,
-    cosine_lr,
-    global_batchnorm,
-    init_distributed,
-    knn_accuracy,
-    load_pretrain_data,
-    local_slice,
-    pretraining_results,
-    record,
-    two_views,
-    write_pictures,
-)
+from rlgen.selfsup.common import Method, check_common, global_batchnorm, launch_rank, local_slice, prepare, pretrain
 from rlgen.selfsup.losses import NTXentLoss
-from rlgen.track import RunArgs, Tracker, default_run_dir
-from rlgen.utils import pick_device, rng_state, seed_everything, set_rng_state, use_amp
+from rlgen.track import RunArgs
 
 ALGO = "simclr"
+# What a continued run may change: its budget, its logging and monitor cadence.
+RESUME_CHANGEABLE = frozenset({"total_steps", "minutes", "checkpoint_every", "log_every", "knn_every"})
 
 
 @dataclasses.dataclass
 class Args(RunArgs):
+    THREADS: ClassVar[int] = 2
+
     data: str = "mnist5k"
     """dataset (mnist5k, mnist, fashion-mnist, cifar10, faces, folder:PATH, atari-frames:GAME)"""
     backbone: str = "convnet"
@@ -72,10 +57,6 @@ class Args(RunArgs):
     """projection head hidden width"""
     proj_dim: int = 128
     """projection head output width (the space NT-Xent works in)"""
-    seed: int = 0
-    """seed for initialisation, batches and every augmentation"""
-    device: str = "auto"
-    """auto, cpu or cuda"""
     total_steps: int = 3000
     """optimizer steps (sets the learning-rate schedule)"""
     minutes: float | None = None
@@ -92,16 +73,12 @@ class Args(RunArgs):
     """steps between logged losses"""
     checkpoint_every: int = 1000
     """steps between checkpoints (0: only at the end)"""
-    threads: int = 2
-    """torch CPU threads per process"""
     amp: Literal["auto", "on", "off"] = "auto"
     """bfloat16 autocast for the encoder (auto: on CUDA and on CPUs with bf16 matrix units); the loss stays float32"""
 
 
 def resolve(args: Args) -> Args:
     check_common(args)
-    if args.recipe != "auto":
-        recipe_by_name(args.recipe)
     return args
 
 
@@ -119,127 +96,29 @@ class SimCLR(nn.Module):
 
 def main(args: Args) -> dict[str, Any]:
     """Pretrain; returns the summary that is also written to ``summary.json`` (by process 0)."""
-    ckpt = None
-    if args.resume:
-        args, ckpt = checkpoint.resume_args(Args, args, ALGO)
-    args = resolve(args)
-    rank, size, dist_device = init_distributed(args.device)
-    if args.batch_size % size:
-        raise UsageError(f"--batch-size {args.batch_size} must divide evenly over {size} processes")
-    torch.set_num_threads(args.threads)
-    device = dist_device or pick_device(args.device)
-    amp = use_amp(args.amp, device)
-    seed_everything(args.seed)
-    data = load_pretrain_data(args.data, device, args.frames)
-    if args.pairs == "temporal" and data.episode is None:
-        raise UsageError(f"--pairs temporal needs frame data with episode ids (atari-frames:GAME), not {args.data!r}")
-    image_shape = tuple(data.train.shape[1:])
-    recipe_name, recipe = default_recipe(args.data) if args.recipe == "auto" else (args.recipe,
-                                                                                     recipe_by_name(args.recipe))
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO, args.data)
-    args = dataclasses.replace(args, run_dir=str(run_dir))
-
-    model = SimCLR(args.backbone, image_shape, args.proj_hidden, args.proj_dim).to(device)
-    if size > 1:
-        model = global_batchnorm(model, device)
-        net: nn.Module = nn.parallel.DistributedDataParallel(model)
-    else:
-        net = model
+    run = Run(args, ALGO, what=args.data, changeable=RESUME_CHANGEABLE, check=resolve, lead=launch_rank() == 0)
+    args = run.args
+    s = prepare(args, run)
+    model = SimCLR(args.backbone, s.image_shape, args.proj_hidden, args.proj_dim).to(s.device)
+    # Under torchrun: BatchNorm statistics over the global batch, gradients averaged over processes.
+    net = nn.parallel.DistributedDataParallel(global_batchnorm(model, s.device)) if s.size > 1 else model
     loss_fn = NTXentLoss(args.temperature)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    # Batches and views come from one CPU generator that every process shares (same seed).
-    gen = torch.Generator().manual_seed(args.seed)
-    step, train_seconds = 0, 0.0
-    history: dict[str, list[float]] = {"step": [], "loss": [], "knn_step": [], "knn": []}
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        step, train_seconds = ckpt["step"], ckpt["train_seconds"]
-        history = {k: v.tolist() for k, v in ckpt["history"].items()}
-        set_rng_state(ckpt["rng"])
-        gen.set_state(ckpt["gen"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
 
-    lead = rank == 0
-    tracker = Tracker.for_run(run_dir, args, algo=ALGO, resume_step=step if ckpt else None,
-                              bar_keys=("loss", "knn_top1")) if lead else None
+    def step(v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+        """Embed this process's slice of both views; NT-Xent gathers the others' as negatives."""
+        with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.amp):
+            z1, z2 = net(local_slice(v1)), net(local_slice(v2))
+        loss = loss_fn(z1.float(), z2.float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss
 
-    def save_checkpoint() -> None:
-        if lead:
-            checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=dataclasses.asdict(args), step=step,
-                            image_shape=list(image_shape), encoder=model.encoder.state_dict(),
-                            model=model.state_dict(), optimizer=opt.state_dict(), train_seconds=train_seconds,
-                            history={k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
-                            rng=rng_state(), gen=gen.get_state(), perm=perm, pos=pos)
-
-    chance = NTXentLoss.chance(args.batch_size)
-    budget = args.minutes * 60 if args.minutes is not None else math.inf
-    # A resumed run continues the saved epoch order (drawing a new one would move the generator on).
-    perm, pos = (ckpt["perm"], ckpt["pos"]) if ckpt is not None else (torch.randperm(len(data.train), generator=gen), 0)
-    # Non-lead processes have no tracker; for them the block guards nothing.
-    with tracker if tracker is not None else contextlib.nullcontext():
-        bar = tracker.progress(args.total_steps, initial=step) if tracker else None
-        running, seen = 0.0, 0
-        net.train()
-        try:
-            while step < args.total_steps and train_seconds < budget:
-                tick = time.perf_counter()
-                progress = max(step / args.total_steps, train_seconds / budget)
-                for group in opt.param_groups:
-                    group["lr"] = cosine_lr(args.lr, progress)
-                if pos + args.batch_size > len(perm):
-                    perm, pos = torch.randperm(len(data.train), generator=gen), 0
-                idx = perm[pos: pos + args.batch_size].to(device)
-                pos += args.batch_size
-                v1, v2 = two_views(data.train, idx, recipe, gen, args.pairs, data.episode, args.max_gap)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    z1, z2 = net(local_slice(v1)), net(local_slice(v2))
-                loss = loss_fn(z1.float(), z2.float())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                running, seen = running + float(loss.detach()), seen + 1
-                # Every process must agree on when the time budget ends, or the collectives deadlock.
-                # The kNN monitor below is not pretraining, so it stays out of the clock.
-                train_seconds += all_mean(time.perf_counter() - tick) if size > 1 else time.perf_counter() - tick
-                # The kNN monitor keeps its own cadence: tied to the log steps it ran only when --knn-every was a
-                # multiple of --log-every.
-                log_now = step % args.log_every == 0 or step == args.total_steps
-                knn_now = step % args.knn_every == 0
-                if log_now or knn_now:
-                    metrics: dict[str, Any] = {}
-                    if log_now:
-                        metrics.update({"loss": all_mean(running / seen), "loss_chance": chance,
-                                        "lr": opt.param_groups[0]["lr"],
-                                        "train_minutes": train_seconds / 60})
-                        running, seen = 0.0, 0
-                    if knn_now:
-                        metrics["knn_top1"] = knn_accuracy(model.encoder, data)
-                    if tracker:
-                        record(tracker, history, step, metrics)
-                if bar:
-                    bar.update(1)
-                if args.checkpoint_every and step % args.checkpoint_every == 0:
-                    save_checkpoint()
-        finally:
-            if bar:
-                bar.close()
-        save_checkpoint()
-        knn = knn_accuracy(model.encoder, data)
-        summary: dict[str, Any] = {
-            "algo": ALGO, "data": args.data, "backbone": args.backbone, "seed": args.seed, "steps": step,
-            "batch_size": args.batch_size, "processes": size, "temperature": args.temperature, "pairs": args.pairs,
-            "recipe": recipe_name, "recipe_detail": recipe.describe(), "amp_bf16": amp,
-            "train_seconds": round(train_seconds, 2), "train_minutes": round(train_seconds / 60, 3),
-            "final_loss": history["loss"][-1] if history["loss"] else None, "loss_chance": chance,
-            "knn_top1": knn, "params": sum(p.numel() for p in model.encoder.parameters()),
-        }
-        if tracker:
-            summary["wall_seconds"] = round(time.time() - tracker.start_time, 2)
-            write_pictures(run_dir, tracker, history, data.train, recipe, args.seed, title=f"SimCLR on {args.data}",
-                           ylabel="NT-Xent loss", chance=chance)
-            tracker.finish(summary, results=pretraining_results(summary, "NT-Xent"))
-    return summary
+    net.train()
+    return pretrain(run, args, s, Method("SimCLR", "NT-Xent", model.encoder, optimizer, step,
+                                         chance=NTXentLoss.chance(args.batch_size),
+                                         keep=dict(model=model, optimizer=optimizer)))
 
 
 if __name__ == "__main__":

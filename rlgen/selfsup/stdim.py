@@ -24,12 +24,9 @@ here); the InfoNCE scores are computed in float32.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -38,9 +35,10 @@ from torch import nn
 
 from rlgen import checkpoint, cli
 from rlgen.errors import UsageError
+from rlgen.lifecycle import Run
 from rlgen.nets import AtariCNN
-from rlgen.track import RunArgs, Tracker, default_run_dir
-from rlgen.utils import bf16_cpu, pick_device, rng_state, seed_everything, set_rng_state
+from rlgen.track import RunArgs
+from rlgen.utils import seed_everything, use_amp
 
 ALGO = "stdim"
 FRAME_SHAPE = (1, 210, 160)
@@ -66,20 +64,19 @@ class Args(RunArgs):
     """pairs per update (each anchor's negatives are the other pairs)"""
     lr: float = 3e-4
     """Adam learning rate (the paper's)"""
-    seed: int = 0
-    """seed of the initialisation and of the pairs drawn"""
-    device: str = "auto"
-    """auto, cpu or cuda"""
-    threads: int = 1
-    """torch CPU threads"""
-    amp: bool | None = None
-    """bfloat16 autocast for the encoder (default: on where the CPU has bf16 units, or on CUDA)"""
+    amp: Literal["auto", "on", "off"] = "auto"
+    """bfloat16 autocast for the encoder (auto: on where the CPU has bf16 units, or on CUDA)"""
     log_every: int = 50
     """updates between logged loss averages"""
     checkpoint_every: int = 1000
     """updates between checkpoints (0: only at the end)"""
     probe: bool = False
     """at the end, run the AtariARI probe on the same frames and split (a few minutes) and record its F1"""
+
+
+# Flags a continued run may change: the budgets (a larger one trains on from the checkpoint; no schedule depends
+# on it), the cadences, and the probe that runs only at the end.
+RESUME_CHANGEABLE = frozenset({"minutes", "total_steps", "checkpoint_every", "log_every", "probe"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,22 +182,12 @@ def load_pairs(args: Args) -> tuple[torch.Tensor, torch.Tensor, dict[str, int]]:
 
 
 def resolve(args: Args) -> Args:
+    """The checks the numeric ranges (:func:`rlgen.cli.check_numbers`) do not cover; UsageError on bad input."""
     game_of(args.data)
-    for name in ("frames", "gap", "batch_size", "threads", "log_every"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
     if args.batch_size < 2:
         raise UsageError(f"--batch-size {args.batch_size}: InfoNCE needs at least 2 pairs (the others are negatives)")
-    if args.lr <= 0:
-        raise UsageError(f"--lr {args.lr} must be positive")
     if args.minutes is None and args.total_steps is None:
         raise UsageError("give --minutes or --total-steps (or both): nothing else ends the run")
-    if args.minutes is not None and args.minutes <= 0:
-        raise UsageError(f"--minutes {args.minutes} must be positive")
-    if args.total_steps is not None and args.total_steps < 1:
-        raise UsageError(f"--total-steps {args.total_steps} must be at least 1")
-    if args.checkpoint_every < 0:
-        raise UsageError(f"--checkpoint-every {args.checkpoint_every} must be 0 (end only) or positive")
     return args
 
 
@@ -209,9 +196,9 @@ def resolve(args: Args) -> Args:
 # ---------------------------------------------------------------------------------------------
 def encoder_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> Any:
     """The pretrained AtariCNN of an ST-DIM checkpoint as a frozen encoder (:mod:`rlgen.selfsup.encoders`)."""
-    from rlgen.selfsup.encoders import freeze, unit
+    from rlgen.selfsup.encoders import freeze, image_shape_of, unit
 
-    shape = tuple(ckpt["input_shape"])
+    shape = image_shape_of(ckpt)
     net = AtariCNN(shape)
     net.load_state_dict(ckpt["encoder"])
     return freeze(net.to(device), unit, shape, net.out_dim, ALGO,
@@ -223,16 +210,10 @@ def encoder_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> Any:
 # ---------------------------------------------------------------------------------------------
 def main(args: Args) -> dict[str, Any]:
     """Pretrain; returns the summary that is also written to ``summary.json``."""
-    ckpt = None
-    if args.resume:
-        args, ckpt = checkpoint.resume_args(Args, args, ALGO)
-    args = resolve(args)
-    frames, anchors, counts = load_pairs(args)
-    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(ALGO, args.data)
-    args = dataclasses.replace(args, run_dir=str(run_dir))
-    torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    amp = args.amp if args.amp is not None else (device.type == "cuda" or bf16_cpu())
+    run = Run(args, ALGO, what=args.data, changeable=RESUME_CHANGEABLE, check=resolve)
+    args, device, run_dir = run.args, run.device, run.run_dir
+    frames, anchors, counts = load_pairs(args)  # a missing or too small collection fails here, nothing written
+    amp = use_amp(args.amp, device)
     seed_everything(args.seed)
     pair_gen = torch.Generator().manual_seed(args.seed)
 
@@ -240,33 +221,17 @@ def main(args: Args) -> dict[str, Any]:
     # oneDNN's preferred layout: with bf16 it roughly halves the conv time on a CPU.
     model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    step, train_seconds = 0, 0.0
-    history: dict[str, list[float]] = {"step": [], "loss": [], "global_local": [], "local_local": []}
-    if ckpt is not None:
-        model.encoder.load_state_dict(ckpt["encoder"])
-        model.global_local.load_state_dict(ckpt["global_local"])
-        model.local_local.load_state_dict(ckpt["local_local"])
-        opt.load_state_dict(ckpt["optimizer"])
-        step, train_seconds = ckpt["step"], ckpt["train_seconds"]
-        history = {k: v.tolist() for k, v in ckpt["history"].items()}
-        set_rng_state(ckpt["rng"])
-        pair_gen.set_state(ckpt["pair_rng"])
+    step, history = run.restore(encoder=model.encoder, global_local=model.global_local,
+                                local_local=model.local_local, optimizer=opt, pair_rng=pair_gen,
+                                counters=dict(step=0, history={"step": [], "loss": [], "global_local": [],
+                                                               "local_local": []}))
+    image_shape = list(frames.shape[1:])
 
-    tracker = Tracker.for_run(run_dir, args, algo=ALGO, resume_step=step if ckpt else None,
-                              bar_keys=("loss", "global_local", "local_local"))
-    with tracker:
+    with run.start(bar_keys=("loss", "global_local", "local_local")) as tracker:
         chance = 2 * math.log(args.batch_size)
         print(f"ST-DIM on {args.data}: {counts['pairs']} pairs from {counts['train_episodes']} train episodes "
               f"({counts['train_frames']} frames), batch {args.batch_size}, bf16 autocast {'on' if amp else 'off'}; "
               f"loss at chance {chance:.3f}", flush=True)
-
-        def save_checkpoint() -> None:
-            checkpoint.save(checkpoint.checkpoint_path(run_dir), algo=ALGO, args=asdict(args), step=step,
-                            input_shape=list(frames.shape[1:]), encoder=model.encoder.state_dict(),
-                            global_local=model.global_local.state_dict(), local_local=model.local_local.state_dict(),
-                            optimizer=opt.state_dict(), train_seconds=train_seconds,
-                            history={k: torch.tensor(v, dtype=torch.float64) for k, v in history.items()},
-                            rng=rng_state(), pair_rng=pair_gen.get_state())
 
         def batch() -> tuple[torch.Tensor, torch.Tensor]:
             t = anchors[torch.randint(len(anchors), (args.batch_size,), generator=pair_gen)]
@@ -280,18 +245,17 @@ def main(args: Args) -> dict[str, Any]:
         window = np.zeros(3)
         in_window = 0
         model.train()
-        tick = time.perf_counter()
-        start_seconds, start_step = train_seconds, step
+        start_seconds, start_step = run.train_clock.seconds, step
         try:
-            while step < max_steps and train_seconds < budget:
-                x_t, x_next = batch()
-                loss_gl, loss_ll = model(x_t, x_next, amp)
-                loss = loss_gl + loss_ll
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+            while step < max_steps and run.train_clock.seconds < budget:
+                with run.train_clock:
+                    x_t, x_next = batch()
+                    loss_gl, loss_ll = model(x_t, x_next, amp)
+                    loss = loss_gl + loss_ll
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
                 step += 1
-                train_seconds = start_seconds + time.perf_counter() - tick
                 window += [float(loss.detach()), float(loss_gl.detach()), float(loss_ll.detach())]
                 in_window += 1
                 bar.update(1)
@@ -300,13 +264,14 @@ def main(args: Args) -> dict[str, Any]:
                     history["step"].append(step)
                     for key, value in zip(("loss", "global_local", "local_local"), mean):
                         history[key].append(float(value))
+                    seconds = run.train_clock.seconds
                     tracker.log({"loss": mean[0], "global_local": mean[1], "local_local": mean[2],
-                                 "train_minutes": train_seconds / 60,
-                                 "steps_per_second": (step - start_step) / max(train_seconds - start_seconds, 1e-9)},
+                                 "train_minutes": seconds / 60,
+                                 "steps_per_second": (step - start_step) / max(seconds - start_seconds, 1e-9)},
                                 step)
                     window[:], in_window = 0.0, 0
-                if args.checkpoint_every and step % args.checkpoint_every == 0:
-                    save_checkpoint()
+                if run.due(step - 1, step, args.checkpoint_every):
+                    run.save(step, image_shape=image_shape, history=history)
         finally:
             bar.close()
         if in_window:  # the last, partial window
@@ -314,18 +279,19 @@ def main(args: Args) -> dict[str, Any]:
             history["step"].append(step)
             for key, value in zip(("loss", "global_local", "local_local"), mean):
                 history[key].append(float(value))
-        save_checkpoint()
+        run.save(step, image_shape=image_shape, history=history)
 
+        train_seconds = run.train_clock.seconds
         summary: dict[str, Any] = {
-            "algo": ALGO, "data": args.data, "seed": args.seed, "split_seed": args.split_seed,
+            "data": args.data, "split_seed": args.split_seed,
             "data_seed": args.data_seed, "frames": args.frames, "gap": args.gap, "batch_size": args.batch_size,
             "lr": args.lr, "amp": amp, "steps": step, "pairs_seen": step * args.batch_size,
-            "train_seconds": round(train_seconds, 2), "train_minutes": round(train_seconds / 60, 3),
+            "train_minutes": round(train_seconds / 60, 3),
             "steps_per_second": round(step / max(train_seconds, 1e-9), 3),
             "final_loss": history["loss"][-1] if history["loss"] else None,
             "final_global_local": history["global_local"][-1] if history["loss"] else None,
             "final_local_local": history["local_local"][-1] if history["loss"] else None,
-            "chance_loss": round(chance, 4), **counts,
+            "loss_chance": round(chance, 4), **counts,
         }
         if history["step"]:
             from rlgen.gen.common import save_curves
@@ -337,21 +303,22 @@ def main(args: Args) -> dict[str, Any]:
                                 f"chance (2 ln {args.batch_size})": ([0, step], [chance, chance])},
                                xlabel="update", ylabel="InfoNCE loss (nats)", title=f"ST-DIM on {args.data}")
             tracker.log_image("loss_curve", path)
-        if args.probe:
-            from rlgen.selfsup.atari_probe import format_table, probe_encoder
-
-            frozen = encoder_from_checkpoint(checkpoint.load(run_dir, algo=ALGO), device)
-            res = probe_encoder(frozen, game_of(args.data), frames=args.frames, seed=args.split_seed,
-                                data_seed=args.data_seed, log=lambda m: print(m, flush=True))
-            print(format_table(res["game"], {f"ST-DIM {summary['train_minutes']:.1f} min": res}))
-            summary.update(probe_mean_f1=res["mean_f1"], probe_category_f1=res["category_f1"], probe_f1=res["f1"],
-                           probe_seconds=res["seconds"]["total"])
-        summary["wall_seconds"] = round(time.time() - tracker.start_time, 2)
         results = [f"final InfoNCE loss {summary['final_loss']:.3f} nats (chance {chance:.3f}) after {step:,} steps, "
                    f"{summary['train_minutes']:.1f} min of training"] if summary["final_loss"] is not None else []
         if args.probe:
+            from rlgen.selfsup.atari_probe import format_table, probe_encoder
+
+            with run.after_clock:
+                frozen = encoder_from_checkpoint(checkpoint.load(run_dir, algo=ALGO), device)
+                probe_bar = tracker.progress(100, unit="epoch", desc="final evaluation (AtariARI probe)")
+                res = probe_encoder(frozen, game_of(args.data), frames=args.frames, seed=args.split_seed,
+                                    data_seed=args.data_seed, log=lambda m: print(m, flush=True), bar=probe_bar)
+                probe_bar.close()
+            print(format_table(res["game"], {f"ST-DIM {summary['train_minutes']:.1f} min": res}))
+            summary.update(probe_mean_f1=res["mean_f1"], probe_category_f1=res["category_f1"], probe_f1=res["f1"],
+                           probe_seconds=res["seconds"]["total"])
             results.append(f"AtariARI probe: mean weighted F1 {summary['probe_mean_f1']:.3f} on {game_of(args.data)}")
-        return {**summary, "run_dir": str(tracker.finish(summary, results=results))}
+        return run.finish(summary, results=results)
 
 
 if __name__ == "__main__":
