@@ -236,6 +236,32 @@ def run(main: Callable[[T], Any], cls: type[T], argv: Sequence[str] | None = Non
         raise
 
 
+def describe_default(tables: dict[str, dict[str, Any]], name: str, generic: str = "default",
+                     none: str = "none", labels: dict[str, str] | None = None) -> str:
+    """A field's defaults from a per-environment (or per-dataset) table in words, for ``--help``: e.g.
+    "50,000 for CartPole-v1; 10,000,000 for Atari; 100,000 otherwise". ``generic`` is the row that applies
+    elsewhere; ``labels`` renames rows (``{"atari": "Atari"}``); ``none`` is what an unset value means."""
+    def show(v: Any) -> str:
+        if v is None or v == "":
+            return none
+        if isinstance(v, bool):
+            return "on" if v else "off"
+        if isinstance(v, int):
+            return f"{v:,}"
+        return str(v)
+
+    labels = {"atari": "Atari", **(labels or {})}
+    base = tables[generic].get(name)
+    by_value: dict[str, list[str]] = {}
+    for key, row in tables.items():
+        if key != generic and name in row and row[name] != base:
+            by_value.setdefault(show(row[name]), []).append(labels.get(key, key))
+    parts = [f"{v} for {', '.join(keys)}" for v, keys in by_value.items()]
+    if name not in tables[generic]:
+        return "; ".join(parts) if parts else none
+    return "; ".join([*parts, f"{show(base)} otherwise"]) if parts else show(base)
+
+
 def int_list(text: str, flag: str, example: str = "128,128") -> tuple[int, ...]:
     """``"32,64"`` → ``(32, 64)``; anything else (empty, non-integer, < 1) is a UsageError naming ``--flag``."""
     try:

@@ -198,22 +198,7 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def describe_default(name: str) -> str:
     """One field's defaults in words, e.g. "50,000 for CartPole-v1; 10,000,000 for Atari; 100,000 otherwise"."""
-    def show(v: Any) -> str:
-        if v is None:
-            return {"lr_end": "--lr (constant)"}.get(name, "none")
-        if isinstance(v, bool):
-            return "on" if v else "off"
-        if isinstance(v, int):
-            return f"{v:,}"
-        return str(v) if v != "" else "none"
-
-    generic = ENV_DEFAULTS["default"][name]
-    by_value: dict[str, list[str]] = {}
-    for key, table in ENV_DEFAULTS.items():
-        if key != "default" and name in table and table[name] != generic:
-            by_value.setdefault(show(table[name]), []).append("Atari" if key == "atari" else key)
-    parts = [f"{v} for {', '.join(keys)}" for v, keys in by_value.items()]
-    return "; ".join([*parts, f"{show(generic)} otherwise"]) if parts else show(generic)
+    return cli.describe_default(ENV_DEFAULTS, name, none="--lr (constant)" if name == "lr_end" else "none")
 
 
 def resolve_args(args: Args) -> Args:

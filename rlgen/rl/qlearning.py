@@ -57,7 +57,7 @@ class Args(RunArgs):
     env: str = "FrozenLake"
     """environment: a short name (FrozenLake, FrozenLake8x8, Taxi, CliffWalking, CartPole) or a gymnasium id"""
     episodes: int | None = None
-    """training episodes (default: per environment, see DEFAULTS)"""
+    """training episodes"""
     lr: float | None = None
     """learning rate α (the initial α for the decaying schedules)"""
     lr_schedule: Literal["constant", "linear", "visits"] | None = None
@@ -82,7 +82,7 @@ class Args(RunArgs):
     """bounds per dimension as lo:hi pairs, written with '=' as the value starts with '-':
     --bounds=-2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5 (default: the space's own bounds)"""
     max_episode_steps: int | None = None
-    """cap on episode length (default: the registry's time limit, or per-environment)"""
+    """cap on episode length (the registry's time limit where the table has none)"""
     eval_episodes: int | None = None
     """greedy evaluation episodes at the end (default 1000; 100 for CartPole)"""
     value_iteration: bool = False
@@ -101,6 +101,13 @@ class Args(RunArgs):
     # α is a step size toward the TD target: above 1 it overshoots; ω = 0 would not decay at all.
     LIMITS: ClassVar[dict[str, Range]] = {"lr": Range(0, 1, open_lo=True), "lr_end": Range(0, 1, open_lo=True),
                                           "lr_power": Range(0, cli.BIG, open_lo=True)}
+
+    @classmethod
+    def help_defaults(cls) -> dict[str, str]:
+        """``--help``'s defaults for the fields :data:`DEFAULTS` fills in, per environment where they differ."""
+        return {**super().help_defaults(),
+                **{name: cli.describe_default(DEFAULTS, name, generic="*", none="the environment's own")
+                   for name in RESOLVED}}
 
 
 # Flags a continued run may change: the budget, the cadences and what is written only at the end. The ε and

@@ -55,7 +55,7 @@ class Args(RunArgs):
     env: str = "CartPole"
     """environment: a short name (CartPole, Acrobot, Pong, ...) or a gymnasium / ALE id"""
     episodes: int | None = None
-    """training episodes at most (default: per environment)"""
+    """training episodes at most"""
     lr: float | None = None
     """Adam learning rate of the policy"""
     value_lr: float | None = None
@@ -92,6 +92,13 @@ class Args(RunArgs):
     """save a checkpoint every this many episodes, at update boundaries (0: only at the end)"""
     gif: bool = True
     """write a GIF of one greedy episode at the end"""
+
+    @classmethod
+    def help_defaults(cls) -> dict[str, str]:
+        """``--help``'s defaults for the fields :data:`DEFAULTS` fills in, per environment where they differ."""
+        return {**super().help_defaults(),
+                **{name: cli.describe_default(DEFAULTS, name, generic="*", none="the environment's own")
+                   for name in RESOLVED}}
 
 
 # Flags a continued run may change: the budget, the checkpoint cadence, the solved rule's stopping and what is
