@@ -325,26 +325,6 @@ def test_stdim_resume_after_kill_gives_the_same_encoder(tmp_path, kill_after_sav
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_stdim_resume_with_a_larger_budget_ends_exactly_there(run_dir, kill_after_saves, bad_input):
-    arm, disarm = kill_after_saves
-    arm(1)  # killed right after the checkpoint at step 3
-    with pytest.raises(KeyboardInterrupt):
-        stdim.main(stdim.Args(run_dir=str(run_dir), total_steps=6, checkpoint_every=3, **TINY))
-    disarm()
-    before = (run_dir / "checkpoint.pt").read_bytes()
-    bad_input(stdim.main, stdim.Args, ["--resume", str(run_dir), "--batch-size", "8"], "--batch-size")
-    assert (run_dir / "checkpoint.pt").read_bytes() == before
-    s = stdim.main(stdim.Args(resume=str(run_dir), total_steps=9))
-    assert s["steps"] == 9 and s["resumes"] == 1 and s["amp"] is False
-    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 9
-    ckpt = checkpoint.load(run_dir, algo="stdim")
-    assert ckpt["step"] == 9 and ckpt["image_shape"] == [1, 210, 160] and "input_shape" not in ckpt
-    # A checkpoint written before the rename (input_shape) still gives its encoder.
-    old = {k: v for k, v in ckpt.items() if k != "image_shape"}
-    old["input_shape"] = [1, 210, 160]
-    assert stdim.encoder_from_checkpoint(old, torch.device("cpu")).input_shape == (1, 210, 160)
-
-
 def test_stdim_cli_usage_errors(bad_input):
     bad_input(stdim.main, stdim.Args, ["--data", "mnist5k"], "ST-DIM trains on Atari frames")
     bad_input(stdim.main, stdim.Args, ["--data", "atari-frames:zork"], "no AtariARI RAM annotations")

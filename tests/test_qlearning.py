@@ -201,19 +201,3 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, bad_input):
     run_dir = tmp_path / "never"
     bad_input(ql.main, ql.Args, [*argv, "--run-dir", str(run_dir)], message)
     assert not run_dir.exists()
-
-
-def test_resume_with_a_larger_budget_ends_exactly_there(run_dir, kill_after_saves, bad_input):
-    common = dict(env="FrozenLake", slippery=False, seed=2, eval_episodes=20, gif=False)
-    arm, disarm = kill_after_saves
-    arm(1)  # killed right after the checkpoint at episode 200
-    with pytest.raises(KeyboardInterrupt):
-        ql.main(ql.Args(run_dir=str(run_dir), episodes=500, checkpoint_every=200, **common))
-    disarm()
-    before = (run_dir / "checkpoint.pt").read_bytes()
-    # A flag that changes what is learned: one line, exit 2, the checkpoint untouched.
-    bad_input(ql.main, ql.Args, ["--resume", str(run_dir), "--gamma", "0.5"], "--gamma")
-    assert (run_dir / "checkpoint.pt").read_bytes() == before
-    s = ql.main(ql.Args(resume=str(run_dir), episodes=700))
-    assert s["episodes"] == 700 and s["resumes"] == 1
-    assert json.loads((run_dir / "summary.json").read_text())["episodes"] == 700
