@@ -121,7 +121,8 @@ class Args(RunArgs):
     total_steps: int | None = None
     """generator updates (default: per dataset)"""
     epochs: float | None = None
-    """train for this many passes over the data instead of --total-steps (D sees k real batches per step)"""
+    """train for this many passes over the data instead of --total-steps (D sees k real batches per step;
+    default: --total-steps decides)"""
     minutes: float | None = None
     """wall-clock training budget in minutes (the training loop, grids and checkpoints included; not data loading
     or the final scoring): stop at the first step boundary past it (default: per dataset)"""

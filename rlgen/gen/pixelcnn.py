@@ -100,7 +100,7 @@ class Args(RunArgs):
     """training epochs at most (with --minutes, whichever ends first)"""
     minutes: float | None = None
     """wall-clock training budget in minutes: training stops at the first batch boundary past it, and the
-    learning-rate schedule runs over the budget instead of the epochs"""
+    learning-rate schedule runs over the budget instead of the epochs (default: no time limit)"""
     schedule: Literal["cosine", "constant"] = "cosine"
     """learning rate: linear warm-up then cosine decay to zero over the run, or constant"""
     warmup: float = 0.03
@@ -113,7 +113,7 @@ class Args(RunArgs):
     """decay of an exponential moving average of the weights (Polyak averaging, as in PixelCNN++, Salimans
     et al. 2017), which is what gets validated, tested, sampled and saved; 0: the raw weights"""
     train_limit: int | None = None
-    """train on only this many training images (after the validation split), for quick checks"""
+    """train on only this many training images (after the validation split), for quick checks (default: all)"""
     val_size: int = 0
     """images held out from the training split (never the test split) to pick the best epoch by; 0: none"""
     eval_every: int = 1

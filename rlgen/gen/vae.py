@@ -76,7 +76,7 @@ class Args(RunArgs):
     epochs: int = 80
     """passes over the training split (sets the one-cycle learning-rate schedule; a resume with more stretches it)"""
     minutes: float | None = None
-    """also stop at the first minibatch after this much training wall time"""
+    """also stop at the first minibatch after this much training wall time (default: no time limit)"""
     batch_size: int = 64
     """minibatch size"""
     lr: float = 2e-3

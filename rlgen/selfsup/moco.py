@@ -69,7 +69,7 @@ class Args(RunArgs):
     total_steps: int = 3000
     """optimizer steps (sets the learning-rate schedule)"""
     minutes: float | None = None
-    """pretraining wall-time budget; when given, the schedule follows elapsed time instead of steps"""
+    """pretraining wall-time budget; when given, the schedule follows elapsed time (default: no time limit)"""
     batch_size: int = 256
     """global batch (pairs per step, over all processes)"""
     lr: float = 2e-3

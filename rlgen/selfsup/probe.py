@@ -57,7 +57,7 @@ class Args(RunArgs):
     data: str = "mnist5k"
     """labelled dataset to probe on (train split to fit, test split to score)"""
     image_size: int | None = None
-    """resize the data to this many pixels square (when the encoder was trained at another size)"""
+    """resize the data to this many pixels square, for an encoder trained at another size (default: native size)"""
     knn_k: int = 20
     """neighbours that vote in the kNN probe"""
     knn_tau: float = 0.1

@@ -59,7 +59,7 @@ class Args(RunArgs):
     minutes: float | None = 30.0
     """stop after this much training wall time (none: only --total-steps)"""
     total_steps: int | None = None
-    """stop after this many updates (none: only --minutes)"""
+    """stop after this many updates (default: none, only --minutes)"""
     batch_size: int = 64
     """pairs per update (each anchor's negatives are the other pairs)"""
     lr: float = 3e-4

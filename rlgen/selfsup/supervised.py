@@ -45,7 +45,7 @@ class Args(RunArgs):
     total_steps: int = 2000
     """optimizer steps (sets the learning-rate schedule)"""
     minutes: float | None = None
-    """training wall-time budget; when given, the schedule follows elapsed time instead of steps"""
+    """training wall-time budget; when given, the schedule follows elapsed time (default: no time limit)"""
     batch_size: int = 256
     """minibatch size"""
     lr: float = 2e-3
