@@ -287,3 +287,57 @@ def test_benchmark_quick_json(tmp_path, capsys, monkeypatch):
     assert result["conditions"]["threads"] == 1
     out = capsys.readouterr().out
     assert "ratio" in out and "forward+backward" in out
+
+
+# -- DrQ's shift and intensity noise ------------------------------------------------------------------
+def _shift_by_hand(img: torch.Tensor, dy: int, dx: int, pad: int, edge: bool) -> torch.Tensor:
+    """One image moved by (dy − pad, dx − pad): each output pixel read from the clamped (edge) or zero-filled
+    source, one pixel at a time."""
+    c, h, w = img.shape
+    out = torch.zeros_like(img)
+    for i in range(h):
+        for j in range(w):
+            si, sj = i + dy - pad, j + dx - pad
+            if edge:
+                out[:, i, j] = img[:, min(max(si, 0), h - 1), min(max(sj, 0), w - 1)]
+            elif 0 <= si < h and 0 <= sj < w:
+                out[:, i, j] = img[:, si, sj]
+    return out
+
+
+@pytest.mark.parametrize("fill", ["zeros", "edge"])
+def test_random_shift_matches_a_pixel_by_pixel_reference(fill):
+    from rlgen.selfsup.augment import random_shift
+
+    x = torch.rand(6, 4, 9, 11, generator=torch.Generator().manual_seed(0))
+    out = random_shift(x, 3, torch.Generator().manual_seed(5), fill=fill)
+    dy, dx = torch.randint(0, 7, (2, 6, 1), generator=torch.Generator().manual_seed(5))
+    for k in range(6):
+        assert torch.equal(out[k], _shift_by_hand(x[k], int(dy[k]), int(dx[k]), 3, fill == "edge"))
+    assert out.shape == x.shape and len({(int(a), int(b)) for a, b in zip(dy, dx)}) > 1
+
+
+def test_random_shift_keeps_uint8_frames_and_all_channels_move_together():
+    from rlgen.selfsup.augment import random_shift
+
+    frame = torch.randint(0, 256, (1, 1, 12, 12), dtype=torch.uint8).expand(5, 4, 12, 12).contiguous()
+    out = random_shift(frame, 4, torch.Generator().manual_seed(1), fill="edge")
+    assert out.dtype == torch.uint8
+    assert all(torch.equal(out[k, 0], out[k, c]) for k in range(5) for c in range(4))
+
+
+def test_intensity_noise_and_drq_augment_by_hand_and_reproducible():
+    from rlgen.selfsup.augment import drq_augment, intensity_noise, random_shift
+
+    x = torch.rand(8, 4, 10, 10, generator=torch.Generator().manual_seed(2))
+    out = intensity_noise(x, 0.05, torch.Generator().manual_seed(3))
+    r = torch.randn(8, generator=torch.Generator().manual_seed(3)).clamp(-2, 2)
+    assert torch.allclose(out, x * (1 + 0.05 * r)[:, None, None, None])
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    a = drq_augment(x, g1)
+    assert torch.equal(a, intensity_noise(random_shift(x, 4, g2, fill="edge"), 0.05, g2))
+    assert torch.equal(a, drq_augment(x, torch.Generator().manual_seed(4)))
+    ratio = a.sum(dim=(1, 2, 3)) / random_shift(x, 4, torch.Generator().manual_seed(4), fill="edge").sum(dim=(1, 2, 3))
+    assert ((ratio - 1).abs() <= 0.1 + 1e-6).all()  # |0.05 · clip(r, −2, 2)| ≤ 0.1
+    with pytest.raises(UsageError):
+        random_shift(x, 2, g1, fill="wrap")

@@ -49,6 +49,7 @@ from rlgen.errors import UsageError
 from rlgen.gen.common import binarize, latent_walk, load_images, save_curves, save_gif, to_uint8_frames
 from rlgen.lifecycle import Run
 from rlgen.nets import MLP, ConvDecoder, ConvEncoder
+from rlgen.selfsup.augment import random_shift
 from rlgen.track import RunArgs
 from rlgen.utils import seed_everything
 
@@ -228,18 +229,6 @@ class VAE(nn.Module):
         device = next(self.parameters()).device
         z = torch.randn(n, self.latent_dim, generator=generator)
         return self.decode(z.to(device)).cpu()
-
-
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by its own (dy, dx) in [−max_shift, max_shift], filling with zeros, in one gather."""
-    if max_shift <= 0:
-        return x
-    b, c, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4)
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b, 1), generator=generator).to(x.device)
-    rows = (dy + torch.arange(h, device=x.device))[:, :, None]
-    cols = (dx + torch.arange(w, device=x.device))[:, None, :]
-    return padded[torch.arange(b, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
 
 
 def _ints(text: str, flag: str) -> tuple[int, ...]:

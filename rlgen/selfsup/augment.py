@@ -1,4 +1,5 @@
-"""Batched image augmentations for contrastive learning, run as tensor operations on any device.
+"""Batched image augmentations for contrastive learning, DQN and generative models, run as tensor operations on
+any device.
 
 Every random draw comes from one ``torch.Generator`` on the CPU (one (N, k) draw per operation),
 so a seed gives the same views on the CPU and on a GPU; the pixel work itself runs where the
@@ -15,6 +16,11 @@ a random one; hue is a rotation of the chroma plane in YIQ space rather than an 
 same idea, linear, so it batches); and saturation, hue and (in :func:`augment`) grayscale are
 one colour matrix, clamped to [0, 1] once after all three rather than after each (brightness and
 contrast clamp after each, as PIL does).
+
+The augmentation of data-efficient RL from pixels (DrQ: Kostrikov, Yarats & Fergus 2021; DrQ(ε): Agarwal et
+al. 2021) is :func:`drq_augment`: a random shift of each image by up to 4 pixels with the edge pixels
+repeated (:func:`random_shift`), then a random scaling of its intensity (:func:`intensity_noise`). The VAE
+uses :func:`random_shift` with zero fill as its regulariser.
 
 On the CPU the batch-sized temporaries (the float copy of uint8 input, the sampling grid, the
 blur's and the colour matrix's inputs) live in buffers kept per thread and reused from call to
@@ -412,3 +418,39 @@ def augment(images: torch.Tensor, recipe: Recipe, gen: torch.Generator,
     if recipe.blur_p > 0:
         x = _gaussian_blur_(x, recipe.blur_sigma, recipe.blur_p, gen)
     return x
+
+
+def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator,
+                 fill: str = "zeros") -> torch.Tensor:
+    """Translate each image of ``x`` (N, C, H, W) by its own (dy, dx), each uniform in [−max_shift, max_shift],
+    in one gather; every channel of an image (e.g. stacked frames) moves together. ``fill`` is ``zeros`` or
+    ``edge`` (the border pixels repeated, as DrQ pads). Returns a new tensor of the same shape and dtype.
+
+    Dopamine's DrQ(ε) draws its crop offset from [0, 2·pad) (shifts −4..3); this draws [0, 2·pad] (−4..4), the
+    symmetric range of the DrQ paper's reference."""
+    if fill not in ("zeros", "edge"):
+        raise UsageError(f"shift fill {fill!r} is not one of zeros, edge")
+    if max_shift <= 0:
+        return x
+    b, _, h, w = x.shape
+    pad = (max_shift,) * 4
+    # replicate padding needs a float tensor; zero padding keeps uint8 frames as they are
+    padded = F.pad(x, pad) if fill == "zeros" else F.pad(x.float(), pad, mode="replicate").to(x.dtype)
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b, 1), generator=gen).to(x.device)
+    rows = (dy + torch.arange(h, device=x.device))[:, :, None]
+    cols = (dx + torch.arange(w, device=x.device))[:, None, :]
+    return padded[torch.arange(b, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+
+
+def intensity_noise(x: torch.Tensor, scale: float, gen: torch.Generator) -> torch.Tensor:
+    """Scale each image by 1 + scale·clip(r, −2, 2) with r ~ N(0, 1) per image (Schwarzer et al. 2021, as
+    DrQ(ε) uses it with scale 0.05); ``x`` is float."""
+    r = torch.randn(x.shape[0], *([1] * (x.dim() - 1)), generator=gen).to(x.device, x.dtype)
+    return x * (1.0 + scale * r.clamp(-2.0, 2.0))
+
+
+def drq_augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, scale: float = 0.05) -> torch.Tensor:
+    """DrQ(ε)'s augmentation of replayed observations (float frames in [0, 1], (N, C, H, W)): a random shift by
+    up to ``pad`` pixels with edge fill, then intensity noise of ``scale``."""
+    return intensity_noise(random_shift(x, pad, gen, fill="edge"), scale, gen)
+
