@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -117,12 +117,13 @@ class Run(Generic[A]):
     """One training run's folder, resume, clocks, checkpoints and ending (see the module docstring).
 
     It also sets torch's threads (``--threads``, else the command's ``THREADS``) and picks ``device``.
-    ``check(args) -> args`` is the command's own validation (filling per-environment defaults); it runs after
+    ``what`` names the default run folder (``runs/<algo>-<what>-<time>``): a string, or a function of the checked
+    args. ``check(args) -> args`` is the command's own validation (filling per-environment defaults); it runs after
     the resumed args are restored, so a continued run is checked like a new one. ``lead=False`` (the other
     processes of a distributed run) keeps clocks and restores state but writes nothing.
     """
 
-    def __init__(self, args: A, algo: str, *, what: str, changeable: Iterable[str] = (),
+    def __init__(self, args: A, algo: str, *, what: str | Callable[[A], str], changeable: Iterable[str] = (),
                  check: Any = None, lead: bool = True) -> None:
         self.algo, self.lead = algo, lead
         self.ckpt: dict[str, Any] | None = None
@@ -137,6 +138,8 @@ class Run(Generic[A]):
         threads = getattr(args, "threads", 0)
         torch.set_num_threads(threads or os.cpu_count() or 1)
         self.device = pick_device(getattr(args, "device", "cpu"))
+        if callable(what):
+            what = what(args)  # named from the checked args, e.g. the environment's full id
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(algo, what)  # type: ignore[attr-defined]
         self.args: A = dataclasses.replace(args, run_dir=str(run_dir))  # type: ignore[type-var]
         self.run_dir = run_dir

@@ -596,7 +596,7 @@ def main(args: Args) -> dict[str, Any]:
         return a
 
     algo = "value_iteration" if args.value_iteration and not args.resume else ALGO
-    run = Run(args, algo, what=_env_name(args.env), changeable=RESUME_CHANGEABLE, check=check)
+    run = Run(args, algo, what=lambda a: a.env, changeable=RESUME_CHANGEABLE, check=check)
     args, problem, run_dir = run.args, problems[-1], run.run_dir
 
     rng = seed_everything(args.seed)
@@ -697,14 +697,6 @@ def main(args: Args) -> dict[str, Any]:
             if gif is not None:
                 tracker.log_video("greedy_episode", gif)
         return run.finish(summary, results=qlearning_results(summary))
-
-
-def _env_name(env: str) -> str:
-    """The gymnasium id for the default run folder's name (the check reports a bad name)."""
-    try:
-        return envlib.resolve_env_id(env)
-    except UsageError:
-        return env
 
 
 def qlearning_results(summary: dict[str, Any]) -> list[str]:

@@ -301,7 +301,7 @@ def main(args: Args) -> dict[str, Any]:
         infos.append(info)
         return a
 
-    run = Run(args, ALGO, what=_env_name(args.env), changeable=RESUME_CHANGEABLE, check=check)
+    run = Run(args, ALGO, what=lambda a: a.env, changeable=RESUME_CHANGEABLE, check=check)
     args, info, device, run_dir = run.args, infos[-1], run.device, run.run_dir
 
     rng = seed_everything(args.seed)
@@ -407,14 +407,6 @@ def main(args: Args) -> dict[str, Any]:
         return run.finish(summary, results=[
             f"{solved}; greedy evaluation {summary['eval_return_mean']:.1f} ± {summary['eval_return_std']:.1f} "
             f"over {args.eval_episodes} episode{'s' if args.eval_episodes != 1 else ''}"])
-
-
-def _env_name(env: str) -> str:
-    """The full id for the default run folder's name (the check reports a bad name)."""
-    try:
-        return envlib.resolve_atari_id(env) if envlib.is_atari(env) else envlib.resolve_env_id(env)
-    except UsageError:
-        return env
 
 
 def update(policy: Net, value: Net | None, pi_opt: torch.optim.Optimizer, v_opt: torch.optim.Optimizer | None,
