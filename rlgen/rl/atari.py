@@ -43,6 +43,31 @@ from rlgen.rl.envs import resolve_atari_id
 STICKY_ACTION_PROB = 0.25
 """Machado et al. (2018)'s recommended ``repeat_action_probability``."""
 
+# (random, human) scores of the 26 Atari 100k games, the reference points of the human-normalised score
+# (score − random) / (human − random); the values of Mnih et al. 2015 / Badia et al. 2020 as Dopamine's
+# labs/atari_100k/normalization_utils.py lists them.
+RANDOM_HUMAN: dict[str, tuple[float, float]] = {
+    "Alien": (227.8, 7127.7), "Amidar": (5.8, 1719.5), "Assault": (222.4, 742.0), "Asterix": (210.0, 8503.3),
+    "BankHeist": (14.2, 753.1), "BattleZone": (2360.0, 37187.5), "Boxing": (0.1, 12.1), "Breakout": (1.7, 30.5),
+    "ChopperCommand": (811.0, 7387.8), "CrazyClimber": (10780.5, 35829.4), "DemonAttack": (152.1, 1971.0),
+    "Freeway": (0.0, 29.6), "Frostbite": (65.2, 4334.7), "Gopher": (257.6, 2412.5), "Hero": (1027.0, 30826.4),
+    "Jamesbond": (29.0, 302.8), "Kangaroo": (52.0, 3035.0), "Krull": (1598.0, 2665.5),
+    "KungFuMaster": (258.5, 22736.3), "MsPacman": (307.3, 6951.6), "Pong": (-20.7, 14.6),
+    "PrivateEye": (24.9, 69571.3), "Qbert": (163.9, 13455.0), "RoadRunner": (11.5, 7845.0),
+    "Seaquest": (68.4, 42054.7), "UpNDown": (533.4, 11693.2),
+}
+
+
+def game_name(env_id_or_name: str) -> str:
+    """``ALE/Breakout-v5`` or ``Breakout`` → ``Breakout``."""
+    return resolve_atari_id(env_id_or_name).removeprefix("ALE/").rsplit("-v", 1)[0]
+
+
+def human_normalized(env_id_or_name: str, score: float) -> float | None:
+    """(score − random) / (human − random) for a game of :data:`RANDOM_HUMAN`, else None."""
+    ref = RANDOM_HUMAN.get(game_name(env_id_or_name))
+    return None if ref is None else (score - ref[0]) / (ref[1] - ref[0])
+
 
 def atari_rom_name(env_id_or_name: str) -> str:
     """ROM name that ale-py's vector env wants: ``Breakout``/``ALE/Breakout-v5`` → ``breakout``."""
@@ -299,6 +324,7 @@ class AtariPreprocess(gym.Wrapper):
         self.terminal_on_life_loss = terminal_on_life_loss
         meanings = env.unwrapped.get_action_meanings()
         self.fire_action = meanings.index("FIRE") if fire_reset and "FIRE" in meanings else None
+        self._action_set = env.unwrapped._action_set
         height, width = self.ale.getScreenDims()
         self._buffers = np.zeros((2, height, width), dtype=np.uint8)
         # float32, columns first: closest to OpenCV's INTER_AREA (measured: about one pixel in 150,000 differs).
@@ -332,10 +358,13 @@ class AtariPreprocess(gym.Wrapper):
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Repeat ``action`` for ``frame_skip`` frames; the reward is the raw sum."""
-        total, terminated, truncated, info = 0.0, False, False, {}
+        total, terminated, truncated = 0.0, False, False
+        # ALE directly, as the ALE env's own step does it with frameskip 1, minus the screen copy and info dict
+        # it builds for every frame: that halves the time of an evaluation step.
+        ale_action = self._action_set[int(action)]
         for t in range(self.frame_skip):
-            _, reward, terminated, truncated, info = self.env.step(action)
-            total += float(reward)
+            total += float(self.ale.act(ale_action))
+            terminated, truncated = self.ale.game_over(with_truncation=False), self.ale.game_truncated()
             # A lost life does not cut the repeat short: ale-py's vector env (episodic_life=False) plays on.
             if terminated or truncated:
                 break
@@ -352,7 +381,8 @@ class AtariPreprocess(gym.Wrapper):
             terminated = True
         self._last_obs = self._observe()
         return self._last_obs, total, bool(terminated), bool(truncated) and not terminated, \
-            {**info, "game_over": self.game_over, "life_lost": life_lost}
+            {"lives": lives, "episode_frame_number": self.ale.getEpisodeFrameNumber(),
+             "frame_number": self.ale.getFrameNumber(), "game_over": self.game_over, "life_lost": life_lost}
 
     def _observe(self) -> np.ndarray:
         pooled = torch.from_numpy(np.maximum(self._buffers[0], self._buffers[1]).astype(np.float32))
@@ -362,13 +392,16 @@ class AtariPreprocess(gym.Wrapper):
 
 def make_atari_env(env_id_or_name: str, seed: int | None = None, *, sticky_actions: bool = False,
                    episodic_life: bool = False, render: bool = False, noop_max: int = 30, frame_skip: int = 4,
-                   stack: int = 4, screen_size: int = 84, max_episode_frames: int = 108_000) -> gym.Env:
+                   stack: int = 4, screen_size: int = 84, max_episode_frames: int = 108_000,
+                   fresh_stack_on_life_loss: bool = False) -> gym.Env:
     """One Atari game for evaluation and video, preprocessed like :func:`make_atari_vector_env`.
 
     Observations are (stack, H, W) uint8 with zeros before the episode's first frame. ``render=True``
     makes ``env.render()`` return the real RGB game screen (210×160×3) for videos. ``seed`` is used by
     the first ``reset()`` unless that call passes its own. Rewards are raw; by default (evaluation) a
-    lost life does not end the episode, so an episode is a whole game.
+    lost life does not end the episode, so an episode is a whole game. ``fresh_stack_on_life_loss``
+    starts the stack afresh (older frames zero) after a lost life while the game goes on: what an agent
+    trained with ``episodic_life`` saw after each lost life (Dopamine resets its agent's stack there too).
     """
     import ale_py
 
@@ -379,10 +412,23 @@ def make_atari_env(env_id_or_name: str, seed: int | None = None, *, sticky_actio
                    full_action_space=False, max_num_frames_per_episode=max_episode_frames,
                    render_mode="rgb_array" if render else None)
     env = AtariPreprocess(env, noop_max=noop_max, frame_skip=frame_skip, screen_size=screen_size,
-                          terminal_on_life_loss=episodic_life)
+                          terminal_on_life_loss=episodic_life or fresh_stack_on_life_loss)
     # Zero padding, as ale-py's vector env (and the replay) do at the start of an episode.
     env = gym.wrappers.FrameStackObservation(env, stack, padding_type="zero")
+    if fresh_stack_on_life_loss and not episodic_life:
+        env = _FreshStackOnLifeLoss(env)
     return _FirstResetSeed(env, seed) if seed is not None else env
+
+
+class _FreshStackOnLifeLoss(gym.Wrapper):
+    """A lost life restarts the frame stack (the preprocessor's life-loss reset) but not the episode."""
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated and not info["game_over"]:
+            obs, _ = self.env.reset()  # the same game, from the current screen, older frames zeroed
+            terminated = False
+        return obs, reward, terminated, truncated, info
 
 
 class _FirstResetSeed(gym.Wrapper):

@@ -22,8 +22,14 @@ raw game scores are reported, a lost life ending a training episode), the Nature
 :mod:`rlgen.nets`, and a replay that stores each frame once (:mod:`rlgen.rl.atari_replay`). Optional:
 dueling head (Wang et al. 2016), n-step returns (Sutton 1988; Hessel et al. 2018).
 
+``--preset atari100k`` is DrQ(ε) for the Atari 100k benchmark (Kaiser et al. 2019; Agarwal et al. 2021): 100k
+agent steps, an update every step, 10-step targets from the online network itself, and DrQ's augmentation of
+replayed observations (Kostrikov et al. 2021; ``ENV_DEFAULTS["atari100k"]``). ``--encoder RUN_DIR`` starts the
+Q-network's trunk from any rlgen encoder whose input fits (``--freeze-encoder`` keeps it fixed).
+
     python -m rlgen.rl.dqn --env CartPole          # classic control, defaults from ENV_DEFAULTS
     python -m rlgen.rl.dqn --env Breakout          # Atari, RL-Zoo settings
+    python -m rlgen.rl.dqn --env Breakout --preset atari100k   # learns in about half an hour on a CPU
     python -m rlgen.rl.dqn --resume runs/dqn-...   # continue a stopped run
 
 The story below reads top to bottom: arguments, the per-environment defaults, the update, the
@@ -50,12 +56,14 @@ from rlgen.lifecycle import Run
 from rlgen.nets import QNetwork, flatten_parameters, make_backbone, polyak_update, ramped_tau
 from rlgen.rl import envs as envlib
 from rlgen.rl import plots
-from rlgen.rl.atari import make_atari_env, make_atari_vector_env
+from rlgen.rl.atari import human_normalized, make_atari_env, make_atari_vector_env
 from rlgen.rl.atari_replay import FrameReplay, check_replay_args
 from rlgen.rl.replay import ReplayBuffer
 from rlgen.rl.schedules import linear_schedule
+from rlgen.selfsup.augment import drq_augment
+from rlgen.selfsup.encoders import FrozenEncoder, load_encoder
 from rlgen.track import RunArgs
-from rlgen.utils import seed_everything, use_amp
+from rlgen.utils import keep_freed_memory, seed_everything, use_amp
 
 ALGO = "dqn"
 # Special paths for speed, each switchable so that experiments/bench_dqn_cartpole.py --ablate can measure
@@ -99,6 +107,9 @@ class Args(RunArgs):
     """Target update weight of the online network: 1 is a hard copy, < 1 Polyak averaging."""
     exploration_fraction: float | None = None
     """Fraction of total_steps over which ε falls from eps_start to eps_end."""
+    eps_warmup: bool | None = None
+    """ε holds at eps_start until --learning-starts and only then starts to fall (Dopamine's
+    linearly_decaying_epsilon); off: it falls from step 0 (Stable-Baselines3)."""
     eps_start: float = 1.0
     """Initial exploration rate."""
     eps_end: float | None = None
@@ -113,8 +124,20 @@ class Args(RunArgs):
     that is larger (an equal average of the run's weights at first); 0: the online network itself."""
     double: bool = True
     """Double DQN target (van Hasselt et al. 2016)."""
-    dueling: bool = False
+    dueling: bool | None = None
     """Dueling head (Wang et al. 2016)."""
+    augment: bool | None = None
+    """Atari: augment replayed observations as DrQ(ε) does (Kostrikov et al. 2021): a random shift of up to
+    4 pixels with edge padding, then intensity noise of scale 0.05, drawn independently for each state and
+    successor."""
+    preset: Literal["none", "atari100k"] = "none"
+    """A named configuration whose values fill every flag you leave unset. atari100k: DrQ(ε) as Dopamine runs
+    it on the Atari 100k benchmark (100,000 agent steps; see ENV_DEFAULTS["atari100k"])."""
+    encoder: str | None = None
+    """Start the Q-network's trunk from the encoder of this rlgen run folder or checkpoint (ST-DIM, SimCLR,
+    MoCo, supervised, VAE, GAN or another DQN) whose input fits the observations."""
+    freeze_encoder: bool = False
+    """With --encoder: keep the encoder's weights fixed and train only the Q head."""
     loss: Literal["huber", "mse"] | None = None
     """TD loss: huber (Mnih et al. 2015's error clipping) or mse."""
     max_grad_norm: float = 10.0
@@ -165,7 +188,8 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
                     batch_size=64, buffer_size=50_000, learning_starts=1_000, num_envs=1, gamma=0.99, train_freq=4,
                     gradient_steps=1, target_update=100, tau=1.0, exploration_fraction=0.2, eps_end=0.01,
                     hidden="128,128", eval_every=5_000, eval_episodes=20, final_eval_episodes=100, eval_epsilon=0.0,
-                    policy_average=0.0, checkpoint_every=5_000, save_replay=True, threads=1, n_step=1),
+                    policy_average=0.0, checkpoint_every=5_000, save_replay=True, threads=1, n_step=1,
+                    dueling=False, augment=False, eps_warmup=False),
     # RL-Zoo's Atari settings (hyperparams/dqn.yml); target_update counts gradient steps, so 250 is
     # the zoo's 1,000 environment steps at train_freq 4. Rewards are clipped, so the Huber loss of Mnih et al.
     "atari": dict(total_steps=10_000_000, lr=1e-4, lr_end=None, loss="huber", layer_norm=False, batch_size=32,
@@ -173,6 +197,19 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
                   target_update=250, tau=1.0, exploration_fraction=0.1, eps_end=0.01, hidden="", eval_every=250_000,
                   eval_episodes=10, final_eval_episodes=10, eval_epsilon=0.05, checkpoint_every=250_000,
                   save_replay=False, threads=0),
+    # DrQ(ε) for the Atari 100k benchmark (Kaiser et al. 2019), as Dopamine configures it
+    # (dopamine/labs/atari_100k/configs/DrQ_eps.gin; Agarwal et al. 2021 for the ε values; Kostrikov et al. 2021
+    # for the augmentation): 100k agent steps in one environment; an update of batch 32 every step after 1,600
+    # random ones; 10-step double-DQN targets from the online network itself (target period 1); dueling; Adam
+    # lr 1e-4, ε 1.5e-4 (van Hasselt et al. 2019); ε from 1 to 0.01 over the 5,000 steps after the warm-up;
+    # evaluation ε 0.001 over 100 episodes. Dopamine's replay holds every transition (its capacity 1M is a
+    # proxy for unbounded), so 100k here. Two differences, kept: the gradient norm is clipped at 10 (Dopamine
+    # does not clip; with the Huber loss the clip rarely binds) and FIRE is pressed at a game's start.
+    "atari100k": dict(total_steps=100_000, num_envs=1, train_freq=1, gradient_steps=1, learning_starts=1_600,
+                      batch_size=32, buffer_size=100_000, n_step=10, target_update=1, tau=1.0, dueling=True,
+                      lr=1e-4, lr_end=None, adam_eps=1.5e-4, gamma=0.99, eps_end=0.01, exploration_fraction=0.05,
+                      eps_warmup=True, eval_epsilon=0.001, eval_every=25_000, eval_episodes=10,
+                      final_eval_episodes=100, checkpoint_every=25_000, augment=True, loss="huber"),
     # Eight environments acting together halve the forward passes of acting; one update per 4 environment
     # steps; the target copied every 25 updates, since the failure signal propagates back one Bellman backup
     # per copy.
@@ -205,7 +242,10 @@ def resolve_args(args: Args) -> Args:
     """Fill unset fields from :data:`ENV_DEFAULTS` and check every value; raises UsageError."""
     atari = envlib.is_atari(args.env)
     env_id = envlib.resolve_atari_id(args.env) if atari else envlib.resolve_env_id(args.env)
-    table = {**ENV_DEFAULTS["default"], **ENV_DEFAULTS.get("atari" if atari else env_id, {})}
+    if args.preset != "none" and not atari:
+        raise UsageError(f"--preset {args.preset} is for Atari games; {env_id} is not one (accepted: --preset none)")
+    table = {**ENV_DEFAULTS["default"], **ENV_DEFAULTS.get("atari" if atari else env_id, {}),
+             **ENV_DEFAULTS.get(args.preset, {})}
     filled = {k: (table[k] if v is None and k in table else v) for k, v in dataclasses.asdict(args).items()}
     a = Args(**{**filled, "env": env_id})
     if a.lr_end is None:
@@ -217,8 +257,14 @@ def resolve_args(args: Args) -> Args:
     if a.batch_size > a.buffer_size:
         raise UsageError(f"--batch-size {a.batch_size} is larger than --buffer-size {a.buffer_size}; "
                          "a batch must fit in the replay")
+    if a.augment and not atari:
+        raise UsageError(f"--augment shifts image observations; {env_id} has vector observations")
+    if a.freeze_encoder and not a.encoder:
+        raise UsageError("--freeze-encoder needs --encoder RUN_DIR (the encoder to keep fixed)")
     if atari:
         check_replay_args(a.buffer_size, a.num_envs, a.batch_size, n_step=a.n_step, gamma=a.gamma)
+        if a.encoder:
+            trunk_from(a.encoder, (4, 84, 84), device=torch.device("cpu"))  # fails here when it does not fit
         return a
     hidden_widths(a.hidden)
     obs_space, act_space, _ = envlib.spaces_of(env_id)
@@ -227,7 +273,20 @@ def resolve_args(args: Args) -> Args:
                          "(continuous actions need an actor-critic method)")
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         raise UsageError(f"this DQN takes vector observations or Atari games; {env_id} has {obs_space}")
+    if a.encoder:
+        trunk_from(a.encoder, tuple(obs_space.shape), device=torch.device("cpu"))
     return a
+
+
+def trunk_from(run_dir: str, obs_shape: tuple[int, ...], device: torch.device) -> FrozenEncoder:
+    """The encoder of an rlgen run folder as a Q-network trunk; a UsageError unless its input is ``obs_shape``."""
+    enc = load_encoder(run_dir, device)
+    if tuple(enc.input_shape) != tuple(obs_shape):
+        raise UsageError(f"--encoder {run_dir}: its {enc.algo} encoder takes input of shape {tuple(enc.input_shape)}, "
+                         f"but this environment's observations have shape {tuple(obs_shape)}")
+    if not hasattr(enc.net, "out_dim"):
+        enc.net.out_dim = enc.out_dim  # the contract QNetwork reads
+    return enc
 
 
 def uses_amp(args: Args, device: torch.device) -> bool:
@@ -277,8 +336,10 @@ def dqn_loss(q_net: torch.nn.Module, target_net: torch.nn.Module, batch: Any, do
     """The TD loss (``huber`` or ``mse``: :data:`TD_LOSSES`) between Q(s, a) and the TD target for a
     :class:`~rlgen.rl.replay.Batch`-like batch.
 
-    ``prepare`` turns stored observations into network input (e.g. uint8 frames → floats); ``amp``
-    runs the forward passes in bfloat16 autocast (the loss itself stays in float32).
+    ``prepare`` turns stored observations into network input (e.g. uint8 frames → floats, augmented or not);
+    ``amp`` runs the forward passes in bfloat16 autocast (the loss itself stays in float32). ``target_net``
+    may be ``q_net`` itself (a target period of 1, as DrQ(ε) has): the successors then take one pass, which
+    both picks and values the next action.
     """
     prepare = prepare or (lambda x: x)
     device_type = batch.obs.device.type
@@ -286,8 +347,10 @@ def dqn_loss(q_net: torch.nn.Module, target_net: torch.nn.Module, batch: Any, do
         obs, next_obs = prepare(batch.obs), prepare(batch.next_obs)
         q = q_net(obs).gather(1, batch.actions.unsqueeze(1)).squeeze(1)
         with torch.no_grad():  # the successors need no gradient: the target is a constant
-            q_next_online = q_net(next_obs).float() if double else None
-            y = td_target(batch.rewards, batch.discounts, target_net(next_obs).float(), q_next_online)
+            shared = target_net is q_net
+            q_next_online = q_net(next_obs).float() if double or shared else None
+            q_next_target = q_next_online if shared else target_net(next_obs).float()
+            y = td_target(batch.rewards, batch.discounts, q_next_target, q_next_online if double else None)
     return TD_LOSSES[loss](q.float(), y)
 
 
@@ -315,7 +378,8 @@ class Task:
     ``pool.obs`` is what the agent acts on; ``pool.step(actions)`` returns ``(next_obs, rewards,
     terminated, truncated, finished)`` with each transition's true successor and the (score, length)
     of finished episodes; ``replay.add(actions, rewards, terminated, truncated, next_obs, pool.obs)``
-    stores a vector step. ``prepare`` turns stored observations into network input.
+    stores a vector step. ``prepare`` turns stored observations into network input; ``augment(obs, gen)`` is
+    ``prepare`` with DrQ(ε)'s augmentation (image observations only).
     """
 
     pool: Any
@@ -324,20 +388,31 @@ class Task:
     prepare: Callable[[torch.Tensor], torch.Tensor]
     make_eval_env: Callable[[bool], gym.Env]
     threshold: float | None
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
 
 def vector_task(args: Args, device: torch.device, env_seed: int) -> Task:
     """Classic control: an MLP on float observations, a uniform replay of whole transitions."""
     pool = envlib.EnvPool(args.env, args.num_envs, env_seed)
     spec = pool.envs[0].spec
-    backbone = make_backbone("mlp", pool.obs.shape[1:], hidden=hidden_widths(args.hidden), layer_norm=args.layer_norm)
+    enc = trunk_from(args.encoder, pool.obs.shape[1:], device) if args.encoder else None
+    backbone = enc.net if enc else make_backbone("mlp", pool.obs.shape[1:], hidden=hidden_widths(args.hidden),
+                                                 layer_norm=args.layer_norm)
     q_net = QNetwork(backbone, int(pool.envs[0].action_space.n), dueling=args.dueling).to(device)
+    train_encoder(q_net, enc, args.freeze_encoder)
     replay = ReplayBuffer(args.buffer_size, pool.obs.shape[1:], args.gamma, n_step=args.n_step)
 
     def make(render: bool) -> gym.Env:
         return envlib.make_env(args.env, render_mode="rgb_array" if render else None)
 
-    return Task(pool, replay, q_net, lambda x: x, make, spec.reward_threshold if spec else None)
+    return Task(pool, replay, q_net, enc.prepare if enc else (lambda x: x), make,
+                spec.reward_threshold if spec else None)
+
+
+def train_encoder(q_net: QNetwork, enc: FrozenEncoder | None, freeze: bool) -> None:
+    """An encoder loaded with --encoder comes frozen: thaw it to fine-tune, or keep it fixed in eval mode."""
+    if enc is not None and not freeze:
+        q_net.backbone.train().requires_grad_(True)
 
 
 class AtariPool:
@@ -376,20 +451,29 @@ class AtariPool:
 def atari_task(args: Args, device: torch.device, env_seed: int) -> Task:
     """Atari: the Nature CNN on stacked uint8 frames scaled to [0, 1], a replay storing each frame once."""
     pool = AtariPool(args, env_seed)
-    backbone = make_backbone("nature_cnn", pool.obs.shape[1:])
+    enc = trunk_from(args.encoder, pool.obs.shape[1:], device) if args.encoder else None
+    backbone = enc.net if enc else make_backbone("nature_cnn", pool.obs.shape[1:])
     # Channels-last is oneDNN's preferred layout: with bf16 it halves the CNN's update time on a CPU.
     q_net = QNetwork(backbone, pool.venv.n_actions, dueling=args.dueling).to(device,
                                                                             memory_format=torch.channels_last)
+    train_encoder(q_net, enc, args.freeze_encoder)
+    scale = enc.prepare if enc else (lambda frames: frames.float().div_(255.0))
     replay = FrameReplay(args.buffer_size, args.num_envs, n_step=args.n_step, gamma=args.gamma,
                          batch_size=args.batch_size, clip_rewards=True, pin_memory=device.type == "cuda")
 
     def make(render: bool) -> gym.Env:
-        return make_atari_env(args.env, sticky_actions=args.sticky_actions, render=render)
+        # whole games, with the stack restarted after a lost life as training restarted it
+        return make_atari_env(args.env, sticky_actions=args.sticky_actions, render=render,
+                              fresh_stack_on_life_loss=True)
 
     def prepare(frames: torch.Tensor) -> torch.Tensor:
-        return frames.contiguous(memory_format=torch.channels_last).float().div_(255.0)
+        return scale(frames.contiguous(memory_format=torch.channels_last))
 
-    return Task(pool, replay, q_net, prepare, make, None)
+    def augment(frames: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        # shifting before the channels-last copy: the per-image slices are contiguous then (measured 2× faster)
+        return drq_augment(scale(frames), gen).contiguous(memory_format=torch.channels_last)
+
+    return Task(pool, replay, q_net, prepare, make, None, augment)
 
 
 def main(args: Args) -> dict[str, Any]:
@@ -398,25 +482,35 @@ def main(args: Args) -> dict[str, Any]:
     args, device = run.args, run.device
     atari = envlib.is_atari(args.env)
     amp = uses_amp(args, device)
+    if atari:
+        keep_freed_memory()  # a fifth of a CNN update went to page faults (bench_atari100k.py --profile)
     rng = seed_everything(args.seed)
     # A resumed run whose environments cannot be restored starts fresh games from new seeds.
     task = (atari_task if atari else vector_task)(args, device, args.seed + run.step)
     pool, replay, q_net, prepare = task.pool, task.replay, task.q_net, task.prepare
     n_actions = int(q_net.head.adv.out_features)
-    target_net = copy.deepcopy(q_net).requires_grad_(False)
+    # A target copied after every update is the online network itself at the next one: no copy is kept.
+    shared_target = args.target_update == 1 and args.tau >= 1.0
+    target_net = q_net if shared_target else copy.deepcopy(q_net).requires_grad_(False)
     # The agent that is evaluated and kept: the online network, or a running average of its weights.
     avg_net = copy.deepcopy(q_net).requires_grad_(False) if args.policy_average else None
     policy_net = avg_net if avg_net is not None else q_net
     # An MLP's update is bound by per-call overhead, so its weights live in one flat buffer: zeroing, clipping and
     # Adam are then one call each (a CNN keeps its channels-last weights).
     flat = not atari and FAST_PATHS["flat"]
-    params = [flatten_parameters(q_net)] if flat else list(q_net.parameters())
+    params = [flatten_parameters(q_net)] if flat else [p for p in q_net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.lr, eps=args.adam_eps, fused=device.type in ("cpu", "cuda"))
     learner = torch.compile(q_net) if args.compile else q_net
+    learner_target = learner if shared_target else target_net
+    # DrQ(ε)'s augmentation of replayed states and successors, each drawn on its own (seeded, resumable)
+    aug_gen = torch.Generator().manual_seed(args.seed)
+    prepare_train = (lambda frames: task.augment(frames, aug_gen)) if args.augment else prepare  # type: ignore[misc]
     clip = clip_grad_norm if FAST_PATHS["clip"] else torch.nn.utils.clip_grad_norm_
 
     # Everything a checkpoint keeps; on --resume it comes back here.
     kept: dict[str, Any] = dict(q_net=q_net, target_net=target_net, optimizer=optimizer, rng=rng)
+    if args.augment:
+        kept["aug_rng"] = aug_gen
     if avg_net is not None:
         kept["avg_net"] = avg_net
     if args.save_replay:
@@ -444,6 +538,7 @@ def main(args: Args) -> dict[str, Any]:
         run.save(step, updates=updates, solved_at=solved_at, history=history, envs=pool.state_dict())
 
     explore_steps = args.exploration_fraction * args.total_steps
+    eps_delay = args.learning_starts if args.eps_warmup else 0
     n = args.num_envs
     with run.start(bar_keys=("eval_return", "episode_return", "loss", "epsilon")) as tracker:
         bar = tracker.progress(args.total_steps, initial=step)
@@ -451,7 +546,7 @@ def main(args: Args) -> dict[str, Any]:
         try:
             while step < args.total_steps:
                 # -- act ε-greedily in every environment ------------------------------------------
-                eps = linear_schedule(args.eps_start, args.eps_end, explore_steps, step)
+                eps = linear_schedule(args.eps_start, args.eps_end, explore_steps, step - eps_delay)
                 actions = rng.integers(0, n_actions, size=n)
                 greedy = rng.random(n) >= eps
                 if step >= args.learning_starts and greedy.any():
@@ -474,13 +569,13 @@ def main(args: Args) -> dict[str, Any]:
                     for _ in range(rounds * args.gradient_steps):
                         # The Atari replay pins its batches for an asynchronous copy when the device is a GPU.
                         batch = replay.sample(args.batch_size, rng, device)
-                        loss = dqn_loss(learner, target_net, batch, args.double, prepare, amp, args.loss)
+                        loss = dqn_loss(learner, learner_target, batch, args.double, prepare_train, amp, args.loss)
                         optimizer.zero_grad(set_to_none=not flat)
                         loss.backward()
                         clip(params, args.max_grad_norm)
                         optimizer.step()
                         updates += 1
-                        if updates % args.target_update == 0:
+                        if not shared_target and updates % args.target_update == 0:
                             polyak_update(target_net, q_net, args.tau)
                         if avg_net is not None:
                             # ramped as the GAN's weight average is, so the average starts from its own steps
@@ -549,6 +644,7 @@ def main(args: Args) -> dict[str, Any]:
         }
         if atari:
             summary["frames"] = pool.frames
+            summary["human_normalized_score"] = human_normalized(args.env, final_mean)
         shared = run.summary(**summary)
         return run.finish(summary, results=result_lines(shared, args, task.threshold, len(evals)))
 
@@ -571,6 +667,8 @@ def result_lines(s: dict[str, Any], args: Args, threshold: float | None, n_evals
     weights = "the running weight average at the end" if args.policy_average else "the last weights"
     lines.append(f"final evaluation {s['final_eval_return_mean']:.1f} ± {s['final_eval_return_std']:.1f} over "
                  f"{s['eval_episodes']} episodes (ε = {args.eval_epsilon:g}, {weights})")
+    if s.get("human_normalized_score") is not None:
+        lines.append(f"human-normalised score {s['human_normalized_score']:.3f} ((score − random) / (human − random))")
     lines.append(f"training {s['train_seconds']:.1f} s ({s['env_steps']:,} environment steps, {s['updates']:,} "
                  f"updates); wall {s['wall_seconds']:.1f} s")
     return lines

@@ -422,9 +422,9 @@ def augment(images: torch.Tensor, recipe: Recipe, gen: torch.Generator,
 
 def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator,
                  fill: str = "zeros") -> torch.Tensor:
-    """Translate each image of ``x`` (N, C, H, W) by its own (dy, dx), each uniform in [−max_shift, max_shift],
-    in one gather; every channel of an image (e.g. stacked frames) moves together. ``fill`` is ``zeros`` or
-    ``edge`` (the border pixels repeated, as DrQ pads). Returns a new tensor of the same shape and dtype.
+    """Translate each image of ``x`` (N, C, H, W) by its own (dy, dx), each uniform in [−max_shift, max_shift];
+    every channel of an image (e.g. stacked frames) moves together. ``fill`` is ``zeros`` or ``edge`` (the
+    border pixels repeated, as DrQ pads). Returns a new tensor of the same shape and dtype.
 
     Dopamine's DrQ(ε) draws its crop offset from [0, 2·pad) (shifts −4..3); this draws [0, 2·pad] (−4..4), the
     symmetric range of the DrQ paper's reference."""
@@ -436,10 +436,9 @@ def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator,
     pad = (max_shift,) * 4
     # replicate padding needs a float tensor; zero padding keeps uint8 frames as they are
     padded = F.pad(x, pad) if fill == "zeros" else F.pad(x.float(), pad, mode="replicate").to(x.dtype)
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b, 1), generator=gen).to(x.device)
-    rows = (dy + torch.arange(h, device=x.device))[:, :, None]
-    cols = (dx + torch.arange(w, device=x.device))[:, None, :]
-    return padded[torch.arange(b, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b), generator=gen).tolist()
+    # one slice copy per image: measured faster on a CPU than one gather over the batch (a gather per pixel)
+    return torch.stack([padded[i, :, dy[i]: dy[i] + h, dx[i]: dx[i] + w] for i in range(b)])
 
 
 def intensity_noise(x: torch.Tensor, scale: float, gen: torch.Generator) -> torch.Tensor:

@@ -1,0 +1,359 @@
+"""Atari 100k: rlgen's DrQ(ε) preset against the published DrQ(ε), DER and SPR, game by game.
+
+Each (variant, game, seed) is one run of ``python -m rlgen.rl.dqn --env GAME --preset atari100k --seed S`` in
+its own process and run folder under ``--out``. A folder that already holds a ``summary.json`` is read, not
+rerun, and one that holds only a checkpoint is resumed, so the benchmark can be built up over several
+sittings. Per game the table gives rlgen's mean ± std over seeds of the final 100-episode evaluation, the
+published means (Agarwal et al. 2021's re-runs, 100 runs per game), random and human, the human-normalised
+score ((score − random) / (human − random)) and the CPU and wall minutes per run; then the mean, median and
+interquartile mean (IQM, Agarwal et al. 2021) of the human-normalised scores.
+
+Variants: ``preset`` (the plain preset); ``frozen`` and ``finetune`` (the preset with ``--encoder`` from
+``--encoder-runs GAME=RUN_DIR,...``, kept fixed or trained). ``--sb3`` adds one run of Stable-Baselines3's DQN
+at the same budget with its closest settings on Breakout (no augmentation, no dueling, no double DQN, which
+SB3 does not have), evaluated by rlgen's own 100-episode protocol. ``--profile`` times the parts of one
+preset step in isolation: acting, the environment, replay sampling, augmentation, the update.
+
+Runs go one after another by default: on this 2-core machine one run with 2 torch threads beats two runs
+with one thread each (a preset update: 13.5 ms with 2 threads against 22 ms with 1, and two processes slow
+each other about 1.5×). ``--parallel N`` runs N at once, each with ``--threads`` torch threads.
+
+    python experiments/bench_atari100k.py --games Breakout,Boxing,Pong --seeds 0,1 [--sb3] [--profile] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlgen.rl.atari import RANDOM_HUMAN, game_name
+from rlgen.utils import bf16_cpu
+
+# Published per-game means (Agarwal et al. 2021's re-runs, 100 runs per game; ../shared/REFERENCE.md).
+PUBLISHED: dict[str, dict[str, float]] = {
+    "Boxing": {"DER": -0.3, "DrQ(ε)": 9.0, "SPR": 35.7},
+    "Breakout": {"DER": 9.2, "DrQ(ε)": 19.8, "SPR": 19.6},
+    "Freeway": {"DER": 20.9, "DrQ(ε)": 20.3, "SPR": 19.3},
+    "Kangaroo": {"DER": 582.0, "DrQ(ε)": 1088.0, "SPR": 3617.0},
+    "Pong": {"DER": -9.7, "DrQ(ε)": -9.1, "SPR": -5.4},
+    "Seaquest": {"DER": 305.0, "DrQ(ε)": 352.0, "SPR": 558.0},
+}
+SB3_GAME = "Breakout"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    units = "yes (the CNN runs under bf16 autocast)" if bf16_cpu() else "no (float32)"
+    return f"{cpu}, {os.cpu_count()} cores; bf16 units: {units}"
+
+
+def hns(game: str, score: float) -> float:
+    random, human = RANDOM_HUMAN[game]
+    return (score - random) / (human - random)
+
+
+def iqm(values: list[float]) -> float:
+    """Mean of the middle 50% (the 25% trimmed mean over all runs, as rliable computes it)."""
+    v = np.sort(np.asarray(values, dtype=float))
+    cut = int(np.floor(0.25 * len(v)))
+    return float(v[cut: len(v) - cut].mean())
+
+
+# -- one run ------------------------------------------------------------------------------------------------
+def command(variant: str, game: str, seed: int, run_dir: Path, opts: argparse.Namespace) -> list[str]:
+    if variant == "sb3":
+        return [sys.executable, __file__, "--sb3-child", str(run_dir), "--games", game, "--seeds", str(seed),
+                "--threads", str(opts.threads)]
+    argv = [sys.executable, "-m", "rlgen.rl.dqn", "--env", game, "--preset", "atari100k", "--seed", str(seed),
+            "--threads", str(opts.threads), "--wandb", opts.wandb]
+    if variant in ("frozen", "finetune"):
+        argv += ["--encoder", opts.encoder_runs[game]] + (["--freeze-encoder"] if variant == "frozen" else [])
+    if opts.total_steps:
+        argv += ["--total-steps", str(opts.total_steps)]
+    if opts.eval_episodes:
+        argv += ["--final-eval-episodes", str(opts.eval_episodes)]
+    if (run_dir / "checkpoint.pt").exists():
+        return [sys.executable, "-m", "rlgen.rl.dqn", "--resume", str(run_dir)]
+    return argv + ["--run-dir", str(run_dir)]
+
+
+def launch(argv: list[str], run_dir: Path) -> subprocess.Popen:
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    log = open(run_dir.parent / f"{run_dir.name}.log", "ab")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    proc.started = time.time()  # type: ignore[attr-defined]
+    return proc
+
+
+def reap(proc: subprocess.Popen, run_dir: Path) -> None:
+    """Wait for ``proc``; add its wall and CPU seconds (all its threads) to ``bench.json`` in its folder."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    path = run_dir / "bench.json"
+    spent = json.loads(path.read_text()) if path.exists() else {"wall_seconds": 0.0, "cpu_seconds": 0.0, "launches": 0}
+    spent["wall_seconds"] += time.time() - proc.started  # type: ignore[attr-defined]
+    spent["cpu_seconds"] += usage.ru_utime + usage.ru_stime
+    spent["launches"] += 1
+    spent["machine"] = machine()
+    if run_dir.exists():
+        path.write_text(json.dumps(spent, indent=1))
+
+
+def run_all(jobs: list[tuple[str, str, int, Path]], opts: argparse.Namespace) -> None:
+    todo = [j for j in jobs if not (j[3] / "summary.json").exists()]
+    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already finished under {opts.out}; running {len(todo)}",
+          flush=True)
+    running: list[tuple[subprocess.Popen, tuple]] = []
+    while todo or running:
+        while todo and len(running) < opts.parallel:
+            job = todo.pop(0)
+            argv = command(*job, opts)
+            print(f"start {job[0]} {job[1]} seed {job[2]}: {' '.join(argv[1:])}", flush=True)
+            running.append((launch(argv, job[3]), job))
+        proc, job = running.pop(0)
+        reap(proc, job[3])
+        state = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}; log {job[3]}.log)"
+        print(f"{job[0]} {job[1]} seed {job[2]}: {state}", flush=True)
+
+
+# -- the tables ---------------------------------------------------------------------------------------------
+def collect(jobs: list[tuple[str, str, int, Path]]) -> list[dict[str, Any]]:
+    rows = []
+    for variant, game, seed, run_dir in jobs:
+        path = run_dir / "summary.json"
+        if not path.exists():
+            continue
+        s = json.loads(path.read_text())
+        spent = json.loads((run_dir / "bench.json").read_text()) if (run_dir / "bench.json").exists() else {}
+        rows.append({"variant": variant, "game": game, "seed": seed, "score": s["final_eval_return_mean"],
+                     "episodes": s["eval_episodes"], "hns": hns(game, s["final_eval_return_mean"]),
+                     "train_minutes": s["train_seconds"] / 60, "eval_minutes": s["eval_seconds"] / 60,
+                     "wall_minutes": spent.get("wall_seconds", s["wall_seconds"]) / 60,
+                     "cpu_minutes": spent["cpu_seconds"] / 60 if "cpu_seconds" in spent else None,
+                     "steps": s["env_steps"], "amp": s.get("amp"), "run_dir": str(run_dir)})
+    return rows
+
+
+def report(rows: list[dict[str, Any]], games: list[str], seeds: list[int]) -> dict[str, Any]:
+    out: dict[str, Any] = {"machine": machine(), "variants": {}}
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == variant]
+        print(f"\n{variant}: final evaluation, 100 episodes each, ε = 0.001 (mean ± std over seeds)")
+        print(f"{'game':<10} {'rlgen':>15} {'seeds':>16} {'DrQ(ε)':>7} {'DER':>6} {'SPR':>6} {'random':>7} "
+              f"{'human':>7} {'HNS':>6} {'≥DrQ(ε)':>8} {'CPU min':>8} {'wall min':>9} {'train min':>10}")
+        per_game = {}
+        for game in games:
+            g = [r for r in mine if r["game"] == game]
+            if not g:
+                continue
+            scores = [r["score"] for r in g]
+            mean = statistics.mean(scores)
+            std = statistics.pstdev(scores) if len(scores) > 1 else 0.0
+            pub = PUBLISHED.get(game, {})
+            random, human = RANDOM_HUMAN[game]
+            cpu = [r["cpu_minutes"] for r in g if r["cpu_minutes"] is not None]
+            per_game[game] = {"mean": mean, "std": std, "runs": {r["seed"]: r["score"] for r in g},
+                              "hns": hns(game, mean), "published": pub, "random": random, "human": human,
+                              "cpu_minutes": statistics.mean(cpu) if cpu else None,
+                              "wall_minutes": statistics.mean(r["wall_minutes"] for r in g),
+                              "train_minutes": statistics.mean(r["train_minutes"] for r in g),
+                              "eval_minutes": statistics.mean(r["eval_minutes"] for r in g),
+                              "complete": len(g) == len(seeds)}
+            beat = ("yes" if mean >= pub["DrQ(ε)"] else "no") if "DrQ(ε)" in pub else "–"
+            seeds_text = ", ".join(f"{r['score']:.1f}" for r in sorted(g, key=lambda r: r["seed"]))
+            if len(g) < len(seeds):
+                seeds_text += f" ({len(g)}/{len(seeds)})"
+            print(f"{game:<10} {mean:>8.1f} ± {std:<4.1f} {seeds_text:>16} {pub.get('DrQ(ε)', float('nan')):>7.1f} "
+                  f"{pub.get('DER', float('nan')):>6.1f} {pub.get('SPR', float('nan')):>6.1f} {random:>7.1f} "
+                  f"{human:>7.1f} {hns(game, mean):>6.3f} {beat:>8} "
+                  f"{per_game[game]['cpu_minutes'] or float('nan'):>8.1f} {per_game[game]['wall_minutes']:>9.1f} "
+                  f"{per_game[game]['train_minutes']:>10.1f}")
+        if per_game:
+            values = [v["hns"] for v in per_game.values()]
+            runs = [r["hns"] for r in mine]
+            agg = {"games": len(values), "mean": statistics.mean(values), "median": statistics.median(values),
+                   "iqm_runs": iqm(runs), "runs": len(runs)}
+            print(f"human-normalised over {agg['games']} games: mean {agg['mean']:.3f}, median {agg['median']:.3f}; "
+                  f"IQM over {agg['runs']} runs {agg['iqm_runs']:.3f} (published DrQ(ε) over 26 games: mean 0.465, "
+                  f"median 0.313, IQM 0.280)")
+            out["variants"][variant] = {"games": per_game, "aggregate": agg}
+    return out
+
+
+# -- Stable-Baselines3's DQN at the same budget --------------------------------------------------------------
+def sb3_child(run_dir: Path, game: str, seed: int, threads: int, total_steps: int, episodes: int) -> None:
+    """SB3's DQN with the preset's settings where SB3 has them; evaluated as rlgen evaluates (own process)."""
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import DQN
+
+    from rlgen.rl.atari import make_atari_env
+    from rlgen.rl.envs import evaluate
+
+    torch.set_num_threads(threads)
+    start, cpu0 = time.time(), time.process_time()
+
+    def train_env() -> gym.Env:
+        env = make_atari_env(game, seed=seed, episodic_life=True)
+        return gym.wrappers.TransformReward(env, lambda r: float(np.sign(r)))  # clipped for learning, as rlgen
+
+    # ε: SB3 falls from step 0, so 1 → 0.01 over 6,600 steps ends where Dopamine's (warm-up 1,600 + 5,000) does.
+    model = DQN("CnnPolicy", train_env(), seed=seed, device="cpu", learning_rate=1e-4, buffer_size=100_000,
+                learning_starts=1_600, batch_size=32, tau=1.0, gamma=0.99, train_freq=1, gradient_steps=1,
+                target_update_interval=1, n_steps=10, exploration_fraction=6_600 / total_steps,
+                exploration_initial_eps=1.0, exploration_final_eps=0.01, max_grad_norm=10,
+                policy_kwargs=dict(optimizer_kwargs=dict(eps=1.5e-4)), verbose=0)
+    model.learn(total_steps, progress_bar=False)
+    train_seconds = time.time() - start
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        return model.predict(obs, deterministic=True)[0]
+
+    t0 = time.time()
+    returns = evaluate(act, lambda: make_atari_env(game, fresh_stack_on_life_loss=True), episodes,
+                       seed=10_000 * (seed + 1), epsilon=0.001)
+    summary = {"algo": "sb3-dqn", "env": game, "seed": seed, "env_steps": total_steps,
+               "final_eval_return_mean": float(returns.mean()), "final_eval_return_std": float(returns.std()),
+               "eval_episodes": episodes, "train_seconds": train_seconds, "eval_seconds": time.time() - t0,
+               "wall_seconds": time.time() - start, "train_cpu_seconds": time.process_time() - cpu0}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    print(f"SB3 DQN on {game}: {summary['final_eval_return_mean']:.1f} over {episodes} episodes")
+
+
+# -- where a step's time goes ---------------------------------------------------------------------------------
+def profile(game: str, threads: int, repeats: int, malloc_default: bool) -> dict[str, float]:
+    """Milliseconds per agent step of each part of the preset's loop, timed alone in this process."""
+    import torch
+
+    from rlgen.utils import keep_freed_memory
+
+    if not malloc_default:
+        keep_freed_memory()  # as dqn.main does
+
+    from rlgen.rl import dqn
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    args = dqn.resolve_args(dqn.Args(env=game, preset="atari100k"))
+    device = torch.device("cpu")
+    amp = dqn.uses_amp(args, device)
+    task = dqn.atari_task(args, device, 0)
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    task.replay.start(task.pool.obs)
+    for _ in range(3_000):  # a replay with something in it
+        nxt, r, term, trunc, _ = task.pool.step(rng.integers(0, task.pool.venv.n_actions, 1))
+        task.replay.add(rng.integers(0, 4, 1), r, term, trunc, nxt, task.pool.obs)
+    net = task.q_net
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, eps=1.5e-4, fused=True)
+    batch = task.replay.sample(32, rng)
+
+    def act() -> None:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            net(task.prepare(torch.as_tensor(task.pool.obs))).argmax(dim=1)
+
+    def update() -> None:
+        loss = dqn.dqn_loss(net, net, batch, True, task.prepare, amp, "huber")
+        opt.zero_grad()
+        loss.backward()
+        dqn.clip_grad_norm(list(net.parameters()), 10.0)
+        opt.step()
+
+    parts = {
+        "act (one forward pass)": act,
+        "environment step": lambda: task.pool.step(np.zeros(1, dtype=np.int64)),
+        "replay sample (32, 10-step)": lambda: task.replay.sample(32, rng),
+        "augmentation (states and successors)": lambda: (task.augment(batch.obs, gen),
+                                                         task.augment(batch.next_obs, gen)),
+        "update (forward, backward, Adam)": update,
+    }
+    times = {}
+    for name, fn in parts.items():
+        for _ in range(10):
+            fn()
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        times[name] = 1000 * (time.perf_counter() - t0) / repeats
+    task.pool.close()
+    total = sum(times.values())
+    print(f"\nwhere a step's time goes on {game} ({threads or os.cpu_count()} threads, bf16 autocast: {amp}, "
+          f"glibc malloc {'defaults' if malloc_default else 'keeping freed memory'}; each part timed alone, "
+          f"{repeats} repeats):")
+    for name, ms in times.items():
+        print(f"  {name:<40} {ms:6.2f} ms  {ms / total:5.1%}")
+    print(f"  {'sum':<40} {total:6.2f} ms  → {total * 98_400 / 60_000:.1f} min for 98,400 learning steps")
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--games", default="Breakout,Boxing,Pong")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--variants", default="preset", help="comma-separated: preset, frozen, finetune")
+    parser.add_argument("--encoder-runs", default="", help="GAME=RUN_DIR,... the encoders of frozen/finetune")
+    parser.add_argument("--sb3", action="store_true", help=f"add SB3's DQN on {SB3_GAME} (first seed)")
+    parser.add_argument("--out", default="runs/bench_atari100k", help="run folders (reused when finished)")
+    parser.add_argument("--parallel", type=int, default=1, help="runs at once")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: all cores)")
+    parser.add_argument("--total-steps", type=int, default=0, help="override the preset's 100,000 (tests only)")
+    parser.add_argument("--eval-episodes", type=int, default=0, help="override the preset's 100 (tests only)")
+    parser.add_argument("--wandb", default="offline")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="time each part of a step N times on the first game, alone, before any run")
+    parser.add_argument("--malloc-default", action="store_true",
+                        help="profile with glibc's default malloc thresholds (what keep_freed_memory buys)")
+    parser.add_argument("--report-only", action="store_true", help="print the tables of finished runs, run nothing")
+    parser.add_argument("--json", help="write the tables here")
+    parser.add_argument("--sb3-child", help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    games = [game_name(g) for g in opts.games.split(",")]
+    seeds = [int(s) for s in opts.seeds.split(",")]
+    if opts.sb3_child:
+        sb3_child(Path(opts.sb3_child), games[0], seeds[0], opts.threads or os.cpu_count() or 1,
+                  opts.total_steps or 100_000, opts.eval_episodes or 100)
+        return
+    unknown = [g for g in games if g not in RANDOM_HUMAN]
+    if unknown:
+        sys.exit(f"error: --games {unknown[0]} is not an Atari 100k game; accepted: {', '.join(RANDOM_HUMAN)}")
+    variants = opts.variants.split(",")
+    bad = [v for v in variants if v not in ("preset", "frozen", "finetune")]
+    if bad:
+        sys.exit(f"error: --variants {bad[0]!r} is not one of preset, frozen, finetune")
+    opts.encoder_runs = dict(pair.split("=", 1) for pair in opts.encoder_runs.split(",") if pair)
+    opts.encoder_runs = {game_name(k): v for k, v in opts.encoder_runs.items()}
+    missing = [g for g in games if any(v != "preset" for v in variants) and g not in opts.encoder_runs]
+    if missing:
+        sys.exit(f"error: --variants {opts.variants} needs --encoder-runs {missing[0]}=RUN_DIR")
+    out = Path(opts.out)
+    print(f"machine: {machine()}", flush=True)
+    timings = profile(games[0], opts.threads, opts.profile, opts.malloc_default) if opts.profile else None
+    # seed by seed, so that every game has a first run before any has a second
+    jobs = [(v, g, s, out / f"{v}-{g}-s{s}") for v in variants for s in seeds for g in games]
+    if opts.sb3:
+        jobs.append(("sb3", SB3_GAME, seeds[0], out / f"sb3-{SB3_GAME}-s{seeds[0]}"))
+    if not opts.report_only:
+        run_all(jobs, opts)
+    result = report(collect(jobs), games, seeds)
+    result["profile_ms"] = timings
+    if opts.json:
+        Path(opts.json).write_text(json.dumps(result, indent=1))
+        print(f"\nwrote {opts.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Atari 100k: DrQ(ε)'s pieces by hand, a tiny run of the preset, --encoder, and SB3 features extractors."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rlgen import checkpoint
+from rlgen.rl import dqn
+from rlgen.rl.atari import human_normalized
+from rlgen.rl.atari_replay import FrameReplay
+
+
+class _Linear(nn.Module):
+    """A tiny Q-network on (stack, H, W) frames: Q = W · flatten(x) + b."""
+
+    def __init__(self, n_in: int, n_actions: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(n_in, n_actions)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.fc(x.flatten(1))
+
+
+def test_ten_step_target_with_target_period_one_by_hand():
+    """FrameReplay's 10-step batch and dqn_loss with the online network as its own target (DrQ(ε)'s period 1)
+    against a hand computation: y = Σ_k γ^k r_k + γ^10 · Q(s_10, argmax_a Q(s_10, a)), one pass on the successors."""
+    gamma, n = 0.99, 10
+    rng = np.random.default_rng(0)
+    replay = FrameReplay(64, 1, frame_shape=(2, 2), stack=4, n_step=n, gamma=gamma)
+    first = np.zeros((1, 4, 2, 2), dtype=np.uint8)
+    first[:, -1] = rng.integers(0, 255, (2, 2))  # an episode's first stack: older frames are zeros
+    frames = [first]
+    replay.start(frames[0])
+    rewards = rng.normal(size=30).astype(np.float32)
+    for t in range(30):
+        obs = np.concatenate([frames[-1][:, 1:], rng.integers(0, 255, (1, 1, 2, 2), dtype=np.uint8)], axis=1)
+        replay.add(np.array([t % 3]), rewards[t:t + 1], np.array([False]), np.array([False]), obs, obs)
+        frames.append(obs)
+    batch = replay.sample(8, np.random.default_rng(1))
+    net = _Linear(16, 3)
+    prepare = (lambda f: f.float() / 255)  # noqa: E731
+    loss = dqn.dqn_loss(net, net, batch, double=True, prepare=prepare, loss="huber")
+    assert net.calls == 2  # states with gradient, successors once (no separate target pass)
+
+    expected = []
+    for i in range(8):
+        # which stored step this is: match its stack against the frames written
+        t = next(k for k, f in enumerate(frames) if torch.equal(torch.from_numpy(f[0]), batch.obs[i]))
+        assert torch.equal(torch.from_numpy(frames[t + n][0]), batch.next_obs[i])
+        ret = sum(gamma ** k * float(rewards[t + k]) for k in range(n))
+        with torch.no_grad():
+            q_next = net(prepare(torch.from_numpy(frames[t + n])))[0]
+            q = net(prepare(torch.from_numpy(frames[t])))[0, int(batch.actions[i])]
+        y = ret + gamma ** n * float(q_next.max())  # double DQN with one network: its own argmax
+        d = abs(float(q) - y)
+        expected.append(0.5 * d * d if d < 1 else d - 0.5)
+    assert float(loss.detach()) == pytest.approx(float(np.mean(expected)), rel=1e-4)
+
+
+def test_preset_fills_dopamines_drq_eps_values_and_keeps_what_is_given():
+    a = dqn.resolve_args(dqn.Args(env="Boxing", preset="atari100k", lr=3e-4))
+    assert (a.total_steps, a.num_envs, a.train_freq, a.gradient_steps, a.learning_starts, a.batch_size) == \
+        (100_000, 1, 1, 1, 1_600, 32)
+    assert (a.n_step, a.target_update, a.tau, a.dueling, a.double, a.adam_eps, a.gamma) == \
+        (10, 1, 1.0, True, True, 1.5e-4, 0.99)
+    assert (a.eps_end, a.exploration_fraction * a.total_steps, a.eps_warmup, a.eval_epsilon) == \
+        (0.01, 5_000, True, 0.001)
+    assert (a.final_eval_episodes, a.augment, a.sticky_actions, a.loss) == (100, True, False, "huber")
+    assert a.lr == 3e-4  # a flag given beats the preset
+    plain = dqn.resolve_args(dqn.Args(env="Boxing"))
+    assert (plain.dueling, plain.augment, plain.eps_warmup, plain.n_step) == (False, False, False, 1)
+
+
+def test_human_normalised_score():
+    assert human_normalized("Breakout", 30.5) == pytest.approx(1.0)
+    assert human_normalized("ALE/Pong-v5", -20.7) == pytest.approx(0.0)
+    assert human_normalized("Boxing", 9.0) == pytest.approx((9.0 - 0.1) / 12.0)
+    assert human_normalized("SpaceInvaders", 100.0) is None  # not an Atari 100k game
+
+
+@pytest.fixture(scope="module")
+def preset_run(tmp_path_factory):
+    """A tiny run of the preset on Boxing (a game of fixed length, so evaluation takes a bounded time)."""
+    run = tmp_path_factory.mktemp("a100k") / "boxing"
+    summary = dqn.main(dqn.Args(env="Boxing", preset="atari100k", total_steps=400, learning_starts=200,
+                                buffer_size=1_000, final_eval_episodes=2, eval_every=400, eval_episodes=1,
+                                gif=False, run_dir=str(run), wandb="disabled"))
+    return run, summary
+
+
+def test_preset_smoke_run(preset_run):
+    run, s = preset_run
+    assert s["env_steps"] == 400 and s["updates"] == 200  # one update per agent step after the warm-up
+    assert s["eval_episodes"] == 2 and s["eval_epsilon"] == 0.001
+    assert s["human_normalized_score"] == pytest.approx(human_normalized("Boxing", s["final_eval_return_mean"]))
+    saved = checkpoint.load(run, algo="dqn")
+    assert "aug_rng" in saved and saved["args"]["preset"] == "atari100k"
+    assert json.loads((run / "summary.json").read_text())["updates"] == 200
+
+
+def test_preset_is_reproducible(preset_run, tmp_path):
+    _, s = preset_run
+    again = dqn.main(dqn.Args(env="Boxing", preset="atari100k", total_steps=400, learning_starts=200,
+                              buffer_size=1_000, final_eval_episodes=2, eval_every=400, eval_episodes=1,
+                              gif=False, run_dir=str(tmp_path / "again"), wandb="disabled"))
+    assert again["final_eval_return_mean"] == s["final_eval_return_mean"]
+    a = checkpoint.load(tmp_path / "again", algo="dqn")["q_net"]
+    b = checkpoint.load(preset_run[0], algo="dqn")["q_net"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_encoder_from_another_run_starts_the_trunk(preset_run, tmp_path, freeze):
+    run, _ = preset_run
+    source = checkpoint.load(run, algo="dqn")["q_net"]
+    out = tmp_path / "transfer"
+    dqn.main(dqn.Args(env="Boxing", preset="atari100k", total_steps=300, learning_starts=200, buffer_size=1_000,
+                      final_eval_episodes=1, eval_every=300, eval_episodes=1, gif=False, encoder=str(run),
+                      freeze_encoder=freeze, run_dir=str(out), wandb="disabled"))
+    after = checkpoint.load(out, algo="dqn")["q_net"]
+    trunk = [k for k in source if k.startswith("backbone.")]
+    assert trunk
+    same = all(torch.equal(after[k], source[k]) for k in trunk)
+    assert same == freeze  # frozen: untouched after 100 updates; fine-tuned: moved
+    assert not torch.equal(after["head.adv.weight"], source["head.adv.weight"])
+
+
+def test_encoder_that_does_not_fit_is_one_line(tmp_path, bad_input):
+    cartpole = tmp_path / "cartpole"
+    dqn.main(dqn.Args(env="CartPole", total_steps=200, learning_starts=100, eval_every=200, eval_episodes=1,
+                      final_eval_episodes=1, gif=False, run_dir=str(cartpole), wandb="disabled"))
+    out = tmp_path / "out"
+    bad_input(dqn.main, dqn.Args, ["--env", "Boxing", "--preset", "atari100k", "--encoder", str(cartpole),
+                                   "--run-dir", str(out), "--wandb", "disabled"],
+              "takes input of shape (4,), but this environment's observations have shape (4, 84, 84)")
+    assert not out.exists()
+    bad_input(dqn.main, dqn.Args, ["--env", "CartPole", "--preset", "atari100k", "--run-dir", str(out)],
+              "--preset atari100k is for Atari games")
+    bad_input(dqn.main, dqn.Args, ["--env", "CartPole", "--freeze-encoder", "--run-dir", str(out)],
+              "--freeze-encoder needs --encoder")
+    assert not out.exists()
+
+
+class _Frames(gym.Env):
+    """Random 4×84×84 uint8 frames, two actions, reward for action 1: enough for SB3 to take a few steps."""
+
+    observation_space = gym.spaces.Box(0, 255, (4, 84, 84), dtype=np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.observation_space.sample(), float(action), self.t >= 20, False, {}
+
+
+@pytest.mark.parametrize("algo", ["DQN", "PPO"])
+def test_sb3_trains_with_an_rlgen_backbone(algo):
+    import stable_baselines3 as sb3
+
+    from rlgen.nets.sb3 import RlgenExtractor
+
+    kw = dict(learning_starts=16, buffer_size=200, batch_size=8, train_freq=4) if algo == "DQN" else \
+        dict(n_steps=32, batch_size=16, n_epochs=1)
+    model = getattr(sb3, algo)("CnnPolicy", _Frames(), seed=0, device="cpu", policy_kwargs=dict(
+        features_extractor_class=RlgenExtractor, features_extractor_kwargs=dict(backbone="nature_cnn")), **kw)
+    extractor = model.policy.q_net.features_extractor if algo == "DQN" else model.policy.features_extractor
+    assert type(extractor.net).__name__ == "NatureCNN" and extractor.features_dim == 512
+    before = [p.detach().clone() for p in extractor.parameters()]
+    model.learn(64)
+    assert any(not torch.equal(a, b) for a, b in zip(before, extractor.parameters()))
+
+
+def test_sb3_with_a_pretrained_rlgen_encoder(preset_run):
+    import stable_baselines3 as sb3
+
+    from rlgen.errors import UsageError
+    from rlgen.nets.sb3 import RlgenExtractor
+
+    run, _ = preset_run
+    source = checkpoint.load(run, algo="dqn")["q_net"]
+    model = sb3.DQN("CnnPolicy", _Frames(), seed=0, device="cpu", learning_starts=16, buffer_size=200, batch_size=8,
+                    train_freq=4, policy_kwargs=dict(features_extractor_class=RlgenExtractor,
+                                                     features_extractor_kwargs=dict(encoder=str(run), freeze=True)))
+    extractor = model.policy.q_net.features_extractor
+    obs = torch.from_numpy(_Frames.observation_space.sample()[None])
+    with torch.no_grad():  # SB3 scales to [0, 1]; the encoder sees exactly the frames / 255 it was trained on
+        ref = extractor.net(obs.float() / 255)
+        assert torch.allclose(extractor(obs.float() / 255), ref)
+    model.learn(64)
+    trunk = {k.removeprefix("backbone."): v for k, v in source.items() if k.startswith("backbone.")}
+    assert all(torch.equal(extractor.net.state_dict()[k], v) for k, v in trunk.items())  # frozen
+    with pytest.raises(UsageError, match=r"takes input of shape \(4, 84, 84\), but the observations have shape"):
+        RlgenExtractor(gym.spaces.Box(0, 255, (3, 32, 32), dtype=np.uint8), encoder=str(run))
