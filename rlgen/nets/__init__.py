@@ -10,6 +10,7 @@ from rlgen.nets.backbones import (
     NatureCNN,
     ResNet18,
     make_backbone,
+    xavier_init_,
 )
 from rlgen.nets.ema import polyak_update, ramped_tau
 from rlgen.nets.flat import flatten_parameters
@@ -17,5 +18,6 @@ from rlgen.nets.heads import ProjectionHead, QHead, QNetwork
 
 __all__ = [
     "BACKBONES", "AtariCNN", "MLP", "Backbone", "ConvDecoder", "ConvEncoder", "NatureCNN", "ResNet18",
-    "flatten_parameters", "make_backbone", "polyak_update", "ramped_tau", "ProjectionHead", "QHead", "QNetwork",
+    "flatten_parameters", "make_backbone", "xavier_init_", "polyak_update", "ramped_tau", "ProjectionHead", "QHead",
+    "QNetwork",
 ]

@@ -60,25 +60,57 @@ class MLP(Backbone):
         return x
 
 
-class NatureCNN(Backbone):
-    """The DQN encoder of Mnih et al. 2015 (Nature): conv 32×8/4, 64×4/2, 64×3/1, dense 512."""
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow/Flax ``SAME`` padding of one dimension: output ceil(size / stride), the odd pixel after."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
 
-    def __init__(self, input_shape: Sequence[int] = (4, 84, 84), features: int = 512) -> None:
+
+class NatureCNN(Backbone):
+    """The DQN encoder of Mnih et al. 2015 (Nature): conv 32×8/4, 64×4/2, 64×3/1, dense 512.
+
+    ``padding="valid"`` is the paper's (84 → 20 → 9 → 7, 3,136 features); ``"same"`` pads as Flax does by
+    default, which is the network of Dopamine's Atari 100k agents (DER, DrQ(ε), SPR: 84 → 21 → 11 → 11,
+    7,744 features).
+    """
+
+    def __init__(self, input_shape: Sequence[int] = (4, 84, 84), features: int = 512, padding: str = "valid") -> None:
         super().__init__()
+        if padding not in ("valid", "same"):
+            raise UsageError(f"NatureCNN padding {padding!r} is not one of valid, same")
         self.input_shape = tuple(input_shape)
-        c = self.input_shape[0]
-        self.conv = nn.Sequential(
-            nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
-            nn.Flatten(),
-        )
+        self.padding = padding
+        layers: list[nn.Module] = []
+        c, h, w = self.input_shape
+        for out_c, k, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
+            pad = 0
+            if padding == "same":
+                (top, bottom), (left, right) = same_padding(h, k, stride), same_padding(w, k, stride)
+                if top == bottom == left == right:
+                    pad = top  # the convolution pads by itself: no extra copy
+                else:
+                    layers.append(nn.ZeroPad2d((left, right, top, bottom)))
+                h, w = h + top + bottom, w + left + right
+            layers += [nn.Conv2d(c, out_c, k, stride=stride, padding=pad), nn.ReLU()]
+            c, h, w = out_c, (h - k) // stride + 1, (w - k) // stride + 1
+        self.conv = nn.Sequential(*layers, nn.Flatten())
         flat, _ = _flat_size(self.conv, self.input_shape)
         self.fc = nn.Sequential(nn.Linear(flat, features), nn.ReLU())
         self.out_dim = features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.conv(x))
+
+
+def xavier_init_(module: nn.Module) -> nn.Module:
+    """Glorot-uniform weights and zero biases for every conv and linear layer (Flax's Dense/Conv defaults as
+    Dopamine sets them; Glorot & Bengio 2010); returns ``module``."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
 
 
 class ConvEncoder(Backbone):
@@ -225,6 +257,7 @@ class AtariCNN(Backbone):
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "mlp": MLP,
     "nature_cnn": NatureCNN,
+    "nature_cnn_same": lambda input_shape, **kw: NatureCNN(input_shape, padding="same", **kw),
     "convnet": ConvEncoder,
     "resnet18": ResNet18,
     "atari_cnn": AtariCNN,
@@ -232,7 +265,8 @@ BACKBONES: dict[str, Callable[..., Backbone]] = {
 
 
 def make_backbone(name: str, input_shape: Sequence[int], **kwargs: Any) -> Backbone:
-    """Build a backbone by name (``mlp``, ``nature_cnn``, ``convnet``, ``resnet18``, ``atari_cnn``)."""
+    """Build a backbone by name (``mlp``, ``nature_cnn``, ``nature_cnn_same``, ``convnet``, ``resnet18``,
+    ``atari_cnn``)."""
     key = name.lower().replace("-", "_")
     if key not in BACKBONES:
         raise UsageError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}")

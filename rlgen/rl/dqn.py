@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from rlgen import cli
 from rlgen.errors import UsageError
 from rlgen.lifecycle import Run
-from rlgen.nets import QNetwork, flatten_parameters, make_backbone, polyak_update, ramped_tau
+from rlgen.nets import QNetwork, flatten_parameters, make_backbone, polyak_update, ramped_tau, xavier_init_
 from rlgen.rl import envs as envlib
 from rlgen.rl import plots
 from rlgen.rl.atari import human_normalized, make_atari_env, make_atari_vector_env
@@ -114,6 +114,11 @@ class Args(RunArgs):
     """Initial exploration rate."""
     eps_end: float | None = None
     """Final exploration rate."""
+    backbone: str | None = None
+    """The Q-network's trunk by name from rlgen.nets: mlp for vector observations; nature_cnn (Mnih et al. 2015),
+    nature_cnn_same (its SAME-padded form, Dopamine's Atari 100k network) or atari_cnn for Atari."""
+    init: Literal["torch", "xavier"] | None = None
+    """Q-network initialisation: torch's defaults, or Glorot-uniform weights and zero biases (Dopamine's)."""
     hidden: str | None = None
     """Hidden widths of the MLP backbone, comma-separated (e.g. 128,128)."""
     layer_norm: bool | None = None
@@ -189,27 +194,30 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
                     gradient_steps=1, target_update=100, tau=1.0, exploration_fraction=0.2, eps_end=0.01,
                     hidden="128,128", eval_every=5_000, eval_episodes=20, final_eval_episodes=100, eval_epsilon=0.0,
                     policy_average=0.0, checkpoint_every=5_000, save_replay=True, threads=1, n_step=1,
-                    dueling=False, augment=False, eps_warmup=False),
+                    dueling=False, augment=False, eps_warmup=False, backbone="mlp", init="torch"),
     # RL-Zoo's Atari settings (hyperparams/dqn.yml); target_update counts gradient steps, so 250 is
     # the zoo's 1,000 environment steps at train_freq 4. Rewards are clipped, so the Huber loss of Mnih et al.
     "atari": dict(total_steps=10_000_000, lr=1e-4, lr_end=None, loss="huber", layer_norm=False, batch_size=32,
                   buffer_size=100_000, learning_starts=100_000, num_envs=4, gamma=0.99, train_freq=4, gradient_steps=1,
                   target_update=250, tau=1.0, exploration_fraction=0.1, eps_end=0.01, hidden="", eval_every=250_000,
                   eval_episodes=10, final_eval_episodes=10, eval_epsilon=0.05, checkpoint_every=250_000,
-                  save_replay=False, threads=0),
+                  save_replay=False, threads=0, backbone="nature_cnn"),
     # DrQ(ε) for the Atari 100k benchmark (Kaiser et al. 2019), as Dopamine configures it
     # (dopamine/labs/atari_100k/configs/DrQ_eps.gin; Agarwal et al. 2021 for the ε values; Kostrikov et al. 2021
     # for the augmentation): 100k agent steps in one environment; an update of batch 32 every step after 1,600
     # random ones; 10-step double-DQN targets from the online network itself (target period 1); dueling; Adam
     # lr 1e-4, ε 1.5e-4 (van Hasselt et al. 2019); ε from 1 to 0.01 over the 5,000 steps after the warm-up;
     # evaluation ε 0.001 over 100 episodes. Dopamine's replay holds every transition (its capacity 1M is a
-    # proxy for unbounded), so 100k here. Two differences, kept: the gradient norm is clipped at 10 (Dopamine
-    # does not clip; with the Huber loss the clip rarely binds) and FIRE is pressed at a game's start.
+    # proxy for unbounded), so 100k here. Its network is the Nature CNN with Flax's default SAME padding and
+    # Glorot-uniform initialisation (dopamine/jax/networks.py, FullRainbowNetwork). Two differences, kept: the
+    # gradient norm is clipped at 10 (Dopamine does not clip; with the Huber loss the clip rarely binds) and FIRE
+    # is pressed at a game's start.
     "atari100k": dict(total_steps=100_000, num_envs=1, train_freq=1, gradient_steps=1, learning_starts=1_600,
                       batch_size=32, buffer_size=100_000, n_step=10, target_update=1, tau=1.0, dueling=True,
                       lr=1e-4, lr_end=None, adam_eps=1.5e-4, gamma=0.99, eps_end=0.01, exploration_fraction=0.05,
                       eps_warmup=True, eval_epsilon=0.001, eval_every=25_000, eval_episodes=10,
-                      final_eval_episodes=100, checkpoint_every=25_000, augment=True, loss="huber"),
+                      final_eval_episodes=100, checkpoint_every=25_000, augment=True, loss="huber",
+                      backbone="nature_cnn_same", init="xavier"),
     # Eight environments acting together halve the forward passes of acting; one update per 4 environment
     # steps; the target copied every 25 updates, since the failure signal propagates back one Bellman backup
     # per copy.
@@ -263,10 +271,17 @@ def resolve_args(args: Args) -> Args:
         raise UsageError("--freeze-encoder needs --encoder RUN_DIR (the encoder to keep fixed)")
     if atari:
         check_replay_args(a.buffer_size, a.num_envs, a.batch_size, n_step=a.n_step, gamma=a.gamma)
+        if a.backbone == "mlp":
+            raise UsageError(f"--backbone mlp takes vector observations; {env_id} gives 4×84×84 frames "
+                             "(accepted: nature_cnn, nature_cnn_same, atari_cnn, convnet, resnet18)")
+        make_backbone(a.backbone, (4, 84, 84))  # an unknown name fails here
         if a.encoder:
             trunk_from(a.encoder, (4, 84, 84), device=torch.device("cpu"))  # fails here when it does not fit
         return a
     hidden_widths(a.hidden)
+    if a.backbone != "mlp":
+        raise UsageError(f"--backbone {a.backbone} is for Atari frames; {env_id} has vector observations "
+                         "(accepted: mlp)")
     obs_space, act_space, _ = envlib.spaces_of(env_id)
     if not isinstance(act_space, gym.spaces.Discrete):
         raise UsageError(f"DQN needs a discrete action space; {env_id} has {act_space} "
@@ -398,7 +413,8 @@ def vector_task(args: Args, device: torch.device, env_seed: int) -> Task:
     enc = trunk_from(args.encoder, pool.obs.shape[1:], device) if args.encoder else None
     backbone = enc.net if enc else make_backbone("mlp", pool.obs.shape[1:], hidden=hidden_widths(args.hidden),
                                                  layer_norm=args.layer_norm)
-    q_net = QNetwork(backbone, int(pool.envs[0].action_space.n), dueling=args.dueling).to(device)
+    q_net = QNetwork(backbone, int(pool.envs[0].action_space.n), dueling=args.dueling)
+    q_net = initialise(q_net, args.init, enc).to(device)
     train_encoder(q_net, enc, args.freeze_encoder)
     replay = ReplayBuffer(args.buffer_size, pool.obs.shape[1:], args.gamma, n_step=args.n_step)
 
@@ -407,6 +423,13 @@ def vector_task(args: Args, device: torch.device, env_seed: int) -> Task:
 
     return Task(pool, replay, q_net, enc.prepare if enc else (lambda x: x), make,
                 spec.reward_threshold if spec else None)
+
+
+def initialise(q_net: QNetwork, init: str, enc: FrozenEncoder | None) -> QNetwork:
+    """``xavier``: Glorot-uniform weights, zero biases (Dopamine's); a loaded encoder keeps its trained weights."""
+    if init == "xavier":
+        xavier_init_(q_net.head if enc else q_net)
+    return q_net
 
 
 def train_encoder(q_net: QNetwork, enc: FrozenEncoder | None, freeze: bool) -> None:
@@ -452,10 +475,10 @@ def atari_task(args: Args, device: torch.device, env_seed: int) -> Task:
     """Atari: the Nature CNN on stacked uint8 frames scaled to [0, 1], a replay storing each frame once."""
     pool = AtariPool(args, env_seed)
     enc = trunk_from(args.encoder, pool.obs.shape[1:], device) if args.encoder else None
-    backbone = enc.net if enc else make_backbone("nature_cnn", pool.obs.shape[1:])
+    backbone = enc.net if enc else make_backbone(args.backbone, pool.obs.shape[1:])
+    q_net = initialise(QNetwork(backbone, pool.venv.n_actions, dueling=args.dueling), args.init, enc)
     # Channels-last is oneDNN's preferred layout: with bf16 it halves the CNN's update time on a CPU.
-    q_net = QNetwork(backbone, pool.venv.n_actions, dueling=args.dueling).to(device,
-                                                                            memory_format=torch.channels_last)
+    q_net = q_net.to(device, memory_format=torch.channels_last)
     train_encoder(q_net, enc, args.freeze_encoder)
     scale = enc.prepare if enc else (lambda frames: frames.float().div_(255.0))
     replay = FrameReplay(args.buffer_size, args.num_envs, n_step=args.n_step, gamma=args.gamma,

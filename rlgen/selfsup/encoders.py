@@ -124,10 +124,11 @@ def _from_dqn(ckpt: dict[str, Any], device: torch.device) -> FrozenEncoder:
 
     if any(k.startswith("conv.") for k in state):
         shape = (4, 84, 84)
-        net = make_backbone("nature_cnn", shape)
+        name = ckpt["args"].get("backbone") or "nature_cnn"  # runs from before --backbone used the Nature CNN
+        net = make_backbone(name, shape)
         net.load_state_dict(state)
         return freeze(net.to(device), unit, shape, net.out_dim, "dqn",
-                      "DQN Nature CNN (4 stacked 84×84 greyscale frames)")
+                      f"DQN {name} (4 stacked 84×84 greyscale frames)")
     linear = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]  # LayerNorm weights are 1-D
     first = linear[0]
     net = make_backbone("mlp", (first.shape[1],), hidden=[v.shape[0] for v in linear],
