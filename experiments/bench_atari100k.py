@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from rlgen.rl.atari import RANDOM_HUMAN, game_name
-from rlgen.utils import bf16_cpu
+from rlgen.utils import bf16_cpu, cpu_name
 
 # Published per-game means (Agarwal et al. 2021's re-runs, 100 runs per game; ../shared/REFERENCE.md).
 PUBLISHED: dict[str, dict[str, float]] = {
@@ -52,12 +51,7 @@ SB3_GAME = "Breakout"
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     units = "yes (the CNN runs under bf16 autocast)" if bf16_cpu() else "no (float32)"
     return f"{cpu}, {os.cpu_count()} cores; bf16 units: {units}"
 
@@ -78,7 +72,8 @@ def iqm(values: list[float]) -> float:
 def command(variant: str, game: str, seed: int, run_dir: Path, opts: argparse.Namespace) -> list[str]:
     if variant == "sb3":
         return [sys.executable, __file__, "--sb3-child", str(run_dir), "--games", game, "--seeds", str(seed),
-                "--threads", str(opts.threads)]
+                "--threads", str(opts.threads), "--total-steps", str(opts.total_steps),
+                "--eval-episodes", str(opts.eval_episodes)]
     argv = [sys.executable, "-m", "rlgen.rl.dqn", "--env", game, "--preset", "atari100k", "--seed", str(seed),
             "--threads", str(opts.threads), "--wandb", opts.wandb]
     if variant in ("frozen", "finetune"):
@@ -153,7 +148,9 @@ def report(rows: list[dict[str, Any]], games: list[str], seeds: list[int]) -> di
     out: dict[str, Any] = {"machine": machine(), "variants": {}}
     for variant in dict.fromkeys(r["variant"] for r in rows):
         mine = [r for r in rows if r["variant"] == variant]
-        print(f"\n{variant}: final evaluation, 100 episodes each, ε = 0.001 (mean ± std over seeds)")
+        episodes = sorted({r["episodes"] for r in mine})
+        print(f"\n{variant}: final evaluation, {'/'.join(map(str, episodes))} episodes each, ε = 0.001 "
+              "(mean ± std over seeds)")
         print(f"{'game':<10} {'rlgen':>15} {'seeds':>16} {'DrQ(ε)':>7} {'DER':>6} {'SPR':>6} {'random':>7} "
               f"{'human':>7} {'HNS':>6} {'≥DrQ(ε)':>8} {'CPU min':>8} {'wall min':>9} {'train min':>10}")
         per_game = {}
@@ -215,7 +212,7 @@ def sb3_child(run_dir: Path, game: str, seed: int, threads: int, total_steps: in
     # ε: SB3 falls from step 0, so 1 → 0.01 over 6,600 steps ends where Dopamine's (warm-up 1,600 + 5,000) does.
     model = DQN("CnnPolicy", train_env(), seed=seed, device="cpu", learning_rate=1e-4, buffer_size=100_000,
                 learning_starts=1_600, batch_size=32, tau=1.0, gamma=0.99, train_freq=1, gradient_steps=1,
-                target_update_interval=1, n_steps=10, exploration_fraction=6_600 / total_steps,
+                target_update_interval=1, n_steps=10, exploration_fraction=min(1.0, 6_600 / total_steps),
                 exploration_initial_eps=1.0, exploration_final_eps=0.01, max_grad_norm=10,
                 policy_kwargs=dict(optimizer_kwargs=dict(eps=1.5e-4)), verbose=0)
     model.learn(total_steps, progress_bar=False)
@@ -306,7 +303,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--variants", default="preset", help="comma-separated: preset, frozen, finetune")
     parser.add_argument("--encoder-runs", default="", help="GAME=RUN_DIR,... the encoders of frozen/finetune")
-    parser.add_argument("--sb3", action="store_true", help=f"add SB3's DQN on {SB3_GAME} (first seed)")
+    parser.add_argument("--sb3", action="store_true", help="add SB3's DQN on --sb3-game (first seed)")
+    parser.add_argument("--sb3-game", default=SB3_GAME)
     parser.add_argument("--out", default="runs/bench_atari100k", help="run folders (reused when finished)")
     parser.add_argument("--parallel", type=int, default=1, help="runs at once")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: all cores)")
@@ -345,7 +343,8 @@ def main() -> None:
     # seed by seed, so that every game has a first run before any has a second
     jobs = [(v, g, s, out / f"{v}-{g}-s{s}") for v in variants for s in seeds for g in games]
     if opts.sb3:
-        jobs.append(("sb3", SB3_GAME, seeds[0], out / f"sb3-{SB3_GAME}-s{seeds[0]}"))
+        sb3_game = game_name(opts.sb3_game)
+        jobs.append(("sb3", sb3_game, seeds[0], out / f"sb3-{sb3_game}-s{seeds[0]}"))
     if not opts.report_only:
         run_all(jobs, opts)
     result = report(collect(jobs), games, seeds)

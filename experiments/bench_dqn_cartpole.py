@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import io
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import torch
 
 from rlgen.rl import dqn
 from rlgen.rl.envs import evaluate, make_env, resolve_env_id
-from rlgen.utils import bf16_cpu
+from rlgen.utils import bf16_cpu, cpu_name
 
 # RL-Zoo's DQN settings (hyperparams/dqn.yml) as ../shared/REFERENCE.md records them; SB3 runs on CartPole only.
 ZOO = {
@@ -117,12 +116,7 @@ def median_solve(rows: list[dict], key: str) -> float:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     return f"{cpu}; bf16 units: {'yes' if bf16_cpu() else 'no'} (classic-control DQN runs in float32 either way)"
 
 

@@ -62,6 +62,17 @@ def keep_freed_memory() -> bool:
                 mallopt(m_top_pad, 256 << 20)))
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), for the machine line every benchmark prints."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def bf16_cpu() -> bool:
     """Whether this CPU has bfloat16 matrix units (AMX or AVX-512 BF16), where autocast speeds convolutions up."""
     cpu = getattr(torch, "cpu", None)

@@ -1,6 +1,9 @@
 """Atari 100k: DrQ(ε)'s pieces by hand, a tiny run of the preset, --encoder, and SB3 features extractors."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -201,3 +204,23 @@ def test_sb3_with_a_pretrained_rlgen_encoder(preset_run):
     assert all(torch.equal(extractor.net.state_dict()[k], v) for k, v in trunk.items())  # frozen
     with pytest.raises(UsageError, match=r"takes input of shape \(4, 84, 84\), but the observations have shape"):
         RlgenExtractor(gym.spaces.Box(0, 255, (3, 32, 32), dtype=np.uint8), encoder=str(run))
+
+
+def test_bench_atari100k_runs_reuses_and_reports(tmp_path):
+    """The benchmark script end to end at a tiny budget: a preset run and an SB3 run, then a second call that
+    reuses both folders instead of training again."""
+    script = Path(__file__).resolve().parents[1] / "experiments" / "bench_atari100k.py"
+    argv = [sys.executable, str(script), "--games", "Boxing", "--seeds", "0", "--sb3", "--sb3-game", "Boxing",
+            "--total-steps", "300", "--eval-episodes", "1", "--threads", "1", "--wandb", "disabled",
+            "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "out.json")]
+    first = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "0 of 2 runs already finished" in first.stdout
+    out = json.loads((tmp_path / "out.json").read_text())
+    boxing = out["variants"]["preset"]["games"]["Boxing"]
+    assert boxing["published"]["DrQ(ε)"] == 9.0 and boxing["hns"] == pytest.approx(human_normalized("Boxing",
+                                                                                                    boxing["mean"]))
+    assert out["variants"]["sb3"]["games"]["Boxing"]["runs"]  # SB3's run evaluated by rlgen's protocol
+    assert json.loads((tmp_path / "runs" / "preset-Boxing-s0" / "bench.json").read_text())["cpu_seconds"] > 0
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "2 of 2 runs already finished" in again.stdout
