@@ -211,8 +211,8 @@ ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     # proxy for unbounded), so 100k here. Its network is the Nature CNN with Flax's default SAME padding and
     # Glorot-uniform initialisation (dopamine/jax/networks.py, FullRainbowNetwork). Two differences, kept: the
     # gradient norm is clipped at 10 (Dopamine does not clip; with the Huber loss the clip rarely binds) and FIRE
-    # is pressed at a game's start. Checkpoints keep the replay (about 0.7 GB at the end), so a stopped run
-    # resumes exactly.
+    # is pressed at a game's start. Checkpoints keep the replay (about 0.7 GB), so a stopped run resumes
+    # with it (only the games in progress restart).
     "atari100k": dict(total_steps=100_000, num_envs=1, train_freq=1, gradient_steps=1, learning_starts=1_600,
                       batch_size=32, buffer_size=100_000, n_step=10, target_update=1, tau=1.0, dueling=True,
                       lr=1e-4, lr_end=None, adam_eps=1.5e-4, gamma=0.99, eps_end=0.01, exploration_fraction=0.05,
