@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from rlgen.rl.atari import RANDOM_HUMAN, game_name
+from rlgen.rl.atari import RANDOM_HUMAN, game_name, human_normalized
 from rlgen.utils import bf16_cpu, cpu_name
 
 # Published per-game means (Agarwal et al. 2021's re-runs, 100 runs per game; ../shared/REFERENCE.md).
@@ -54,11 +54,6 @@ def machine() -> str:
     cpu = cpu_name()
     units = "yes (the CNN runs under bf16 autocast)" if bf16_cpu() else "no (float32)"
     return f"{cpu}, {os.cpu_count()} cores; bf16 units: {units}"
-
-
-def hns(game: str, score: float) -> float:
-    random, human = RANDOM_HUMAN[game]
-    return (score - random) / (human - random)
 
 
 def iqm(values: list[float]) -> float:
@@ -136,7 +131,7 @@ def collect(jobs: list[tuple[str, str, int, Path]]) -> list[dict[str, Any]]:
         s = json.loads(path.read_text())
         spent = json.loads((run_dir / "bench.json").read_text()) if (run_dir / "bench.json").exists() else {}
         rows.append({"variant": variant, "game": game, "seed": seed, "score": s["final_eval_return_mean"],
-                     "episodes": s["eval_episodes"], "hns": hns(game, s["final_eval_return_mean"]),
+                     "episodes": s["eval_episodes"], "hns": human_normalized(game, s["final_eval_return_mean"]),
                      "train_minutes": s["train_seconds"] / 60, "eval_minutes": s["eval_seconds"] / 60,
                      "wall_minutes": spent.get("wall_seconds", s["wall_seconds"]) / 60,
                      "cpu_minutes": spent["cpu_seconds"] / 60 if "cpu_seconds" in spent else None,
@@ -165,7 +160,7 @@ def report(rows: list[dict[str, Any]], games: list[str], seeds: list[int]) -> di
             random, human = RANDOM_HUMAN[game]
             cpu = [r["cpu_minutes"] for r in g if r["cpu_minutes"] is not None]
             per_game[game] = {"mean": mean, "std": std, "runs": {r["seed"]: r["score"] for r in g},
-                              "hns": hns(game, mean), "published": pub, "random": random, "human": human,
+                              "hns": human_normalized(game, mean), "published": pub, "random": random, "human": human,
                               "cpu_minutes": statistics.mean(cpu) if cpu else None,
                               "wall_minutes": statistics.mean(r["wall_minutes"] for r in g),
                               "train_minutes": statistics.mean(r["train_minutes"] for r in g),
@@ -177,7 +172,7 @@ def report(rows: list[dict[str, Any]], games: list[str], seeds: list[int]) -> di
                 seeds_text += f" ({len(g)}/{len(seeds)})"
             print(f"{game:<10} {mean:>8.1f} ± {std:<4.1f} {seeds_text:>16} {pub.get('DrQ(ε)', float('nan')):>7.1f} "
                   f"{pub.get('DER', float('nan')):>6.1f} {pub.get('SPR', float('nan')):>6.1f} {random:>7.1f} "
-                  f"{human:>7.1f} {hns(game, mean):>6.3f} {beat:>8} "
+                  f"{human:>7.1f} {human_normalized(game, mean):>6.3f} {beat:>8} "
                   f"{per_game[game]['cpu_minutes'] or float('nan'):>8.1f} {per_game[game]['wall_minutes']:>9.1f} "
                   f"{per_game[game]['train_minutes']:>10.1f}")
         if per_game:

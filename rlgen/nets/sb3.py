@@ -37,12 +37,9 @@ class RlgenExtractor(BaseFeaturesExtractor):
         shape = tuple(observation_space.shape)
         self.images = len(shape) == 3
         if encoder is not None:
-            from rlgen.selfsup.encoders import load_encoder
+            from rlgen.selfsup.encoders import load_fitting_encoder
 
-            enc = load_encoder(encoder)
-            if tuple(enc.input_shape) != shape:
-                raise UsageError(f"encoder {encoder}: its {enc.algo} encoder takes input of shape "
-                                 f"{tuple(enc.input_shape)}, but the observations have shape {shape}")
+            enc = load_fitting_encoder(encoder, shape, "encoder", "the observations")
             net, prepare, out_dim = enc.net, enc.prepare, enc.out_dim
             net.train(not freeze).requires_grad_(not freeze)
         elif backbone is not None:

@@ -74,8 +74,7 @@ def atari_rom_name(env_id_or_name: str) -> str:
     from ale_py import roms
     from ale_py.registration import rom_id_to_name
 
-    gym_id = resolve_atari_id(env_id_or_name)
-    game = gym_id.removeprefix("ALE/").rsplit("-v", 1)[0]
+    game = game_name(env_id_or_name)
     by_name = {rom_id_to_name(rom): rom for rom in roms.get_all_rom_ids()}
     if game not in by_name:
         raise UsageError(f"Atari game {env_id_or_name!r} has no ROM in ale-py's vector env")

@@ -61,7 +61,7 @@ from rlgen.rl.atari_replay import FrameReplay, check_replay_args
 from rlgen.rl.replay import ReplayBuffer
 from rlgen.rl.schedules import linear_schedule
 from rlgen.selfsup.augment import drq_augment
-from rlgen.selfsup.encoders import FrozenEncoder, load_encoder
+from rlgen.selfsup.encoders import FrozenEncoder, load_fitting_encoder
 from rlgen.track import RunArgs
 from rlgen.utils import keep_freed_memory, seed_everything, use_amp
 
@@ -296,13 +296,7 @@ def resolve_args(args: Args) -> Args:
 
 def trunk_from(run_dir: str, obs_shape: tuple[int, ...], device: torch.device) -> FrozenEncoder:
     """The encoder of an rlgen run folder as a Q-network trunk; a UsageError unless its input is ``obs_shape``."""
-    enc = load_encoder(run_dir, device)
-    if tuple(enc.input_shape) != tuple(obs_shape):
-        raise UsageError(f"--encoder {run_dir}: its {enc.algo} encoder takes input of shape {tuple(enc.input_shape)}, "
-                         f"but this environment's observations have shape {tuple(obs_shape)}")
-    if not hasattr(enc.net, "out_dim"):
-        enc.net.out_dim = enc.out_dim  # the contract QNetwork reads
-    return enc
+    return load_fitting_encoder(run_dir, obs_shape, "--encoder", "this environment's observations", device)
 
 
 def uses_amp(args: Args, device: torch.device) -> bool:

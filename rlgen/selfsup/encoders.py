@@ -161,6 +161,19 @@ _LOADERS: dict[str, Callable[[dict[str, Any], torch.device], FrozenEncoder] | st
 }
 
 
+def load_fitting_encoder(run_dir: str | os.PathLike, input_shape: tuple[int, ...], name: str, inputs: str,
+                         device: str | torch.device = "cpu") -> FrozenEncoder:
+    """:func:`load_encoder`, then a UsageError unless it takes ``input_shape``; ``name`` (the flag or argument)
+    and ``inputs`` (what is fed) word the error. The net exposes ``out_dim``, as every backbone does."""
+    enc = load_encoder(run_dir, device)
+    if tuple(enc.input_shape) != tuple(input_shape):
+        raise UsageError(f"{name} {os.fspath(run_dir)}: its {enc.algo} encoder takes input of shape "
+                         f"{tuple(enc.input_shape)}, but {inputs} have shape {tuple(input_shape)}")
+    if not hasattr(enc.net, "out_dim"):
+        enc.net.out_dim = enc.out_dim
+    return enc
+
+
 def load_encoder(run_dir_or_file: str | os.PathLike, device: str | torch.device = "cpu") -> FrozenEncoder:
     """The frozen encoder stored in a run folder (or checkpoint file) of any algorithm listed above."""
     ckpt = checkpoint.load(run_dir_or_file)
