@@ -19,8 +19,9 @@ contrast clamp after each, as PIL does).
 
 The augmentation of data-efficient RL from pixels (DrQ: Kostrikov, Yarats & Fergus 2021; DrQ(ε): Agarwal et
 al. 2021) is :func:`drq_augment`: a random shift of each image by up to 4 pixels with the edge pixels
-repeated (:func:`random_shift`), then a random scaling of its intensity (:func:`intensity_noise`). The VAE
-uses :func:`random_shift` with zero fill as its regulariser.
+repeated (:func:`random_shift`), then a random scaling of its intensity (:func:`intensity_noise`); the
+``dqn`` recipe is the same pair for contrastive pretraining on ``atari-stacks``. The VAE uses
+:func:`random_shift` with zero fill as its regulariser.
 
 On the CPU the batch-sized temporaries (the float copy of uint8 input, the sampling grid, the
 blur's and the colour matrix's inputs) live in buffers kept per thread and reused from call to
@@ -64,14 +65,21 @@ class Recipe:
     """probability of a Gaussian blur"""
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     """range of the blur's σ in pixels"""
+    shift: int = 0
+    """when > 0: translate by up to this many pixels with the edge repeated (DrQ's random shift) instead of the
+    crop, flip and rotation"""
+    intensity: float = 0.0
+    """scale of the per-image intensity noise applied last (DrQ(ε)'s 0.05); 0: none"""
 
     def describe(self) -> str:
-        parts = [f"crop {self.crop_scale[0]:g}–{self.crop_scale[1]:g}"]
+        parts = ([f"shift ±{self.shift} px (edge fill)"] if self.shift
+                 else [f"crop {self.crop_scale[0]:g}–{self.crop_scale[1]:g}"])
         parts += [f"rotate ±{self.rotate:g}°"] if self.rotate else []
         parts += [f"flip {self.flip:g}"] if self.flip else []
         parts += [f"jitter {'/'.join(f'{s:g}' for s in self.jitter)} p {self.jitter_p:g}"] if self.jitter_p else []
         parts += [f"gray {self.gray_p:g}"] if self.gray_p else []
         parts += [f"blur σ {self.blur_sigma[0]:g}–{self.blur_sigma[1]:g} p {self.blur_p:g}"] if self.blur_p else []
+        parts += [f"intensity noise {self.intensity:g}"] if self.intensity else []
         return ", ".join(parts)
 
 
@@ -92,6 +100,8 @@ RECIPES: dict[str, Recipe] = {
     "cifar": simclr_recipe(0.5, blur=False),
     "color": simclr_recipe(0.5, blur=True),
     "frames": Recipe(crop_scale=(0.8, 1.0), jitter=(0.2, 0.2, 0.0, 0.0), jitter_p=0.5),
+    # What DQN's replay gets under --augment (drq_augment), so pretraining sees the views the agent will.
+    "dqn": Recipe(shift=4, intensity=0.05),
 }
 
 
@@ -106,6 +116,8 @@ def default_recipe(data: str) -> tuple[str, Recipe]:
         name = "cifar"
     elif base == "atari-frames":
         name = "frames"
+    elif base == "atari-stacks":
+        name = "dqn"
     else:
         name = "color"
     return name, RECIPES[name]
@@ -406,7 +418,12 @@ def augment(images: torch.Tensor, recipe: Recipe, gen: torch.Generator,
     x = images
     if images.dtype != torch.float32:
         x = _scratch("input", tuple(images.shape), torch.float32, images.device).copy_(images)
-    x = crop_flip_rotate(x, recipe, gen, out_size).contiguous()  # new memory: the rest works in place
+    if recipe.shift:
+        if out_size is not None and tuple(out_size) != tuple(x.shape[-2:]):
+            raise UsageError(f"a shift recipe keeps the image size {tuple(x.shape[-2:])}; it cannot make {out_size}")
+        x = random_shift(x, recipe.shift, gen, fill="edge")  # new memory: the rest works in place
+    else:
+        x = crop_flip_rotate(x, recipe, gen, out_size).contiguous()  # new memory: the rest works in place
     # Grayscale rides on jitter's colour matrix where there is one (see _color_jitter_).
     fuse_gray = recipe.jitter_p > 0 and recipe.gray_p > 0 and _has_matrix(x, recipe.jitter)
     if recipe.jitter_p > 0:
@@ -417,6 +434,8 @@ def augment(images: torch.Tensor, recipe: Recipe, gen: torch.Generator,
         x = _random_grayscale_(x, recipe.gray_p, gen)
     if recipe.blur_p > 0:
         x = _gaussian_blur_(x, recipe.blur_sigma, recipe.blur_p, gen)
+    if recipe.intensity > 0:
+        x = intensity_noise(x, recipe.intensity, gen)
     return x
 
 
