@@ -309,6 +309,10 @@ def test_clip_grad_norm_matches_torch():
     (ref * ref).sum().mul(3).backward()
     assert torch.allclose(dqn.clip_grad_norm([flat], 0.5), torch.nn.utils.clip_grad_norm_([ref], 0.5))
     assert torch.allclose(flat.grad, ref.grad)
+    # under the limit the gradients are untouched, bit for bit (on a CPU the multiply by 1 is skipped)
+    before = [p.grad.clone() for p in a]
+    assert dqn.clip_grad_norm(a, 10.0) == pytest.approx(0.5, rel=1e-4)
+    assert all(torch.equal(p.grad, g) for p, g in zip(a, before))
 
 
 def test_resume_with_a_larger_budget_ends_at_it(tmp_path, bad_input):
