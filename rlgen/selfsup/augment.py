@@ -411,7 +411,8 @@ def gaussian_blur(x: torch.Tensor, sigma: tuple[float, float], p: float, gen: to
 
 def augment(images: torch.Tensor, recipe: Recipe, gen: torch.Generator,
             out_size: tuple[int, int] | None = None) -> torch.Tensor:
-    """One random view of each image: uint8 or [0, 1] float (N, C, H, W) in, float in [0, 1] out."""
+    """One random view of each image: uint8 or [0, 1] float (N, C, H, W) in, float in [0, 1] out (a recipe with
+    ``intensity`` noise scales by up to 1 ± 2·intensity without clamping, as DrQ(ε) does)."""
     # Resampling is linear, so uint8 images are cropped as 0–255 floats and the 1/255 rides on
     # jitter's first multiply instead of costing a pass of its own.
     scale = 1 / 255 if images.dtype == torch.uint8 else 1.0
@@ -452,6 +453,8 @@ def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator,
     if max_shift <= 0:
         return x
     b, _, h, w = x.shape
+    if b == 0:
+        return x.clone()
     pad = (max_shift,) * 4
     # replicate padding needs a float tensor; zero padding keeps uint8 frames as they are
     padded = F.pad(x, pad) if fill == "zeros" else F.pad(x.float(), pad, mode="replicate").to(x.dtype)
@@ -472,3 +475,53 @@ def drq_augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, scale: floa
     up to ``pad`` pixels with edge fill, then intensity noise of ``scale``."""
     return intensity_noise(random_shift(x, pad, gen, fill="edge"), scale, gen)
 
+
+
+# -- DiffAugment: differentiable augmentation of what a GAN's discriminator sees -------------------------------
+DIFF_AUGMENT_OPS = ("color", "translation", "cutout")
+
+
+def parse_diff_augment(policy: str) -> tuple[str, ...]:
+    """``"color,translation,cutout"`` → its ops in DiffAugment's order; ``""`` or ``none`` → (); an unknown op is a
+    UsageError naming it and the accepted ones."""
+    names = [p.strip().lower() for p in policy.split(",") if p.strip()]
+    if names == ["none"]:
+        return ()
+    unknown = [n for n in names if n not in DIFF_AUGMENT_OPS]
+    if unknown:
+        raise UsageError(f"DiffAugment op {unknown[0]!r} is not one of {', '.join(DIFF_AUGMENT_OPS)}")
+    return tuple(op for op in DIFF_AUGMENT_OPS if op in names)
+
+
+def diff_augment(x: torch.Tensor, policy: str | tuple[str, ...], gen: torch.Generator) -> torch.Tensor:
+    """DiffAugment (Zhao, Liu, Lin, Zhu & Han 2020, "Differentiable Augmentation for Data-Efficient GAN
+    Training", NeurIPS): the same random, differentiable transforms on real and generated images before D, so
+    gradients reach G through them. ``x`` is float (N, C, H, W) in [−1, 1]; ops run in this order:
+
+    * ``color``: brightness + (u − ½), saturation ×2u about the channel mean, contrast ×(u + ½) about the image mean
+      (one u ~ U(0, 1) per image and op);
+    * ``translation``: a shift by up to ⅛ of the side in each direction, zeros filling what is uncovered;
+    * ``cutout``: a square of half the side, centred at a uniformly random pixel, set to zero.
+
+    Every draw comes from ``gen`` on the CPU (the same views on any device); returns a new tensor."""
+    ops = parse_diff_augment(policy) if isinstance(policy, str) else policy
+    n, _, h, w = x.shape
+    if "color" in ops:
+        u = torch.rand(3, n, 1, 1, 1, generator=gen).to(x.device, x.dtype)
+        x = x + (u[0] - 0.5)
+        mean = x.mean(dim=1, keepdim=True)
+        x = (x - mean) * (2 * u[1]) + mean
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * (u[2] + 0.5) + mean
+    if "translation" in ops:
+        x = random_shift(x, int(min(h, w) * 0.125 + 0.5), gen, fill="zeros")
+    if "cutout" in ops:
+        side_h, side_w = int(h * 0.5 + 0.5), int(w * 0.5 + 0.5)
+        cy, cx = torch.randint(0, h, (n,), generator=gen), torch.randint(0, w, (n,), generator=gen)
+        rows, cols = torch.arange(h), torch.arange(w)
+        top, left = (cy - side_h // 2)[:, None], (cx - side_w // 2)[:, None]
+        in_rows = (rows >= top) & (rows < top + side_h)  # (n, h)
+        in_cols = (cols >= left) & (cols < left + side_w)  # (n, w)
+        keep = ~(in_rows[:, :, None] & in_cols[:, None, :])
+        x = x * keep[:, None].to(x.device, x.dtype)
+    return x
