@@ -163,6 +163,9 @@ class Args(RunArgs):
     amp: Literal["auto", "on", "off"] = "auto"
     """bfloat16 autocast for the networks' passes (auto: on CUDA and on CPUs with bf16 matrix units); losses and
     statistics stay float32"""
+    inception_samples: int = 0
+    """also score this many samples with the standard FID (Inception-v3 features, rlgen.gen.inception) against as
+    many real training images; 0: off. About half a second per image on a CPU; the real statistics are cached"""
     fid_every: int = 0
     """also score --fid-samples images every this many steps and log fid (and fid_raw with --ema); 0: only at the end.
     The scoring time is not counted in --minutes"""
@@ -174,7 +177,7 @@ class Args(RunArgs):
 
 # What a continued run (--resume) may change: its budget, cadences and the scoring at the end.
 RESUME_CHANGEABLE = frozenset({"total_steps", "epochs", "minutes", "checkpoint_every", "log_every", "sample_every",
-                               "fid_every", "fid_samples"})
+                               "fid_every", "fid_samples", "inception_samples"})
 
 
 # Defaults in one table, most specific last: every dataset, the architecture, the dataset (the part
@@ -769,6 +772,17 @@ def main(args: Args) -> dict[str, Any]:
                                        desc=f"{ALGO} final evaluation ({what})")
                 quality = score_samples(bar.update)
                 bar.close()
+            if args.inception_samples:
+                from rlgen.gen.inception import inception_fid
+
+                model = sampler()
+                images = model.sample(args.inception_samples, generator=torch.Generator().manual_seed(args.seed + 7))
+                bar = tracker.progress(2 * args.inception_samples, unit="image",
+                                       desc=f"{ALGO} final evaluation (Inception FID, {args.inception_samples:,} "
+                                            "samples and as many real images)")
+                quality.update(inception_fid(args.data, images, args.image_size, args.inception_samples,
+                                             progress=bar.update))
+                bar.close()
             if quality:
                 tracker.log({k: v for k, v in quality.items() if isinstance(v, (int, float))}, step)
 
@@ -806,6 +820,9 @@ def gan_results(summary: dict[str, Any]) -> list[str]:
                          f"{summary['class_entropy_max']:.2f} for full coverage")
     else:
         lines = ["no Fréchet distance (--fid-samples 0, or the data has no class labels to train its classifier)"]
+    if summary.get("inception_fid") is not None:
+        lines.append(f"standard FID {summary['inception_fid']:.1f} (Inception-v3 features, "
+                     f"{summary['inception_samples']:,} samples against {summary['inception_real']:,} real images)")
     if summary.get("d_loss") is not None:
         lines.append(f"last steps: D loss {summary['d_loss']:.3f}, G loss {summary['g_loss']:.3f}, D(x) "
                      f"{summary['d_real']:.2f}, D(G(z)) {summary['d_fake']:.2f}; {summary['steps']:,} steps in "
