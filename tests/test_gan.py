@@ -429,3 +429,18 @@ def test_pictures_and_final_scores_reach_wandb_in_step_order(run_dir, monkeypatc
         f"last steps: D loss {s['d_loss']:.3f}, G loss {s['g_loss']:.3f}, D(x) {s['d_real']:.2f}, D(G(z)) "
         f"{s['d_fake']:.2f}; 4 steps in {s['train_minutes']:.1f} min",
         f"run folder: {run_dir}"]
+
+
+def test_generative_bench_runs_the_recipe_and_ablation_rows(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "bench_generative.py"
+    spec = importlib.util.spec_from_file_location("bench_generative", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = bench.main(["--only", "ablation:modern-bce,modern-faces", "--quick", "--run-root", str(tmp_path),
+                      "--json", str(tmp_path / "b.json")])
+    assert out["ablation:modern-bce"]["loss"] == "bce" and out["ablation:modern-bce"]["spectral_norm"]
+    assert out["modern-faces"]["recipe"] == "modern" and out["modern-faces"]["steps"] == 3
+    assert "GAN recipes" in capsys.readouterr().out and json.loads((tmp_path / "b.json").read_text())
