@@ -97,8 +97,8 @@ class Args(RunArgs):
     data: str = "mnist5k"
     """training images: mnist5k, faces, folder:PATH (a directory or .zip of images), or any rlgen dataset"""
     recipe: str | None = None
-    """dcgan: the published DCGAN (Radford et al. 2015) and the losses above; modern: the combination of the flags
-    below measured best on faces (see RECIPES) (default: per data, modern for faces). Flags you give beat it"""
+    """dcgan: the published DCGAN training (Radford et al. 2015) with the per-data defaults; modern: hinge loss,
+    spectral norm, DiffAugment and the weight average (RECIPES) (default: dcgan). Flags you give beat the recipe's"""
     loss: Literal["bce", "lsgan", "hinge"] | None = None
     """bce: non-saturating GAN loss (Goodfellow et al. 2014); lsgan: least squares (Mao et al. 2017); hinge
     (Lim & Ye 2017; Miyato et al. 2018) (default: the recipe's)"""
