@@ -220,6 +220,47 @@ def report(rows: list[dict[str, Any]], games: list[str], seeds: list[int]) -> di
     return out
 
 
+# -- the final evaluation: Python games one by one against the threaded vector env --------------------------
+def eval_speed(run_dir: Path, games: int, threads: int) -> dict[str, Any]:
+    """Time both ways of evaluating a finished run's agent on ``games`` whole games, in this process."""
+    import torch
+
+    from rlgen import checkpoint
+    from rlgen.nets import QNetwork, make_backbone
+    from rlgen.rl import envs as envlib
+    from rlgen.rl.atari import evaluate_games, make_atari_env
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    ckpt = checkpoint.load(run_dir, algo="dqn")
+    a = ckpt["args"]
+    weights = ckpt.get("avg_net", ckpt["q_net"])
+    net = QNetwork(make_backbone(a["backbone"], (4, 84, 84)), weights["head.adv.weight"].shape[0],
+                   dueling=a["dueling"])
+    net.load_state_dict(weights)
+    net = net.eval().to(memory_format=torch.channels_last)
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_cpu()):
+            x = torch.as_tensor(obs).contiguous(memory_format=torch.channels_last).float().div_(255.0)
+            return net(x).argmax(dim=1).numpy()
+
+    seed, eps, game = 10_000, a["eval_epsilon"], a["env"]
+    out: dict[str, Any] = {"run": str(run_dir), "game": game, "games": games}
+    for name, fn in (("python envs, one by one", lambda: envlib.evaluate(
+                         act, lambda: make_atari_env(game, fresh_stack_on_life_loss=True), games, seed, eps)),
+                     ("vector env (C++ threads)", lambda: evaluate_games(act, game, games, seed, eps))):
+        t0 = time.perf_counter()
+        scores = fn()
+        out[name] = {"seconds": time.perf_counter() - t0, "mean": float(np.mean(scores))}
+    slow, fast = out["python envs, one by one"]["seconds"], out["vector env (C++ threads)"]["seconds"]
+    print(f"\nfinal evaluation of {run_dir.name} ({game}), {games} whole games, ε = {eps:g}, {machine()}:")
+    for name in ("python envs, one by one", "vector env (C++ threads)"):
+        r = out[name]
+        print(f"  {name:<26} {r['seconds']:7.1f} s   mean score {r['mean']:.1f}")
+    print(f"  speed-up {slow / fast:.2f}×")
+    return out
+
+
 # -- Stable-Baselines3's DQN at the same budget --------------------------------------------------------------
 def sb3_child(run_dir: Path, game: str, seed: int, threads: int, total_steps: int, episodes: int) -> None:
     """SB3's DQN with the preset's settings where SB3 has them; evaluated as rlgen evaluates (own process)."""
@@ -348,6 +389,9 @@ def main() -> None:
     parser.add_argument("--malloc-default", action="store_true",
                         help="profile with glibc's default malloc thresholds (what keep_freed_memory buys)")
     parser.add_argument("--report-only", action="store_true", help="print the tables of finished runs, run nothing")
+    parser.add_argument("--eval-speed", metavar="RUN_DIR",
+                        help="time the two evaluators on a finished run's agent (--eval-games games), run nothing else")
+    parser.add_argument("--eval-games", type=int, default=20)
     parser.add_argument("--json", help="write the tables here")
     parser.add_argument("--sb3-child", help=argparse.SUPPRESS)
     opts = parser.parse_args()
@@ -356,6 +400,11 @@ def main() -> None:
     if opts.sb3_child:
         sb3_child(Path(opts.sb3_child), games[0], seeds[0], opts.threads or os.cpu_count() or 1,
                   opts.total_steps or 100_000, opts.eval_episodes or 100)
+        return
+    if opts.eval_speed:
+        result = eval_speed(Path(opts.eval_speed), opts.eval_games, opts.threads)
+        if opts.json:
+            Path(opts.json).write_text(json.dumps(result, indent=1))
         return
     unknown = [g for g in games if g not in RANDOM_HUMAN]
     if unknown:

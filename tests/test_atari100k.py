@@ -288,3 +288,20 @@ def test_simclr_on_atari_stacks_gives_a_dqn_encoder(tmp_path, bad_input):
     bad_input(dqn.main, dqn.Args, ["--env", "Boxing", "--preset", "atari100k", "--encoder", str(raw),
                                    "--run-dir", str(tmp_path / "no")], "(1, 210, 160)")
 
+
+
+def test_evaluation_plays_whole_games_in_the_vector_env_and_is_seeded():
+    from rlgen.rl.atari import evaluate_games
+
+    calls = []
+
+    def random_policy(obs):  # a policy that looks at nothing, so the games are the emulator's and the seed's
+        calls.append(len(obs))
+        assert obs.shape[1:] == (4, 84, 84) and obs.dtype == np.uint8
+        return np.random.default_rng(len(calls)).integers(0, 4, len(obs))
+
+    scores = evaluate_games(random_policy, "Breakout", 3, seed=7, epsilon=0.5)
+    assert scores.shape == (3,) and np.isfinite(scores).all() and (scores >= 0).all()
+    assert calls[0] == 3 and calls == sorted(calls, reverse=True)  # only running games are asked for actions
+    calls.clear()
+    assert np.array_equal(evaluate_games(random_policy, "Breakout", 3, seed=7, epsilon=0.5), scores)
