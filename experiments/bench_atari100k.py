@@ -8,10 +8,16 @@ published means (Agarwal et al. 2021's re-runs, 100 runs per game), random and h
 score ((score − random) / (human − random)) and the CPU and wall minutes per run; then the mean, median and
 interquartile mean (IQM, Agarwal et al. 2021) of the human-normalised scores.
 
-Variants: ``preset`` (the plain preset); ``frozen`` and ``finetune`` (the preset with ``--encoder`` from
-``--encoder-runs GAME=RUN_DIR,...``, kept fixed or trained). ``--sb3`` adds one run of Stable-Baselines3's DQN
-at the same budget with its closest settings on Breakout (no augmentation, no dueling, no double DQN, which
-SB3 does not have), evaluated by rlgen's own 100-episode protocol. ``--profile`` times the parts of one
+Variants: ``preset`` (the plain preset); ``frozen`` and ``finetune`` (the preset with ``--encoder``, kept fixed
+or trained). Their encoder is ``--encoder-runs GAME=RUN_DIR,...`` where given; otherwise the script pretrains one
+per game first (``simclr-GAME`` under ``--out``, reused when finished): SimCLR with temporal pairs (positives are
+frames 1–4 steps apart, as in ATC, Stooke et al. 2021) and the ``dqn`` augmentation recipe, on
+``--pretrain-frames`` random-agent frames as DQN sees them (``atari-stacks:GAME``), for ``--pretrain-minutes``,
+with the agent's own trunk (``nature_cnn_same``). Its minutes are reported apart from the agent's.
+
+``--sb3`` adds one run of Stable-Baselines3's DQN at the same budget with its closest settings on Breakout
+(no augmentation, no dueling, no double DQN, which SB3 does not have), evaluated by rlgen's own 100-episode
+protocol. ``--profile`` times the parts of one
 preset step in isolation: acting, the environment, replay sampling, augmentation, the update.
 
 Runs go one after another by default: on this 2-core machine one run with 2 torch threads beats two runs
@@ -19,6 +25,7 @@ with one thread each (a preset update: 13.5 ms with 2 threads against 22 ms with
 each other about 1.5×). ``--parallel N`` runs N at once, each with ``--threads`` torch threads.
 
     python experiments/bench_atari100k.py --games Breakout,Boxing,Pong --seeds 0,1 [--sb3] [--profile] [--json out.json]
+    python experiments/bench_atari100k.py --variants preset,frozen,finetune [--pretrain-minutes 10]
 """
 
 from __future__ import annotations
@@ -65,6 +72,15 @@ def iqm(values: list[float]) -> float:
 
 # -- one run ------------------------------------------------------------------------------------------------
 def command(variant: str, game: str, seed: int, run_dir: Path, opts: argparse.Namespace) -> list[str]:
+    if variant == "simclr":
+        if (run_dir / "checkpoint.pt").exists():
+            return [sys.executable, "-m", "rlgen.selfsup.simclr", "--resume", str(run_dir)]
+        budget = (["--total-steps", str(opts.pretrain_steps)] if opts.pretrain_steps
+                  else ["--total-steps", "1000000", "--minutes", str(opts.pretrain_minutes)])  # the clock ends it
+        return [sys.executable, "-m", "rlgen.selfsup.simclr", "--data", f"atari-stacks:{game.lower()}",
+                "--frames", str(opts.pretrain_frames), "--backbone", "nature_cnn_same", "--pairs", "temporal",
+                *budget, "--seed", str(seed), "--threads", str(opts.threads), "--wandb", opts.wandb,
+                "--run-dir", str(run_dir)]
     if variant == "sb3":
         return [sys.executable, __file__, "--sb3-child", str(run_dir), "--games", game, "--seeds", str(seed),
                 "--threads", str(opts.threads), "--total-steps", str(opts.total_steps),
@@ -139,6 +155,23 @@ def collect(jobs: list[tuple[str, str, int, Path]]) -> list[dict[str, Any]]:
     return rows
 
 
+def report_pretraining(jobs: list[tuple[str, str, int, Path]]) -> dict[str, Any]:
+    """The encoders' pretraining, apart from the agents' runs."""
+    done = {game: {**json.loads((d / "config.json").read_text()), **json.loads((d / "summary.json").read_text())}
+            for v, game, _, d in jobs if v == "simclr" and (d / "summary.json").exists()}
+    if not done:
+        return {}
+    print("\nencoders: SimCLR (temporal pairs, dqn recipe) on random-agent frames as DQN sees them")
+    print(f"{'game':<10} {'frames':>8} {'steps':>7} {'minutes':>8} {'NT-Xent':>8} {'chance':>7}")
+    out = {}
+    for game, s in done.items():
+        out[game] = {"frames": s["frames"], "steps": s["steps"], "train_minutes": s["train_minutes"],
+                     "final_loss": s["final_loss"], "loss_chance": s["loss_chance"]}
+        print(f"{game:<10} {s['frames']:>8} {s['steps']:>7} {s['train_minutes']:>8.1f} "
+              f"{s['final_loss']:>8.3f} {s['loss_chance']:>7.3f}")
+    return out
+
+
 def report(rows: list[dict[str, Any]], games: list[str], seeds: list[int]) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": machine(), "variants": {}}
     for variant in dict.fromkeys(r["variant"] for r in rows):
@@ -184,6 +217,47 @@ def report(rows: list[dict[str, Any]], games: list[str], seeds: list[int]) -> di
                   f"IQM over {agg['runs']} runs {agg['iqm_runs']:.3f} (published DrQ(ε) over 26 games: mean 0.465, "
                   f"median 0.313, IQM 0.280)")
             out["variants"][variant] = {"games": per_game, "aggregate": agg}
+    return out
+
+
+# -- the final evaluation: Python games one by one against the threaded vector env --------------------------
+def eval_speed(run_dir: Path, games: int, threads: int) -> dict[str, Any]:
+    """Time both ways of evaluating a finished run's agent on ``games`` whole games, in this process."""
+    import torch
+
+    from rlgen import checkpoint
+    from rlgen.nets import QNetwork, make_backbone
+    from rlgen.rl import envs as envlib
+    from rlgen.rl.atari import evaluate_games, make_atari_env
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    ckpt = checkpoint.load(run_dir, algo="dqn")
+    a = ckpt["args"]
+    weights = ckpt.get("avg_net", ckpt["q_net"])
+    net = QNetwork(make_backbone(a["backbone"], (4, 84, 84)), weights["head.adv.weight"].shape[0],
+                   dueling=a["dueling"])
+    net.load_state_dict(weights)
+    net = net.eval().to(memory_format=torch.channels_last)
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_cpu()):
+            x = torch.as_tensor(obs).contiguous(memory_format=torch.channels_last).float().div_(255.0)
+            return net(x).argmax(dim=1).numpy()
+
+    seed, eps, game = 10_000, a["eval_epsilon"], a["env"]
+    out: dict[str, Any] = {"run": str(run_dir), "game": game, "games": games}
+    for name, fn in (("python envs, one by one", lambda: envlib.evaluate(
+                         act, lambda: make_atari_env(game, fresh_stack_on_life_loss=True), games, seed, eps)),
+                     ("vector env (C++ threads)", lambda: evaluate_games(act, game, games, seed, eps))):
+        t0 = time.perf_counter()
+        scores = fn()
+        out[name] = {"seconds": time.perf_counter() - t0, "mean": float(np.mean(scores))}
+    slow, fast = out["python envs, one by one"]["seconds"], out["vector env (C++ threads)"]["seconds"]
+    print(f"\nfinal evaluation of {run_dir.name} ({game}), {games} whole games, ε = {eps:g}, {machine()}:")
+    for name in ("python envs, one by one", "vector env (C++ threads)"):
+        r = out[name]
+        print(f"  {name:<26} {r['seconds']:7.1f} s   mean score {r['mean']:.1f}")
+    print(f"  speed-up {slow / fast:.2f}×")
     return out
 
 
@@ -297,7 +371,11 @@ def main() -> None:
     parser.add_argument("--games", default="Breakout,Boxing,Pong")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--variants", default="preset", help="comma-separated: preset, frozen, finetune")
-    parser.add_argument("--encoder-runs", default="", help="GAME=RUN_DIR,... the encoders of frozen/finetune")
+    parser.add_argument("--encoder-runs", default="",
+                        help="GAME=RUN_DIR,... the encoders of frozen/finetune (default: pretrain them here)")
+    parser.add_argument("--pretrain-minutes", type=float, default=10.0, help="SimCLR minutes per game's encoder")
+    parser.add_argument("--pretrain-frames", type=int, default=50_000, help="random-agent frames to pretrain on")
+    parser.add_argument("--pretrain-steps", type=int, default=0, help="SimCLR steps instead of minutes (tests only)")
     parser.add_argument("--sb3", action="store_true", help="add SB3's DQN on --sb3-game (first seed)")
     parser.add_argument("--sb3-game", default=SB3_GAME)
     parser.add_argument("--out", default="runs/bench_atari100k", help="run folders (reused when finished)")
@@ -311,6 +389,9 @@ def main() -> None:
     parser.add_argument("--malloc-default", action="store_true",
                         help="profile with glibc's default malloc thresholds (what keep_freed_memory buys)")
     parser.add_argument("--report-only", action="store_true", help="print the tables of finished runs, run nothing")
+    parser.add_argument("--eval-speed", metavar="RUN_DIR",
+                        help="time the two evaluators on a finished run's agent (--eval-games games), run nothing else")
+    parser.add_argument("--eval-games", type=int, default=20)
     parser.add_argument("--json", help="write the tables here")
     parser.add_argument("--sb3-child", help=argparse.SUPPRESS)
     opts = parser.parse_args()
@@ -319,6 +400,11 @@ def main() -> None:
     if opts.sb3_child:
         sb3_child(Path(opts.sb3_child), games[0], seeds[0], opts.threads or os.cpu_count() or 1,
                   opts.total_steps or 100_000, opts.eval_episodes or 100)
+        return
+    if opts.eval_speed:
+        result = eval_speed(Path(opts.eval_speed), opts.eval_games, opts.threads)
+        if opts.json:
+            Path(opts.json).write_text(json.dumps(result, indent=1))
         return
     unknown = [g for g in games if g not in RANDOM_HUMAN]
     if unknown:
@@ -329,10 +415,11 @@ def main() -> None:
         sys.exit(f"error: --variants {bad[0]!r} is not one of preset, frozen, finetune")
     opts.encoder_runs = dict(pair.split("=", 1) for pair in opts.encoder_runs.split(",") if pair)
     opts.encoder_runs = {game_name(k): v for k, v in opts.encoder_runs.items()}
-    missing = [g for g in games if any(v != "preset" for v in variants) and g not in opts.encoder_runs]
-    if missing:
-        sys.exit(f"error: --variants {opts.variants} needs --encoder-runs {missing[0]}=RUN_DIR")
     out = Path(opts.out)
+    needs_encoder = any(v != "preset" for v in variants)
+    pretrain_jobs = [("simclr", g, 0, out / f"simclr-{g}") for g in games
+                     if needs_encoder and g not in opts.encoder_runs]
+    opts.encoder_runs.update({g: str(d) for _, g, _, d in pretrain_jobs})
     print(f"machine: {machine()}", flush=True)
     timings = profile(games[0], opts.threads, opts.profile, opts.malloc_default) if opts.profile else None
     # seed by seed, so that every game has a first run before any has a second
@@ -341,8 +428,12 @@ def main() -> None:
         sb3_game = game_name(opts.sb3_game)
         jobs.append(("sb3", sb3_game, seeds[0], out / f"sb3-{sb3_game}-s{seeds[0]}"))
     if not opts.report_only:
+        if pretrain_jobs:  # every encoder before any agent that starts from one
+            run_all(pretrain_jobs, opts)
         run_all(jobs, opts)
+    pretraining = report_pretraining(pretrain_jobs)
     result = report(collect(jobs), games, seeds)
+    result["pretraining"] = pretraining
     result["profile_ms"] = timings
     if opts.json:
         Path(opts.json).write_text(json.dumps(result, indent=1))

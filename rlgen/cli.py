@@ -88,10 +88,10 @@ _UNIT, _UNIT_OPEN = Range(0, 1), Range(0, 1, open_hi=True)
 # may override a name where its meaning is narrower.
 LIMITS: dict[str, Range] = {
     **{n: _COUNT0 for n in ("seed", "data_seed", "split_seed", "checkpoint_every", "learning_starts", "threads",
-                            "iwae_k", "fid_every", "fid_samples", "val_size", "interpolate", "kl_warmup", "shift",
-                            "samples", "completions", "nrow")},
+                            "iwae_k", "fid_every", "fid_samples", "inception_samples", "val_size", "interpolate",
+                            "kl_warmup", "shift", "samples", "completions", "nrow")},
     **{n: _NONNEG for n in ("weight_decay", "lr_end", "entropy_coef", "collapse_threshold", "max_grad_norm",
-                            "lr_power")},
+                            "lr_power", "r1")},
     **{n: _UNIT for n in ("gamma", "eps_start", "eps_end", "eps_decay", "exploration_fraction", "eval_epsilon",
                           "policy_average")},
     **{n: _UNIT_OPEN for n in ("momentum", "ema", "warmup", "beta1", "beta2")},

@@ -207,20 +207,101 @@ def test_sb3_with_a_pretrained_rlgen_encoder(preset_run):
 
 
 def test_bench_atari100k_runs_reuses_and_reports(tmp_path):
-    """The benchmark script end to end at a tiny budget: a preset run and an SB3 run, then a second call that
-    reuses both folders instead of training again."""
+    """The benchmark script end to end at a tiny budget: an encoder pretrained for the game, a preset run, a run
+    from the frozen encoder and an SB3 run, then a second call that reuses every folder instead of training."""
     script = Path(__file__).resolve().parents[1] / "experiments" / "bench_atari100k.py"
     argv = [sys.executable, str(script), "--games", "Boxing", "--seeds", "0", "--sb3", "--sb3-game", "Boxing",
+            "--variants", "preset,frozen", "--pretrain-steps", "2", "--pretrain-frames", "300",
             "--total-steps", "300", "--eval-episodes", "1", "--threads", "1", "--wandb", "disabled",
             "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "out.json")]
     first = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
-    assert "0 of 2 runs already finished" in first.stdout
+    assert "0 of 1 runs already finished" in first.stdout and "0 of 3 runs already finished" in first.stdout
     out = json.loads((tmp_path / "out.json").read_text())
+    assert out["pretraining"]["Boxing"]["steps"] == 2 and out["pretraining"]["Boxing"]["frames"] == 300
+    assert out["variants"]["frozen"]["games"]["Boxing"]["runs"]
+    agent = json.loads((tmp_path / "runs" / "frozen-Boxing-s0" / "config.json").read_text())
+    assert agent["encoder"] == str(tmp_path / "runs" / "simclr-Boxing") and agent["freeze_encoder"]
     boxing = out["variants"]["preset"]["games"]["Boxing"]
     assert boxing["published"]["DrQ(ε)"] == 9.0 and boxing["hns"] == pytest.approx(human_normalized("Boxing",
                                                                                                     boxing["mean"]))
     assert out["variants"]["sb3"]["games"]["Boxing"]["runs"]  # SB3's run evaluated by rlgen's protocol
     assert json.loads((tmp_path / "runs" / "preset-Boxing-s0" / "bench.json").read_text())["cpu_seconds"] > 0
     again = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and "2 of 2 runs already finished" in again.stdout
+    assert again.returncode == 0 and "3 of 3 runs already finished" in again.stdout
+    assert "1 of 1 runs already finished" in again.stdout
+
+
+# -- encoders pretrained on frames as DQN sees them ----------------------------------------------------------
+def test_dqn_view_resizes_as_the_agent_does_and_stacks_within_episodes():
+    from rlgen.data.atari_frames import dqn_view
+    from rlgen.rl.atari import area_resize_weights
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (9, 1, 210, 160), dtype=torch.uint8, generator=g)
+    episode = torch.tensor([0, 0, 0, 1, 1, 1, 1, 1, 2])
+    out = dqn_view(frames, episode, chunk=4)  # chunks smaller than the data: the seams must not show
+    assert out.shape == (9, 4, 84, 84) and out.dtype == torch.uint8
+    rows, cols = area_resize_weights(210, 84), area_resize_weights(160, 84)
+    small = [np.clip(np.round(rows @ f[0].numpy().astype(np.float64) @ cols.T), 0, 255) for f in frames]
+    for i in range(9):
+        for slot in range(4):
+            back = i - (3 - slot)  # slot 3 is the newest frame
+            if back >= 0 and episode[back] == episode[i]:
+                # float32 products against float64 here: at most one grey level apart, as the agent's resize is
+                assert np.abs(out[i, slot].numpy().astype(int) - small[back]).max() <= 1, (i, slot)
+            else:
+                assert not out[i, slot].any(), (i, slot)  # before the episode's first frame: zeros
+    assert torch.equal(out[4, 2], out[5, 1]) and torch.equal(out[3, 3], out[6, 0])
+
+
+def test_dqn_recipe_is_drq_augment():
+    from rlgen.selfsup.augment import RECIPES, augment, default_recipe, drq_augment
+
+    x = torch.randint(0, 256, (6, 4, 20, 20), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    ours = augment(x, RECIPES["dqn"], torch.Generator().manual_seed(7))
+    drq = drq_augment(x.float() / 255, torch.Generator().manual_seed(7))
+    assert torch.allclose(ours, drq, atol=1e-6)
+    assert default_recipe("atari-stacks:breakout")[0] == "dqn" and "shift ±4" in RECIPES["dqn"].describe()
+
+
+def test_simclr_on_atari_stacks_gives_a_dqn_encoder(tmp_path, bad_input):
+    """SimCLR on DQN-view Boxing frames (temporal pairs, the dqn recipe) → the trunk of a Boxing agent."""
+    from rlgen.selfsup import simclr
+
+    pre = tmp_path / "simclr"
+    s = simclr.main(simclr.Args(data="atari-stacks:boxing", frames=300, backbone="nature_cnn_same",
+                                pairs="temporal", batch_size=16, total_steps=12, log_every=4,
+                                run_dir=str(pre), wandb="disabled", amp="off"))
+    assert s["steps"] == 12
+    source = checkpoint.load(pre, algo="simclr")["encoder"]
+    out = tmp_path / "agent"
+    dqn.main(dqn.Args(env="Boxing", preset="atari100k", total_steps=260, learning_starts=200, buffer_size=1_000,
+                      final_eval_episodes=1, eval_every=10_000, eval_episodes=1, gif=False, encoder=str(pre),
+                      freeze_encoder=True, run_dir=str(out), wandb="disabled"))
+    after = checkpoint.load(out, algo="dqn")["q_net"]
+    assert all(torch.equal(after[f"backbone.{k}"], v) for k, v in source.items())
+    # the raw-frame collection does not fit the agent: one line naming both shapes
+    raw = tmp_path / "raw"
+    simclr.main(simclr.Args(data="atari-frames:boxing", frames=300, backbone="atari_cnn", batch_size=8,
+                            total_steps=1, run_dir=str(raw), wandb="disabled", amp="off"))
+    bad_input(dqn.main, dqn.Args, ["--env", "Boxing", "--preset", "atari100k", "--encoder", str(raw),
+                                   "--run-dir", str(tmp_path / "no")], "(1, 210, 160)")
+
+
+
+def test_evaluation_plays_whole_games_in_the_vector_env_and_is_seeded():
+    from rlgen.rl.atari import evaluate_games
+
+    calls = []
+
+    def random_policy(obs):  # a policy that looks at nothing, so the games are the emulator's and the seed's
+        calls.append(len(obs))
+        assert obs.shape[1:] == (4, 84, 84) and obs.dtype == np.uint8
+        return np.random.default_rng(len(calls)).integers(0, 4, len(obs))
+
+    scores = evaluate_games(random_policy, "Breakout", 3, seed=7, epsilon=0.5)
+    assert scores.shape == (3,) and np.isfinite(scores).all() and (scores >= 0).all()
+    assert calls[0] == 3 and calls == sorted(calls, reverse=True)  # only running games are asked for actions
+    calls.clear()
+    assert np.array_equal(evaluate_games(random_policy, "Breakout", 3, seed=7, epsilon=0.5), scores)

@@ -37,10 +37,15 @@ def digits(n: int = 8) -> torch.Tensor:
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_shapes_dtype_range(name):
     recipe = RECIPES[name]
+    top = 1 + 2 * recipe.intensity  # intensity noise is not clamped (DrQ(ε) does not clamp it either)
     for images in (digits(), (rgb() * 255).to(torch.uint8), rgb()):
         out = augment(images, recipe, gen())
         assert out.shape == images.shape and out.dtype == torch.float32
-        assert out.min() >= 0 and out.max() <= 1
+        assert out.min() >= 0 and out.max() <= top + 1e-6
+    if recipe.shift:  # a shift keeps the size: asking for another is refused
+        with pytest.raises(UsageError, match="keeps the image size"):
+            augment(rgb(size=32), recipe, gen(), out_size=(20, 24))
+        return
     out = augment(rgb(size=32), recipe, gen(), out_size=(20, 24))
     assert out.shape == (8, 3, 20, 24) and 0 <= out.min() and out.max() <= 1
 

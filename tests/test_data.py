@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import io
 import pickle
 import struct
@@ -82,7 +83,8 @@ def use_small_spec(monkeypatch, name: str = "mnist", files: dict[str, Path] | No
     for path in (files or {}).values():
         if path.suffix == ".gz":
             md5[path.name] = md5sum(path)
-    small = dataclasses.replace(spec, md5=md5, counts={"train": len(TRAIN_X), "test": len(TEST_X)})
+    # no system copy: a package installed on this machine must not stand in for the files under test
+    small = dataclasses.replace(spec, md5=md5, counts={"train": len(TRAIN_X), "test": len(TEST_X)}, system_dirs=())
     monkeypatch.setitem(sources.SPECS, name, small)
     return small
 
@@ -558,3 +560,43 @@ def test_show_grid_spreads_over_the_classes_of_a_sorted_split(tmp_path, monkeypa
     picks = show.grid_indices(test.labels, len(test.images), 20)
     assert torch.equal(shown["images"], test.images[picks])
     assert sorted(test.labels[picks].tolist()) == sorted(2 * list(range(10)))  # two of every digit, not 20 zeros
+
+
+# --- Fashion-MNIST from an operating-system package (Debian's dataset-fashion-mnist) ----------------------------
+
+def use_system_copy(monkeypatch, tmp_path) -> tuple[sources.IdxSource, Path]:
+    """The four files written as Debian lays them out (gzipped, under their original names) in a folder posing as
+    /usr/share/datasets/fashion-mnist, and the real spec pointed at it with the MD5s of their decompressed content."""
+    system = tmp_path / "usr" / "share" / "datasets" / "fashion-mnist"
+    files = write_mnist_files(system, gzip_train=True, gzip_test=True)
+    raw_md5 = {p.name: hashlib.md5(gzip.decompress(p.read_bytes())).hexdigest() for p in files.values()}
+    spec = dataclasses.replace(sources.SPECS["fashion-mnist"], system_dirs=(str(system),), system_md5=raw_md5,
+                               counts={"train": len(TRAIN_X), "test": len(TEST_X)})
+    monkeypatch.setitem(sources.SPECS, "fashion-mnist", spec)
+    return spec, system
+
+
+def test_fashion_mnist_is_read_from_the_debian_package_layout(tmp_path, monkeypatch):
+    _, system = use_system_copy(monkeypatch, tmp_path)
+    ds = load_dataset("fashion-mnist", "train")  # the network is off (see _isolated): nothing is downloaded
+    assert np.array_equal(ds.images[:, 0].numpy(), TRAIN_X) and np.array_equal(ds.labels.numpy(), TRAIN_Y)
+    assert ds.classes[-1] == "Ankle boot"
+    xt, _ = load("fashion-mnist", "test")
+    assert np.array_equal(xt[:, 0].numpy(), TEST_X)
+    assert not (tmp_path / "data" / "fashion-mnist").exists()  # read in place, not copied
+    assert load_dataset("fashion-mnist", "train").from_cache
+
+
+def test_a_changed_system_copy_is_refused(tmp_path, monkeypatch):
+    _, system = use_system_copy(monkeypatch, tmp_path)
+    (system / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(idx_bytes(TEST_Y[::-1].copy())))
+    with pytest.raises(DataFileError, match="t10k-labels-idx1-ubyte.gz: checksum mismatch .*decompressed"):
+        load("fashion-mnist", "test")
+
+
+@pytest.mark.skipif(not Path(sources.FASHION_MNIST.system_dirs[0]).is_dir(),
+                    reason="Debian's dataset-fashion-mnist package is not installed (apt-get install "
+                           "dataset-fashion-mnist)")
+def test_real_fashion_mnist_from_the_debian_package():
+    ds = load_dataset("fashion-mnist", "test")
+    assert ds.images.shape == (10_000, 1, 28, 28) and torch.bincount(ds.labels).tolist() == [1000] * 10

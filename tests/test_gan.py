@@ -259,6 +259,106 @@ def test_resume_with_a_larger_budget_ends_exactly_there(tmp_path, kill_after_sav
     assert s["steps"] == 14 and s["resumes"] == 2
 
 
+# -- the modern recipe's parts: hinge, R1, spectral norm, DiffAugment ------------------------------------------
+def test_hinge_losses_match_hand_computation():
+    real, fake = torch.tensor([0.5, 2.0, -1.0]), torch.tensor([-2.0, 0.0, 0.3])
+    # E[max(0, 1 − s(x))] + E[max(0, 1 + s(G(z)))]
+    want = (0.5 + 0.0 + 2.0) / 3 + (0.0 + 1.0 + 1.3) / 3
+    assert gan.hinge_d_loss(real, fake).item() == pytest.approx(want, rel=1e-6)
+    assert gan.hinge_g_loss(fake).item() == pytest.approx(-(-2.0 + 0.0 + 0.3) / 3, rel=1e-6)
+    assert gan.hinge_d_loss(torch.zeros(4), torch.zeros(4)).item() == gan.EQUILIBRIUM_D_LOSS["hinge"]
+    assert gan.d_loss_floor("hinge", 1.0) == 0.0
+
+
+def test_r1_penalty_matches_hand_computation():
+    # a linear D(x) = w·x + b has ∇ₓD = w for every image: the penalty is ½‖w‖², and its gradient in w is w
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(12, 1))
+    x = torch.randn(5, 3, 2, 2)
+    pen = gan.r1_penalty(lin, x)
+    w = lin[1].weight
+    assert pen.item() == pytest.approx(0.5 * w.pow(2).sum().item(), rel=1e-6)
+    pen.backward()
+    assert torch.allclose(w.grad, w.detach(), atol=1e-6) and lin[1].bias.grad is None  # b does not enter ∇ₓD
+    # D(x) = Σ x²: ∇ = 2x, so the penalty is ½·mean over images of ‖2x‖²
+    square = gan.r1_penalty(lambda t: t.pow(2).flatten(1).sum(1), x)
+    assert square.item() == pytest.approx((0.5 * (2 * x).pow(2).flatten(1).sum(1)).mean().item(), rel=1e-5)
+
+
+def test_spectral_norm_brings_every_layers_largest_singular_value_to_one():
+    torch.manual_seed(0)
+    D = gan.Discriminator("dcgan", (3, 32, 32), 16, spectral_norm=True)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in D.modules())  # Miyato et al.'s D has none
+    for _ in range(30):  # each training forward refines the estimate by one power iteration
+        D(torch.randn(4, 3, 32, 32))
+    D.eval()
+    layers = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert len(layers) == 4
+    for m in layers:
+        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2).item()
+        assert sigma == pytest.approx(1.0, abs=0.05), sigma
+        raw = torch.linalg.matrix_norm(m.parametrizations.weight.original.detach().flatten(1), ord=2).item()
+        assert raw != pytest.approx(1.0, abs=0.05)  # the stored weight itself is not normalised
+
+
+def test_diffaugment_is_differentiable_and_seeded():
+    from rlgen.selfsup.augment import diff_augment
+
+    G = nn.Linear(8, 3 * 16 * 16)
+    x = torch.tanh(G(torch.randn(6, 8))).reshape(6, 3, 16, 16)
+    out = diff_augment(x, "color,translation,cutout", torch.Generator().manual_seed(3))
+    out.pow(2).sum().backward()
+    assert G.weight.grad is not None and G.weight.grad.abs().sum() > 0  # gradients reach G through every op
+    again = diff_augment(x.detach(), "color,translation,cutout", torch.Generator().manual_seed(3))
+    assert torch.equal(out.detach(), again)
+    assert not torch.equal(again, diff_augment(x.detach(), "color,translation,cutout",
+                                               torch.Generator().manual_seed(4)))
+
+
+def test_diffaugment_translation_and_cutout_by_hand():
+    from rlgen.selfsup.augment import diff_augment, random_shift
+
+    x = torch.rand(5, 3, 16, 16) * 2 - 1
+    # translation: up to ⅛ of 16 = 2 px, zeros where the image moved away (the draws are random_shift's own)
+    t = diff_augment(x, "translation", torch.Generator().manual_seed(1))
+    assert torch.equal(t, random_shift(x, 2, torch.Generator().manual_seed(1), fill="zeros"))
+    # cutout: a zeroed 8×8 square (clipped at the border) centred at a random pixel, the rest untouched
+    c = diff_augment(x, "cutout", torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)
+    cy, cx = torch.randint(0, 16, (5,), generator=g), torch.randint(0, 16, (5,), generator=g)
+    for k in range(5):
+        mask = torch.ones(16, 16)
+        top, left = int(cy[k]) - 4, int(cx[k]) - 4
+        mask[max(top, 0): top + 8, max(left, 0): left + 8] = 0
+        assert torch.equal(c[k], x[k] * mask)
+
+
+def test_recipes_resolve_and_flags_given_beat_them():
+    modern = gan.resolve(gan.Args(data="faces", recipe="modern"))
+    got = (modern.loss, modern.spectral_norm, modern.diffaugment, modern.label_smoothing)
+    assert got == ("hinge", True, "color,translation,cutout", 1.0)
+    picked = gan.resolve(gan.Args(data="faces", recipe="modern", diffaugment="cutout,color"))
+    assert picked.diffaugment == "color,cutout"  # DiffAugment's own order
+    ttur = gan.resolve(gan.Args(data="faces", recipe="modern", lr_d=4e-4))
+    assert (ttur.lr_g, ttur.lr_d) == (2e-4, 4e-4)
+    exact = gan.resolve(gan.Args(data="faces", recipe="dcgan"))
+    assert (exact.loss, exact.spectral_norm, exact.diffaugment, exact.r1, exact.beta1) == ("bce", False, "none", 0.0,
+                                                                                           0.5)
+    # a data default made for bce (faces: label smoothing 0.9) does not carry over to the hinge loss
+    assert gan.resolve(gan.Args(data="faces", loss="hinge")).label_smoothing == 1.0
+
+
+def test_tiny_run_of_the_modern_recipe_with_r1_and_two_time_scales(run_dir):
+    s = gan.main(gan.Args(run_dir=str(run_dir), recipe="modern", r1=1.0, r1_every=2, lr_d=4e-4, total_steps=4,
+                          **TINY))
+    assert s["steps"] == 4 and s["loss"] == "hinge" and s["spectral_norm"] and s["r1"] == 1.0
+    assert (s["lr_g"], s["lr_d"]) == (2e-4, 4e-4) and math.isfinite(s["d_loss"])
+    sampler, _ = load_sampler(run_dir)
+    assert sampler.sample(3).shape == (3, 1, 16, 16)
+    from rlgen.selfsup.encoders import load_encoder
+
+    assert load_encoder(run_dir).out_dim > 0  # the spectrally normalised D still gives its features
+
+
 # -- bad input --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, message", [
     (["--arch", "dcgan", "--image-size", "48"], "16, 32, 64, 128"),
@@ -268,6 +368,10 @@ def test_resume_with_a_larger_budget_ends_exactly_there(tmp_path, kill_after_sav
     (["--lr", "0"], "--lr"),
     (["--ema", "1"], "--ema"),
     (["--data", "nosuchdata"], "unknown dataset"),
+    (["--recipe", "fancy"], "--recipe 'fancy' is not one of dcgan, modern"),
+    (["--r1", "-1"], "--r1 -1"),
+    (["--diffaugment", "color,blur"], "DiffAugment op 'blur' is not one of color, translation, cutout"),
+    (["--loss", "hinge", "--label-smoothing", "0.9"], "hinge loss has no target"),
 ])
 def test_bad_input_is_one_line(argv, message, bad_input, run_dir):
     bad_input(gan.main, gan.Args, [*argv, "--run-dir", str(run_dir)], message)
@@ -325,3 +429,18 @@ def test_pictures_and_final_scores_reach_wandb_in_step_order(run_dir, monkeypatc
         f"last steps: D loss {s['d_loss']:.3f}, G loss {s['g_loss']:.3f}, D(x) {s['d_real']:.2f}, D(G(z)) "
         f"{s['d_fake']:.2f}; 4 steps in {s['train_minutes']:.1f} min",
         f"run folder: {run_dir}"]
+
+
+def test_generative_bench_runs_the_recipe_and_ablation_rows(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "bench_generative.py"
+    spec = importlib.util.spec_from_file_location("bench_generative", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = bench.main(["--only", "ablation:modern-bce,modern-faces", "--quick", "--run-root", str(tmp_path),
+                      "--json", str(tmp_path / "b.json")])
+    assert out["ablation:modern-bce"]["loss"] == "bce" and out["ablation:modern-bce"]["spectral_norm"]
+    assert out["modern-faces"]["recipe"] == "modern" and out["modern-faces"]["steps"] == 3
+    assert "GAN recipes" in capsys.readouterr().out and json.loads((tmp_path / "b.json").read_text())

@@ -4,7 +4,8 @@ Names: ``mnist``, ``fashion-mnist``, ``cifar10`` (downloaded from their canonica
 against published MD5s; without a network the error says which files to place where),
 ``folder:PATH`` (PNG/JPEG images in a directory or .zip), and the offline sources ``digits``,
 ``mnist5k``, ``faces`` (procedural cartoon faces: the offline stand-in for the Anime Face Dataset)
-and ``atari-frames:GAME`` (frames with their console RAM). Data lives under ``root=``, else
+``atari-frames:GAME`` (frames with their console RAM) and ``atari-stacks:GAME`` (the same frames as
+DQN sees them: 84×84, stacks of 4). Data lives under ``root=``, else
 ``$RLGEN_DATA``, else ``~/.cache/rlgen``; decoded arrays are cached there as memory-mapped ``.npy``
 files. Preview any of them with ``python -m rlgen.data.show NAME``.
 """

@@ -14,6 +14,9 @@ last episode may be cut short).
   shape of the other datasets.
 * :func:`load_atari_frames` returns an :class:`AtariFrames` that also holds each frame's episode
   id (for splitting by episode), action and reward.
+* ``atari-stacks:GAME`` is the same collection as a DQN sees it (:func:`dqn_view`): each frame
+  area-resized to 84×84 and stacked with the 3 before it, zeros before an episode's first frame,
+  uint8 ``(N, 4, 84, 84)``. Encoders pretrained on it fit ``rlgen.rl.dqn --encoder``.
 
 ``train`` and ``test`` use different seeds (``[seed, 0]`` and ``[seed, 1]``) for the emulator and
 the agent, so they come from different episodes. Frames from a custom ``policy`` are never cached
@@ -177,3 +180,50 @@ def _load(root: Path, split: str, cache: bool, arg: str | None, n: int | None, s
 
 register(Source("atari-frames", _load, {"n": None, "seed": 0, "policy": None},
                 "Atari frames with console RAM labels (AtariARI protocol)", takes_arg=True))
+
+
+DQN_SIZE = 84
+DQN_STACK = 4
+
+
+@torch.no_grad()
+def dqn_view(frames: torch.Tensor, episode: torch.Tensor, size: int = DQN_SIZE, stack: int = DQN_STACK,
+             chunk: int = 2048) -> torch.Tensor:
+    """uint8 (N, 1, 210, 160) frames → uint8 (N, stack, size, size): what ``rlgen.rl.dqn`` feeds its CNN.
+
+    Each frame is area-resized as :class:`rlgen.rl.atari.AtariPreprocess` resizes it (the same weights and
+    rounding), and frame i is stacked with frames i − stack + 1 .. i − 1 of its own episode, oldest first,
+    zeros where those fall before the episode's start (as the agent's stack starts)."""
+    from rlgen.rl.atari import area_resize_weights
+
+    n, _, h, w = frames.shape
+    rows = torch.from_numpy(area_resize_weights(h, size).astype(np.float32))
+    cols = torch.from_numpy(area_resize_weights(w, size).T.astype(np.float32).copy())
+    small = torch.empty(n, size, size, dtype=torch.uint8)
+    for i in range(0, n, chunk):  # float copies of all frames at once would take 13 GB for 50,000
+        pooled = frames[i: i + chunk, 0].float()
+        small[i: i + chunk] = torch.round(rows @ (pooled @ cols)).clamp_(0, 255).to(torch.uint8)
+    out = torch.zeros(n, stack, size, size, dtype=torch.uint8)
+    for k in range(stack):  # slot stack − 1 − k holds the frame k steps back
+        back = torch.arange(n) - k
+        same = (back >= 0) & (episode[back.clamp(min=0)] == episode)
+        idx = torch.nonzero(same).squeeze(1)
+        out[idx, stack - 1 - k] = small[back[idx]]
+    return out
+
+
+def _load_stacks(root: Path, split: str, cache: bool, arg: str | None, n: int | None, seed: int,
+                 policy: Policy | None) -> Dataset:
+    assert arg is not None
+    f = load_atari_frames(arg, split, n=n, seed=seed, policy=policy, root=root, cache=cache)
+    desc = (f"{f.game} frames as DQN sees them ({DQN_STACK}×{DQN_SIZE}×{DQN_SIZE}: area-resized greyscale, "
+            f"stacks of {DQN_STACK}; {'random agent' if policy is None else 'given policy'}); labels are the 128 "
+            "RAM bytes of the newest frame")
+    return Dataset(name=f"atari-stacks:{arg}", split=split, images=dqn_view(f.frames, f.episode), labels=f.ram,
+                   classes=None, description=desc, from_cache=f.from_cache, seconds=f.seconds,
+                   extras={"episode": f.episode, "action": f.action, "reward": f.reward})
+
+
+register(Source("atari-stacks", _load_stacks, {"n": None, "seed": 0, "policy": None},
+                "Atari frames as DQN sees them (84×84, stacks of 4), from the atari-frames collection",
+                takes_arg=True))

@@ -61,7 +61,7 @@ class Source:
     """Accepted keyword options and their defaults."""
     summary: str
     takes_arg: bool = False
-    """True for ``folder:PATH`` and ``atari-frames:GAME``."""
+    """True for ``folder:PATH``, ``atari-frames:GAME`` and ``atari-stacks:GAME``."""
 
 
 _SOURCES: dict[str, Source] = {}
@@ -82,7 +82,8 @@ def _ensure_registered() -> None:
     from rlgen.data import atari_frames, faces, folder, sources  # noqa: F401
 
 
-_ORDER = ("mnist", "fashion-mnist", "cifar10", "folder", "digits", "mnist5k", "faces", "atari-frames")
+_ORDER = ("mnist", "fashion-mnist", "cifar10", "folder", "digits", "mnist5k", "faces", "atari-frames",
+          "atari-stacks")
 
 
 def names_help() -> str:
@@ -99,7 +100,7 @@ def resolve(name: str) -> tuple[Source, str | None]:
     source = _SOURCES.get(key)
     if source is None or source.takes_arg != bool(sep):
         if source is not None and source.takes_arg:
-            example = "folder:/path/to/images" if key == "folder" else "atari-frames:breakout"
+            example = "folder:/path/to/images" if key == "folder" else f"{key}:breakout"
             raise UsageError(f"dataset {name!r} needs an argument, e.g. {example}")
         close = difflib.get_close_matches(key, list(_SOURCES), n=2, cutoff=0.6)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -132,8 +133,8 @@ def load(name: str, split: str = "train", root: str | os.PathLike | None = None,
 
     Names: ``mnist``, ``fashion-mnist``, ``cifar10`` (downloaded when online, see
     :mod:`rlgen.data.sources`), ``digits``, ``mnist5k``, ``faces`` (offline), ``folder:PATH`` and
-    ``atari-frames:GAME``. ``split`` is ``train`` or ``test``. ``root`` defaults to ``$RLGEN_DATA``
-    or ``~/.cache/rlgen``. Options depend on the source (``size=``, ``n=``, ``seed=``,
+    ``atari-frames:GAME`` / ``atari-stacks:GAME``. ``split`` is ``train`` or ``test``. ``root``
+    defaults to ``$RLGEN_DATA`` or ``~/.cache/rlgen``. Options depend on the source (``size=``, ``n=``, ``seed=``,
     ``download=``, ...); an option a source does not take is a :class:`UsageError`.
     ``cache=False`` rebuilds and rewrites the cached copy.
     """

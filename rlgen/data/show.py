@@ -136,7 +136,10 @@ def main(args: Args) -> None:
     k = min(args.grid, len(ds.images))
     title = f"{ds.description} [{ds.split}, {k} of {len(ds.images)}]"
     picks = grid_indices(ds.labels, len(ds.images), k, args.seed)
-    save_grid(out, ds.images[picks], nrow=args.nrow or None, title=title)
+    images, nrow = ds.images[picks], args.nrow or None
+    if ds.name.startswith("atari-stacks"):  # a stack is frames in time, not colour channels: one row each
+        images, nrow = images.reshape(-1, 1, *images.shape[2:]), images.shape[1]
+    save_grid(out, images, nrow=nrow, title=title)
     print(f"wrote {out} ({k} {ds.split} images)")
 
 

@@ -6,7 +6,10 @@ Downloaded, from the canonical hosts, each file checked against its published MD
   PyTorch team's S3 copy is tried first because yann.lecun.com often refuses downloads. 60,000 /
   10,000 images of 1×28×28, labels 0–9.
 * ``fashion-mnist``: Xiao, Rasul & Vollgraf 2017 (arXiv:1708.07747), Zalando's S3 bucket; same
-  format and sizes as MNIST, ten clothing classes.
+  format and sizes as MNIST, ten clothing classes. Where Debian's ``dataset-fashion-mnist`` package is
+  installed (``apt-get install dataset-fashion-mnist``), its copy in ``/usr/share/datasets/fashion-mnist``
+  is read instead of downloading, checked against the MD5s of its decompressed files (Debian
+  recompressed the ``.gz`` files, so their own MD5s differ from the published ones).
 * ``cifar10``: Krizhevsky 2009, https://www.cs.toronto.edu/~kriz/cifar.html; the python version
   (``cifar-10-python.tar.gz``, five training batches and one test batch of 10,000 3×32×32 images).
 
@@ -29,6 +32,7 @@ Offline (``pip install rlgen[data]`` installs both packages):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import importlib.metadata
 import shutil
@@ -41,7 +45,7 @@ import torch
 from rlgen.data import download
 from rlgen.data.cache import cached
 from rlgen.data.core import Dataset, Source, as_dataset, check_positive_int, register, stratified_split
-from rlgen.data.formats import DataFileError, read_cifar_batch, read_idx, verify_md5
+from rlgen.data.formats import DataFileError, parse_idx, read_cifar_batch, read_idx, read_maybe_gzip, verify_md5
 from rlgen.errors import UsageError
 
 
@@ -59,6 +63,11 @@ class IdxSource:
     """split → number of images, a check on uncompressed files (which have no published checksum)."""
     classes: tuple[str, ...]
     description: str
+    system_dirs: tuple[str, ...] = ()
+    """folders where an operating-system package installs the same files: read when ``<root>/<name>`` lacks a
+    split's files, before any download."""
+    system_md5: dict[str, str] = dataclasses.field(default_factory=dict)
+    """file name (as ``files`` names it) → MD5 of its decompressed content as that package ships it."""
 
 
 MNIST = IdxSource(
@@ -87,6 +96,12 @@ FASHION_MNIST = IdxSource(
     classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
              "Ankle boot"),
     description="Fashion-MNIST clothing images (Xiao et al. 2017), 1×28×28",
+    # Debian bookworm's dataset-fashion-mnist 0.0~git20200523.55506a9-1
+    system_dirs=("/usr/share/datasets/fashion-mnist",),
+    system_md5={"train-images-idx3-ubyte.gz": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+                "train-labels-idx1-ubyte.gz": "9018921c3c673c538a1fc5bad174d6f9",
+                "t10k-images-idx3-ubyte.gz": "8181f5470baa50b63fa0f6fddb340f0a",
+                "t10k-labels-idx1-ubyte.gz": "15d484375f8d13e6eb1aabb0c3f46965"},
 )
 
 
@@ -147,6 +162,10 @@ def _idx_paths(spec: IdxSource, split: str, folder: Path, fetch: bool) -> tuple[
         elif (folder / raw).is_file():
             found[gz] = folder / raw
     missing = [gz for gz in names if gz not in found]
+    if missing:  # an operating-system package's copy (e.g. Debian's), where it holds the whole split
+        for system in map(Path, spec.system_dirs):
+            if all((system / gz).is_file() for gz in names):
+                return system / names[0], system / names[1]
     if missing and not fetch:
         raise UsageError(f"{spec.name}: missing {', '.join(missing)} in {folder} (download=False); download them "
                          f"from {spec.mirrors[0]} and place them there, gzipped or not")
@@ -161,11 +180,19 @@ def _idx_paths(spec: IdxSource, split: str, folder: Path, fetch: bool) -> tuple[
 
 def _build_idx(spec: IdxSource, split: str, folder: Path, fetch: bool) -> dict[str, np.ndarray]:
     image_path, label_path = _idx_paths(spec, split, folder, fetch)
+    contents = {}
     for path in (image_path, label_path):
-        if path.suffix == ".gz":
+        if path.parent != folder:  # a system package's copy: its decompressed content is what is checked
+            contents[path] = read_maybe_gzip(path)
+            got = hashlib.md5(contents[path]).hexdigest()
+            if got != spec.system_md5[path.name]:
+                raise DataFileError(f"{path}: checksum mismatch (MD5 {got} of the decompressed file, expected "
+                                    f"{spec.system_md5[path.name]}); the installed package is not the one rlgen "
+                                    f"knows: reinstall it, or place the files from {spec.mirrors[0]} in {folder}")
+        elif path.suffix == ".gz":
             verify_md5(path, spec.md5[path.name])
-    images = read_idx(image_path, ndim=3)
-    labels = read_idx(label_path, ndim=1)
+    images = parse_idx(contents[image_path], image_path, ndim=3) if image_path in contents else read_idx(image_path, 3)
+    labels = parse_idx(contents[label_path], label_path, ndim=1) if label_path in contents else read_idx(label_path, 1)
     if len(images) != len(labels):
         raise DataFileError(f"{image_path} holds {len(images)} images but {label_path} holds {len(labels)} labels")
     if len(images) != spec.counts[split]:

@@ -81,6 +81,7 @@ from rlgen.errors import UsageError
 from rlgen.gen.common import load_images, save_gif
 from rlgen.lifecycle import Run
 from rlgen.nets import polyak_update, ramped_tau
+from rlgen.selfsup.augment import diff_augment, parse_diff_augment
 from rlgen.track import RunArgs
 from rlgen.utils import seed_everything, use_amp
 
@@ -95,8 +96,22 @@ class Args(RunArgs):
 
     data: str = "mnist5k"
     """training images: mnist5k, faces, folder:PATH (a directory or .zip of images), or any rlgen dataset"""
-    loss: Literal["bce", "lsgan"] = "bce"
-    """bce: non-saturating GAN loss (Goodfellow et al. 2014); lsgan: least squares (Mao et al. 2017)"""
+    recipe: str | None = None
+    """dcgan: the published DCGAN training (Radford et al. 2015) with the per-data defaults; modern: hinge loss,
+    spectral norm, DiffAugment and the weight average (RECIPES) (default: dcgan). Flags you give beat the recipe's"""
+    loss: Literal["bce", "lsgan", "hinge"] | None = None
+    """bce: non-saturating GAN loss (Goodfellow et al. 2014); lsgan: least squares (Mao et al. 2017); hinge
+    (Lim & Ye 2017; Miyato et al. 2018) (default: the recipe's)"""
+    spectral_norm: bool | None = None
+    """spectral normalization of every D layer (Miyato et al. 2018), which then has no BatchNorm (default: the
+    recipe's)"""
+    diffaugment: str | None = None
+    """DiffAugment policy for what D sees, real and generated alike (Zhao et al. 2020): comma-separated color,
+    translation, cutout, or none (default: the recipe's)"""
+    r1: float | None = None
+    """R1 penalty weight γ: γ/2·E‖∇D(x)‖² on real images (Mescheder et al. 2018); 0: off (default: the recipe's)"""
+    r1_every: int = 16
+    """apply R1 every this many D updates, scaled up to match (lazy regularization, Karras et al. 2020)"""
     arch: Literal["mlp", "dcgan"] | None = None
     """mlp (flat images) or dcgan (Radford et al. 2015) (default: per dataset)"""
     image_size: int | None = None
@@ -107,10 +122,14 @@ class Args(RunArgs):
     """dcgan: channels of G's last and D's first layer (64 in the paper); mlp: hidden width w (default: per data)"""
     lr: float | None = None
     """Adam learning rate of both networks (default: 2e-4, as in DCGAN)"""
-    beta1: float = 0.5
-    """Adam β1 (0.5 in DCGAN: the default 0.9 oscillates)"""
-    beta2: float = 0.999
-    """Adam β2"""
+    lr_g: float | None = None
+    """G's learning rate; with --lr-d, two time-scales (Heusel et al. 2017) (default: --lr)"""
+    lr_d: float | None = None
+    """D's learning rate (default: --lr)"""
+    beta1: float | None = None
+    """Adam β1 (0.5 in DCGAN: the default 0.9 oscillates) (default: the recipe's)"""
+    beta2: float | None = None
+    """Adam β2 (default: the recipe's)"""
     batch_size: int | None = None
     """images per batch, real and generated alike (default: per data)"""
     d_steps: int = 1
@@ -144,6 +163,9 @@ class Args(RunArgs):
     amp: Literal["auto", "on", "off"] = "auto"
     """bfloat16 autocast for the networks' passes (auto: on CUDA and on CPUs with bf16 matrix units); losses and
     statistics stay float32"""
+    inception_samples: int = 0
+    """also score this many samples with the standard FID (Inception-v3 features, rlgen.gen.inception) against as
+    many real training images; 0: off. About half a second per image on a CPU; the real statistics are cached"""
     fid_every: int = 0
     """also score --fid-samples images every this many steps and log fid (and fid_raw with --ema); 0: only at the end.
     The scoring time is not counted in --minutes"""
@@ -155,14 +177,14 @@ class Args(RunArgs):
 
 # What a continued run (--resume) may change: its budget, cadences and the scoring at the end.
 RESUME_CHANGEABLE = frozenset({"total_steps", "epochs", "minutes", "checkpoint_every", "log_every", "sample_every",
-                               "fid_every", "fid_samples"})
+                               "fid_every", "fid_samples", "inception_samples"})
 
 
 # Defaults in one table, most specific last: every dataset, the architecture, the dataset (the part
 # before ':' for folder:PATH), then the dataset with that architecture. Budgets are measured on one
 # shared CPU core (see the module docstring commands); a GPU finishes the same steps far sooner.
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "*": dict(arch="dcgan", lr=2e-4, label_smoothing=1.0, minutes=None, ema=0.0),
+    "*": dict(arch="dcgan", lr=2e-4, label_smoothing=1.0, minutes=None, ema=0.0, recipe="dcgan"),
     "mlp": dict(image_size=None, width=128, batch_size=64, total_steps=10_000, threads=1),
     # 2 threads: 1.5× the images per second of one on the 2-core reference machine (1 for the small MLPs)
     "dcgan": dict(image_size=64, width=64, batch_size=128, total_steps=10_000, threads=2),
@@ -178,7 +200,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "folder/dcgan": dict(image_size=64, width=64, batch_size=128, total_steps=20_000),
 }
 RESOLVED = ("arch", "image_size", "width", "lr", "label_smoothing", "batch_size", "total_steps", "minutes", "ema",
-            "threads")
+            "threads", "recipe")
+# Each recipe, over the table above: "dcgan" is the published training (and the per-data defaults above); "modern"
+# trades it for what measured best on faces at a fixed CPU budget (experiments/bench_generative.py --ablation).
+RECIPES: dict[str, dict[str, Any]] = {
+    "dcgan": dict(loss="bce", spectral_norm=False, diffaugment="none", r1=0.0, beta1=0.5, beta2=0.999),
+    "modern": dict(loss="hinge", spectral_norm=True, diffaugment="color,translation,cutout", r1=0.0, beta1=0.0,
+                   beta2=0.9, label_smoothing=1.0, ema=0.999),
+}
+RECIPE_FIELDS = ("loss", "spectral_norm", "diffaugment", "r1", "beta1", "beta2", "label_smoothing", "ema")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,22 +238,44 @@ def lsgan_g_loss(fake: torch.Tensor) -> torch.Tensor:
     return 0.5 * (fake - 1.0).pow(2).mean()
 
 
-LOSSES = {"bce": (bce_d_loss, bce_g_loss), "lsgan": (lsgan_d_loss, lsgan_g_loss)}
-# D's loss when it cannot tell real from fake (D = ½ everywhere for bce, s = ½ for lsgan).
-EQUILIBRIUM_D_LOSS = {"bce": 2 * math.log(2), "lsgan": 0.25}
+def hinge_d_loss(real: torch.Tensor, fake: torch.Tensor, real_target: float = 1.0) -> torch.Tensor:
+    """E[max(0, 1 − s(x))] + E[max(0, 1 + s(G(z)))] (Lim & Ye 2017; Miyato et al. 2018, eq. 16). Label smoothing
+    has no meaning here: ``real_target`` must be 1."""
+    if real_target != 1.0:
+        raise UsageError(f"--label-smoothing {real_target:g}: the hinge loss has no target to smooth; use 1")
+    return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+
+
+def hinge_g_loss(fake: torch.Tensor) -> torch.Tensor:
+    """−E[s(G(z))] (Miyato et al. 2018, eq. 17)."""
+    return -fake.mean()
+
+
+def r1_penalty(d: nn.Module, real: torch.Tensor) -> torch.Tensor:
+    """½·E‖∇ₓ D(x)‖² over the real batch (Mescheder, Geiger & Nowozin 2018, "Which training methods for GANs do
+    actually converge?", eq. 9, without its γ); differentiable in D's weights (a double backward)."""
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(real).sum(), real, create_graph=True)
+    return 0.5 * grad.pow(2).flatten(1).sum(1).mean()
+
+
+LOSSES = {"bce": (bce_d_loss, bce_g_loss), "lsgan": (lsgan_d_loss, lsgan_g_loss), "hinge": (hinge_d_loss, hinge_g_loss)}
+# D's loss when it cannot tell real from fake (D = ½ everywhere for bce, s = ½ for lsgan, s = 0 for hinge).
+EQUILIBRIUM_D_LOSS = {"bce": 2 * math.log(2), "lsgan": 0.25, "hinge": 2.0}
 
 
 def d_loss_floor(loss: str, real_target: float) -> float:
     """The lowest loss D can reach: with a smoothed real target t the bce real term cannot go below the
-    binary entropy −t log t − (1 − t) log(1 − t); lsgan reaches 0 with s(x) = t. The collapse rule measures above it."""
-    if loss == "lsgan" or real_target >= 1.0:
+    binary entropy −t log t − (1 − t) log(1 − t); lsgan reaches 0 with s(x) = t, hinge with margins of 1. The
+    collapse rule measures above it."""
+    if loss != "bce" or real_target >= 1.0:
         return 0.0
     t = real_target
     return -(t * math.log(t) + (1 - t) * math.log(1 - t))
 
 
 def d_score(out: torch.Tensor, loss: str) -> torch.Tensor:
-    """What D says about a batch, on the scale its loss uses: the probability σ(s) for bce, s for lsgan."""
+    """What D says about a batch, on the scale its loss uses: the probability σ(s) for bce, s for lsgan and hinge."""
     return torch.sigmoid(out) if loss == "bce" else out
 
 
@@ -243,13 +295,14 @@ def dcgan_generator(latent_dim: int, channels: int, size: int, width: int) -> nn
     return nn.Sequential(*layers)
 
 
-def dcgan_discriminator(channels: int, size: int, width: int) -> nn.Sequential:
+def dcgan_discriminator(channels: int, size: int, width: int, batchnorm: bool = True) -> nn.Sequential:
     """(n, channels, size, size) → (n, 1, 1, 1) raw scores: halve to 4×4, then one 4×4 convolution."""
     n_down = int(math.log2(size)) - 2
     ch = width
     layers: list[nn.Module] = [nn.Conv2d(channels, ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]  # no BN
     for _ in range(n_down - 1):
-        layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2), nn.LeakyReLU(0.2, True)]
+        norm: nn.Module = nn.BatchNorm2d(ch * 2) if batchnorm else nn.Identity()
+        layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), norm, nn.LeakyReLU(0.2, True)]
         ch *= 2
     layers += [nn.Conv2d(ch, 1, 4, 1, 0, bias=False)]
     return nn.Sequential(*layers)
@@ -303,13 +356,17 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """D: images (n, C, H, W) in [−1, 1] → raw scores (n,) (logits for bce, values for lsgan)."""
+    """D: images (n, C, H, W) in [−1, 1] → raw scores (n,) (logits for bce, values for lsgan and hinge).
 
-    def __init__(self, arch: str, image_shape: tuple[int, int, int], width: int) -> None:
+    ``spectral_norm=True`` divides every layer's weight by an estimate of its largest singular value, refined by
+    one power iteration per training forward pass (Miyato et al. 2018, "Spectral normalization for generative
+    adversarial networks", ICLR), and drops BatchNorm, as their discriminators do."""
+
+    def __init__(self, arch: str, image_shape: tuple[int, int, int], width: int, spectral_norm: bool = False) -> None:
         super().__init__()
         c, h, w = image_shape
         if arch == "dcgan":
-            self.net = dcgan_discriminator(c, h, width)
+            self.net = dcgan_discriminator(c, h, width, batchnorm=not spectral_norm)
             self.apply(dcgan_init)
         else:
             self.net = nn.Sequential(
@@ -317,6 +374,10 @@ class Discriminator(nn.Module):
                 nn.Linear(c * h * w, 2 * width), nn.LeakyReLU(0.2, True),
                 nn.Linear(2 * width, width), nn.LeakyReLU(0.2, True),
                 nn.Linear(width, 1))
+        if spectral_norm:
+            for m in self.net.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.utils.parametrizations.spectral_norm(m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).reshape(-1)
@@ -460,8 +521,20 @@ def resolve(args: Args) -> Args:
     """Fill per-data defaults and make the checks the generic ranges (:func:`rlgen.cli.check_numbers`) cannot, before
     anything is written."""
     table = defaults_for(args.data, args.arch)
+    recipe = args.recipe or table["recipe"]
+    if recipe not in RECIPES:
+        raise UsageError(f"--recipe {recipe!r} is not one of {', '.join(RECIPES)}")
+    table = {**table, **RECIPES[recipe], "recipe": recipe}
+    smoothing_given = args.label_smoothing
     args = dataclasses.replace(args, **{k: (getattr(args, k) if getattr(args, k) is not None else table[k])
-                                        for k in RESOLVED})
+                                        for k in (*RESOLVED, *RECIPE_FIELDS)})
+    args = dataclasses.replace(args, lr_g=args.lr_g or args.lr, lr_d=args.lr_d or args.lr,
+                               diffaugment=",".join(parse_diff_augment(args.diffaugment)) or "none")
+    if args.loss == "hinge":
+        if smoothing_given not in (None, 1.0):
+            raise UsageError(f"--label-smoothing {smoothing_given:g}: the hinge loss has no target to smooth; "
+                             "it takes 1 (none)")
+        args = dataclasses.replace(args, label_smoothing=1.0)  # a data default made for bce does not carry over
     if args.arch == "dcgan" and args.image_size not in DCGAN_SIZES:
         raise UsageError(f"--image-size {args.image_size}: the dcgan generator doubles a 4×4 map per layer, so it "
                          f"makes {', '.join(map(str, DCGAN_SIZES))} px images; pick one (or --arch mlp)")
@@ -510,10 +583,16 @@ def main(args: Args) -> dict[str, Any]:
     # -- networks, optimisers, data order, noise ---------------------------------------------------
     seed_everything(args.seed)
     G = Generator(args.arch, args.latent_dim, image_shape, args.width).to(device, memory_format=layout)
-    D = Discriminator(args.arch, image_shape, args.width).to(device, memory_format=layout)
+    D = Discriminator(args.arch, image_shape, args.width, bool(args.spectral_norm)).to(device, memory_format=layout)
     averaged = copy.deepcopy(G).requires_grad_(False) if args.ema else None
-    g_opt = torch.optim.Adam(G.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
-    d_opt = torch.optim.Adam(D.parameters(), lr=args.lr, betas=(args.beta1, args.beta2))
+    g_opt = torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=(args.beta1, args.beta2))
+    d_opt = torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=(args.beta1, args.beta2))
+    ops = parse_diff_augment(args.diffaugment)
+    aug_gen = torch.Generator().manual_seed(args.seed + 6)  # DiffAugment's draws: their own seeded stream
+
+    def seen_by_d(x: torch.Tensor) -> torch.Tensor:
+        """What D is shown: the images, through DiffAugment when the run has a policy."""
+        return diff_augment(x, ops, aug_gen).contiguous(memory_format=layout) if ops else x
     d_loss_fn, g_loss_fn = LOSSES[args.loss]
     batches = Batches(images.to(device), args.batch_size, seed=args.seed + 1)
     noise = torch.Generator().manual_seed(args.seed + 2)  # z on the CPU: the same numbers on any device
@@ -524,7 +603,7 @@ def main(args: Args) -> dict[str, Any]:
     ema = {"ema_generator": averaged} if averaged is not None else {}
     step, images_seen, last_log, saved_history = run.restore(
         generator=G, discriminator=D, **ema, g_optimizer=g_opt, d_optimizer=d_opt, batches=batches, noise=noise,
-        monitor=monitor, counters=dict(step=0, images_seen=0, last_log=0, history=torch.zeros(0, 4)))
+        aug_rng=aug_gen, monitor=monitor, counters=dict(step=0, images_seen=0, last_log=0, history=torch.zeros(0, 4)))
     history: list[list[float]] = saved_history.tolist()
     pending: list[torch.Tensor] = []  # per-step stats still on the device: one sync per log, not per step
 
@@ -612,15 +691,18 @@ def main(args: Args) -> dict[str, Any]:
                 break
             with run.train_clock:  # the step, its logs, grids and checkpoints; not the scoring below
                 # -- k discriminator updates, each on a fresh real batch and fresh noise -----------------
-                for _ in range(args.d_steps):
-                    real = batches.next().contiguous(memory_format=layout)
+                for k in range(args.d_steps):
+                    real = seen_by_d(batches.next().contiguous(memory_format=layout))
                     z = torch.randn(args.batch_size, args.latent_dim, generator=noise).to(device)
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                         with torch.no_grad():
-                            fake = G(z)
+                            fake = seen_by_d(G(z))
                         real_out, fake_out = D(real).float(), D(fake).float()
                     d_loss = d_loss_fn(real_out, fake_out, args.label_smoothing)
                     d_opt.zero_grad(set_to_none=True)
+                    if args.r1 and (step * args.d_steps + k) % args.r1_every == 0:
+                        # in float32: the penalty is a gradient of a gradient, too fine for bf16
+                        (args.r1 * args.r1_every * r1_penalty(D, real.float())).backward()
                     d_loss.backward()
                     d_opt.step()
                     images_seen += args.batch_size
@@ -628,7 +710,7 @@ def main(args: Args) -> dict[str, Any]:
                 z = torch.randn(args.batch_size, args.latent_dim, generator=noise).to(device)
                 D.requires_grad_(False)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    g_out = D(G(z)).float()
+                    g_out = D(seen_by_d(G(z))).float()
                 g_loss = g_loss_fn(g_out)
                 g_opt.zero_grad(set_to_none=True)
                 g_loss.backward()
@@ -690,12 +772,25 @@ def main(args: Args) -> dict[str, Any]:
                                        desc=f"{ALGO} final evaluation ({what})")
                 quality = score_samples(bar.update)
                 bar.close()
+            if args.inception_samples:
+                from rlgen.gen.inception import inception_fid
+
+                model = sampler()
+                images = model.sample(args.inception_samples, generator=torch.Generator().manual_seed(args.seed + 7))
+                bar = tracker.progress(2 * args.inception_samples, unit="image",
+                                       desc=f"{ALGO} final evaluation (Inception FID, {args.inception_samples:,} "
+                                            "samples and as many real images)")
+                quality.update(inception_fid(args.data, images, args.image_size, args.inception_samples,
+                                             progress=bar.update))
+                bar.close()
             if quality:
                 tracker.log({k: v for k, v in quality.items() if isinstance(v, (int, float))}, step)
 
         tail = hist[-min(len(hist), args.log_every):]
         summary = {
-            "data": args.data, "loss": args.loss, "arch": args.arch, "image_size": args.image_size,
+            "data": args.data, "recipe": args.recipe, "loss": args.loss, "arch": args.arch,
+            "image_size": args.image_size, "spectral_norm": args.spectral_norm, "diffaugment": args.diffaugment,
+            "r1": args.r1, "lr_g": args.lr_g, "lr_d": args.lr_d, "beta1": args.beta1, "beta2": args.beta2,
             "steps": step, "epochs": round(images_seen / n_images, 3), "stopped_by_minutes": stopped_early,
             "train_minutes": round(run.train_clock.seconds / 60.0, 3),
             "d_loss": float(tail[:, 0].mean()) if len(tail) else None,
@@ -725,6 +820,9 @@ def gan_results(summary: dict[str, Any]) -> list[str]:
                          f"{summary['class_entropy_max']:.2f} for full coverage")
     else:
         lines = ["no Fréchet distance (--fid-samples 0, or the data has no class labels to train its classifier)"]
+    if summary.get("inception_fid") is not None:
+        lines.append(f"standard FID {summary['inception_fid']:.1f} (Inception-v3 features, "
+                     f"{summary['inception_samples']:,} samples against {summary['inception_real']:,} real images)")
     if summary.get("d_loss") is not None:
         lines.append(f"last steps: D loss {summary['d_loss']:.3f}, G loss {summary['g_loss']:.3f}, D(x) "
                      f"{summary['d_real']:.2f}, D(G(z)) {summary['d_fake']:.2f}; {summary['steps']:,} steps in "

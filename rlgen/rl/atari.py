@@ -8,7 +8,8 @@ frames from before the start of an episode are zeros (what ale-py's vector env r
 * :func:`make_atari_vector_env` — collection. ale-py's native ``AtariVectorEnv`` (C++ threads) wrapped
   in :class:`AtariVecEnv`, which adds life-loss episodes that do not restart the game and full-game
   score tracking.
-* :func:`make_atari_env` — evaluation and video. One gymnasium env with :class:`AtariPreprocess` and
+* :func:`evaluate_games` — evaluation: whole games in the vector env, side by side.
+* :func:`make_atari_env` — video (and single-game evaluation). One gymnasium env with :class:`AtariPreprocess` and
   ``FrameStackObservation(padding_type="zero")``. It resizes with a NumPy area filter instead of
   gymnasium's ``AtariPreprocessing`` so that OpenCV is not needed; the vector env resizes with OpenCV's
   ``INTER_AREA`` and the two differ by at most one grey level after rounding (``tests/test_atari.py``).
@@ -289,6 +290,40 @@ def make_atari_vector_env(env_id_or_name: str, num_envs: int, seed: int | None, 
     return AtariVecEnv(atari_rom_name(env_id_or_name), num_envs, seed, sticky_actions=sticky_actions,
                        episodic_life=episodic_life, noop_max=noop_max, frame_skip=frame_skip, stack=stack,
                        screen_size=screen_size, max_episode_frames=max_episode_frames, num_threads=num_threads)
+
+
+def evaluate_games(act: Any, env_id_or_name: str, games: int, seed: int, epsilon: float = 0.0, *,
+                   sticky_actions: bool = False, max_episode_frames: int = 108_000,
+                   num_threads: int = 0) -> np.ndarray:
+    """Raw scores of ``games`` whole games, one per sub-environment of one vector env, played side by side.
+
+    The games are what training plays (:class:`AtariVecEnv` with ``episodic_life``: FIRE at the reset, up to 30
+    no-ops, the stack started afresh after a lost life, the emulator's frame cap) except that the score is the
+    whole game's. ``act`` maps a batch of stacks to actions and is called only on the games still running; with
+    ``epsilon`` > 0 each action is replaced by a uniformly random one with that probability (a generator seeded
+    with ``seed``; game ``i`` gets emulator seed ``seed + i``). The emulators run in ale-py's C++ threads, which
+    is what makes a 100-game evaluation a small part of an Atari 100k run.
+    """
+    venv = make_atari_vector_env(env_id_or_name, games, seed, sticky_actions=sticky_actions,
+                                 max_episode_frames=max_episode_frames, num_threads=num_threads)
+    rng = np.random.default_rng(seed)
+    scores = np.full(games, np.nan)
+    try:
+        obs, _ = venv.reset()
+        while np.isnan(scores).any():
+            alive = np.isnan(scores)
+            actions = np.zeros(games, dtype=np.int64)  # a finished game idles until the others end
+            actions[alive] = np.asarray(act(obs[alive]))
+            if epsilon > 0:
+                explore = rng.random(games) < epsilon
+                actions = np.where(explore, rng.integers(0, venv.n_actions, games), actions)
+            obs, *_ = venv.step(actions)
+            for game in venv.pop_finished():
+                if np.isnan(scores[game.env]):  # each sub-environment's first game counts
+                    scores[game.env] = game.score
+    finally:
+        venv.close()
+    return scores
 
 
 def area_resize_weights(n_in: int, n_out: int) -> np.ndarray:

@@ -56,7 +56,7 @@ from rlgen.lifecycle import Run
 from rlgen.nets import QNetwork, flatten_parameters, make_backbone, polyak_update, ramped_tau, xavier_init_
 from rlgen.rl import envs as envlib
 from rlgen.rl import plots
-from rlgen.rl.atari import human_normalized, make_atari_env, make_atari_vector_env
+from rlgen.rl.atari import evaluate_games, human_normalized, make_atari_env, make_atari_vector_env
 from rlgen.rl.atari_replay import FrameReplay, check_replay_args
 from rlgen.rl.replay import ReplayBuffer
 from rlgen.rl.schedules import linear_schedule
@@ -554,8 +554,12 @@ def main(args: Args) -> dict[str, Any]:
         return act_greedy(obs, policy_net)
 
     def evaluate(episodes: int) -> np.ndarray:
-        return envlib.evaluate(act_policy, lambda: task.make_eval_env(False), episodes,
-                               seed=10_000 * (args.seed + 1), epsilon=args.eval_epsilon)
+        seed = 10_000 * (args.seed + 1)
+        if atari:  # whole games in ale-py's threaded vector env, preprocessed exactly as training's
+            return evaluate_games(act_policy, args.env, episodes, seed, args.eval_epsilon,
+                                  sticky_actions=args.sticky_actions)
+        return envlib.evaluate(act_policy, lambda: task.make_eval_env(False), episodes, seed=seed,
+                               epsilon=args.eval_epsilon)
 
     def save() -> None:
         run.save(step, updates=updates, solved_at=solved_at, history=history, envs=pool.state_dict())

@@ -19,8 +19,9 @@ contrast clamp after each, as PIL does).
 
 The augmentation of data-efficient RL from pixels (DrQ: Kostrikov, Yarats & Fergus 2021; DrQ(ε): Agarwal et
 al. 2021) is :func:`drq_augment`: a random shift of each image by up to 4 pixels with the edge pixels
-repeated (:func:`random_shift`), then a random scaling of its intensity (:func:`intensity_noise`). The VAE
-uses :func:`random_shift` with zero fill as its regulariser.
+repeated (:func:`random_shift`), then a random scaling of its intensity (:func:`intensity_noise`); the
+``dqn`` recipe is the same pair for contrastive pretraining on ``atari-stacks``. The VAE uses
+:func:`random_shift` with zero fill as its regulariser.
 
 On the CPU the batch-sized temporaries (the float copy of uint8 input, the sampling grid, the
 blur's and the colour matrix's inputs) live in buffers kept per thread and reused from call to
@@ -64,14 +65,21 @@ class Recipe:
     """probability of a Gaussian blur"""
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     """range of the blur's σ in pixels"""
+    shift: int = 0
+    """when > 0: translate by up to this many pixels with the edge repeated (DrQ's random shift) instead of the
+    crop, flip and rotation"""
+    intensity: float = 0.0
+    """scale of the per-image intensity noise applied last (DrQ(ε)'s 0.05); 0: none"""
 
     def describe(self) -> str:
-        parts = [f"crop {self.crop_scale[0]:g}–{self.crop_scale[1]:g}"]
+        parts = ([f"shift ±{self.shift} px (edge fill)"] if self.shift
+                 else [f"crop {self.crop_scale[0]:g}–{self.crop_scale[1]:g}"])
         parts += [f"rotate ±{self.rotate:g}°"] if self.rotate else []
         parts += [f"flip {self.flip:g}"] if self.flip else []
         parts += [f"jitter {'/'.join(f'{s:g}' for s in self.jitter)} p {self.jitter_p:g}"] if self.jitter_p else []
         parts += [f"gray {self.gray_p:g}"] if self.gray_p else []
         parts += [f"blur σ {self.blur_sigma[0]:g}–{self.blur_sigma[1]:g} p {self.blur_p:g}"] if self.blur_p else []
+        parts += [f"intensity noise {self.intensity:g}"] if self.intensity else []
         return ", ".join(parts)
 
 
@@ -92,6 +100,8 @@ RECIPES: dict[str, Recipe] = {
     "cifar": simclr_recipe(0.5, blur=False),
     "color": simclr_recipe(0.5, blur=True),
     "frames": Recipe(crop_scale=(0.8, 1.0), jitter=(0.2, 0.2, 0.0, 0.0), jitter_p=0.5),
+    # What DQN's replay gets under --augment (drq_augment), so pretraining sees the views the agent will.
+    "dqn": Recipe(shift=4, intensity=0.05),
 }
 
 
@@ -106,6 +116,8 @@ def default_recipe(data: str) -> tuple[str, Recipe]:
         name = "cifar"
     elif base == "atari-frames":
         name = "frames"
+    elif base == "atari-stacks":
+        name = "dqn"
     else:
         name = "color"
     return name, RECIPES[name]
@@ -399,14 +411,20 @@ def gaussian_blur(x: torch.Tensor, sigma: tuple[float, float], p: float, gen: to
 
 def augment(images: torch.Tensor, recipe: Recipe, gen: torch.Generator,
             out_size: tuple[int, int] | None = None) -> torch.Tensor:
-    """One random view of each image: uint8 or [0, 1] float (N, C, H, W) in, float in [0, 1] out."""
+    """One random view of each image: uint8 or [0, 1] float (N, C, H, W) in, float in [0, 1] out (a recipe with
+    ``intensity`` noise scales by up to 1 ± 2·intensity without clamping, as DrQ(ε) does)."""
     # Resampling is linear, so uint8 images are cropped as 0–255 floats and the 1/255 rides on
     # jitter's first multiply instead of costing a pass of its own.
     scale = 1 / 255 if images.dtype == torch.uint8 else 1.0
     x = images
     if images.dtype != torch.float32:
         x = _scratch("input", tuple(images.shape), torch.float32, images.device).copy_(images)
-    x = crop_flip_rotate(x, recipe, gen, out_size).contiguous()  # new memory: the rest works in place
+    if recipe.shift:
+        if out_size is not None and tuple(out_size) != tuple(x.shape[-2:]):
+            raise UsageError(f"a shift recipe keeps the image size {tuple(x.shape[-2:])}; it cannot make {out_size}")
+        x = random_shift(x, recipe.shift, gen, fill="edge")  # new memory: the rest works in place
+    else:
+        x = crop_flip_rotate(x, recipe, gen, out_size).contiguous()  # new memory: the rest works in place
     # Grayscale rides on jitter's colour matrix where there is one (see _color_jitter_).
     fuse_gray = recipe.jitter_p > 0 and recipe.gray_p > 0 and _has_matrix(x, recipe.jitter)
     if recipe.jitter_p > 0:
@@ -417,6 +435,8 @@ def augment(images: torch.Tensor, recipe: Recipe, gen: torch.Generator,
         x = _random_grayscale_(x, recipe.gray_p, gen)
     if recipe.blur_p > 0:
         x = _gaussian_blur_(x, recipe.blur_sigma, recipe.blur_p, gen)
+    if recipe.intensity > 0:
+        x = intensity_noise(x, recipe.intensity, gen)
     return x
 
 
@@ -433,6 +453,8 @@ def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator,
     if max_shift <= 0:
         return x
     b, _, h, w = x.shape
+    if b == 0:
+        return x.clone()
     pad = (max_shift,) * 4
     # replicate padding needs a float tensor; zero padding keeps uint8 frames as they are
     padded = F.pad(x, pad) if fill == "zeros" else F.pad(x.float(), pad, mode="replicate").to(x.dtype)
@@ -453,3 +475,53 @@ def drq_augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, scale: floa
     up to ``pad`` pixels with edge fill, then intensity noise of ``scale``."""
     return intensity_noise(random_shift(x, pad, gen, fill="edge"), scale, gen)
 
+
+
+# -- DiffAugment: differentiable augmentation of what a GAN's discriminator sees -------------------------------
+DIFF_AUGMENT_OPS = ("color", "translation", "cutout")
+
+
+def parse_diff_augment(policy: str) -> tuple[str, ...]:
+    """``"color,translation,cutout"`` → its ops in DiffAugment's order; ``""`` or ``none`` → (); an unknown op is a
+    UsageError naming it and the accepted ones."""
+    names = [p.strip().lower() for p in policy.split(",") if p.strip()]
+    if names == ["none"]:
+        return ()
+    unknown = [n for n in names if n not in DIFF_AUGMENT_OPS]
+    if unknown:
+        raise UsageError(f"DiffAugment op {unknown[0]!r} is not one of {', '.join(DIFF_AUGMENT_OPS)}")
+    return tuple(op for op in DIFF_AUGMENT_OPS if op in names)
+
+
+def diff_augment(x: torch.Tensor, policy: str | tuple[str, ...], gen: torch.Generator) -> torch.Tensor:
+    """DiffAugment (Zhao, Liu, Lin, Zhu & Han 2020, "Differentiable Augmentation for Data-Efficient GAN
+    Training", NeurIPS): the same random, differentiable transforms on real and generated images before D, so
+    gradients reach G through them. ``x`` is float (N, C, H, W) in [−1, 1]; ops run in this order:
+
+    * ``color``: brightness + (u − ½), saturation ×2u about the channel mean, contrast ×(u + ½) about the image mean
+      (one u ~ U(0, 1) per image and op);
+    * ``translation``: a shift by up to ⅛ of the side in each direction, zeros filling what is uncovered;
+    * ``cutout``: a square of half the side, centred at a uniformly random pixel, set to zero.
+
+    Every draw comes from ``gen`` on the CPU (the same views on any device); returns a new tensor."""
+    ops = parse_diff_augment(policy) if isinstance(policy, str) else policy
+    n, _, h, w = x.shape
+    if "color" in ops:
+        u = torch.rand(3, n, 1, 1, 1, generator=gen).to(x.device, x.dtype)
+        x = x + (u[0] - 0.5)
+        mean = x.mean(dim=1, keepdim=True)
+        x = (x - mean) * (2 * u[1]) + mean
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * (u[2] + 0.5) + mean
+    if "translation" in ops:
+        x = random_shift(x, int(min(h, w) * 0.125 + 0.5), gen, fill="zeros")
+    if "cutout" in ops:
+        side_h, side_w = int(h * 0.5 + 0.5), int(w * 0.5 + 0.5)
+        cy, cx = torch.randint(0, h, (n,), generator=gen), torch.randint(0, w, (n,), generator=gen)
+        rows, cols = torch.arange(h), torch.arange(w)
+        top, left = (cy - side_h // 2)[:, None], (cx - side_w // 2)[:, None]
+        in_rows = (rows >= top) & (rows < top + side_h)  # (n, h)
+        in_cols = (cols >= left) & (cols < left + side_w)  # (n, w)
+        keep = ~(in_rows[:, :, None] & in_cols[:, None, :])
+        x = x * keep[:, None].to(x.device, x.dtype)
+    return x

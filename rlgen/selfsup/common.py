@@ -36,13 +36,18 @@ class PretrainData:
     test: torch.Tensor
     test_labels: torch.Tensor | None
     episode: torch.Tensor | None
-    """Episode id of each training frame (``atari-frames`` only): temporal pairs need it."""
+    """Episode id of each training frame (``atari-frames`` and ``atari-stacks`` only): temporal pairs need it."""
     description: str
+
+
+def is_frame_data(data: str) -> bool:
+    """Atari frames with episode ids: ``atari-frames:GAME`` or ``atari-stacks:GAME``."""
+    return data.lower().split(":")[0] in ("atari-frames", "atari-stacks") and ":" in data
 
 
 def load_pretrain_data(data: str, device: torch.device, frames: int | None = None) -> PretrainData:
     """Both splits of ``data``; the kNN monitor uses labels where they are classes (not Atari RAM)."""
-    options: dict[str, Any] = {"n": frames} if data.startswith("atari-frames") and frames else {}
+    options: dict[str, Any] = {"n": frames} if is_frame_data(data) and frames else {}
     train = load_dataset(data, "train", **options)
     test = load_dataset(data, "test", **({"n": max(1, frames // 5)} if options and frames else {}))
     is_class = train.labels is not None and train.labels.dim() == 1
@@ -76,7 +81,8 @@ def two_views(images: torch.Tensor, idx: torch.Tensor, recipe: Recipe, gen: torc
     """Two augmented views of the global batch ``idx`` (``temporal``: the second from a nearby frame)."""
     if pairs == "temporal":
         if episode is None:
-            raise UsageError("--pairs temporal needs frame data with episode ids (atari-frames:GAME)")
+            raise UsageError("--pairs temporal needs frame data with episode ids (atari-frames:GAME or "
+                             "atari-stacks:GAME)")
         other = temporal_partners(episode, idx.cpu(), max_gap, gen).to(images.device)
     else:
         other = idx
@@ -242,8 +248,9 @@ def check_common(args: Any) -> None:
         recipe_by_name(args.recipe)  # contrastive pairs need an augmentation
     if args.batch_size < 2:
         raise UsageError(f"--batch-size {args.batch_size}: a contrastive loss needs at least 2 images per batch")
-    if args.pairs == "temporal" and not args.data.lower().startswith("atari-frames:"):
-        raise UsageError(f"--pairs temporal needs frame data with episode ids (atari-frames:GAME), not {args.data!r}")
+    if args.pairs == "temporal" and not is_frame_data(args.data):
+        raise UsageError(f"--pairs temporal needs frame data with episode ids (atari-frames:GAME or "
+                         f"atari-stacks:GAME), not {args.data!r}")
 
 
 def write_pictures(run_dir: Path, tracker: Any, history: dict[str, list[float]], images: torch.Tensor,

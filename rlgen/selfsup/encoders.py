@@ -107,7 +107,7 @@ def _from_gan(ckpt: dict[str, Any], device: torch.device) -> FrozenEncoder:
 
     a = ckpt["args"]
     shape = image_shape_of(ckpt)
-    disc = Discriminator(a["arch"], shape, a["width"])  # type: ignore[arg-type]
+    disc = Discriminator(a["arch"], shape, a["width"], bool(a.get("spectral_norm")))  # type: ignore[arg-type]
     disc.load_state_dict(ckpt["discriminator"])
     trunk = _Flat(nn.Sequential(*list(disc.net.children())[:-1])).to(device)
     with torch.no_grad():

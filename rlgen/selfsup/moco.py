@@ -43,17 +43,17 @@ class Args(RunArgs):
     THREADS: ClassVar[int] = 2
 
     data: str = "mnist5k"
-    """dataset (mnist5k, mnist, fashion-mnist, cifar10, faces, folder:PATH, atari-frames:GAME)"""
+    """dataset (mnist5k, mnist, fashion-mnist, cifar10, faces, folder:PATH, atari-frames:GAME, atari-stacks:GAME)"""
     backbone: str = "convnet"
-    """encoder by name from rlgen.nets (convnet, resnet18, atari_cnn, mlp, nature_cnn)"""
+    """encoder by name from rlgen.nets (convnet, resnet18, atari_cnn, mlp, nature_cnn, nature_cnn_same)"""
     recipe: str = "auto"
-    """augmentation recipe (digits, fashion, cifar, color, frames); auto picks the data's default"""
+    """augmentation recipe (digits, fashion, cifar, color, frames, dqn); auto picks the data's default"""
     pairs: Literal["augment", "temporal"] = "augment"
     """positives: two views of one image, or (frame data) views of nearby frames of one episode"""
     max_gap: int = 4
     """temporal pairs: the partner is 1..max-gap frames away"""
     frames: int | None = None
-    """atari-frames: how many training frames to collect (default: the dataset's)"""
+    """atari-frames / atari-stacks: how many training frames to collect (default: the dataset's)"""
     queue_size: int = 4096
     """keys in the queue of negatives (a multiple of the global batch)"""
     momentum: float = 0.99

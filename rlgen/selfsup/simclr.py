@@ -12,7 +12,12 @@ Under ``torchrun`` every process draws the same global batch and the same views,
 slice, and NT-Xent gathers the embeddings of all processes, so the negatives span the global
 batch; BatchNorm is synchronised so the loss equals that of one process on the global batch.
 ``--pairs temporal`` on ``atari-frames:GAME`` makes positives out of nearby frames of the same
-episode instead of two views of one frame (as in ST-DIM and ATC).
+episode instead of two views of one frame (as in ST-DIM and ATC). On ``atari-stacks:GAME`` (frames as
+DQN sees them) the pretrained trunk starts a DQN agent (the ATC idea, Stooke et al. 2021):
+
+    python -m rlgen.selfsup.simclr --data atari-stacks:breakout --frames 50000 --backbone nature_cnn_same \
+        --pairs temporal --minutes 10 --run-dir runs/simclr-breakout
+    python -m rlgen.rl.dqn --env Breakout --preset atari100k --encoder runs/simclr-breakout [--freeze-encoder]
 """
 
 from __future__ import annotations
@@ -40,17 +45,17 @@ class Args(RunArgs):
     THREADS: ClassVar[int] = 2
 
     data: str = "mnist5k"
-    """dataset (mnist5k, mnist, fashion-mnist, cifar10, faces, folder:PATH, atari-frames:GAME)"""
+    """dataset (mnist5k, mnist, fashion-mnist, cifar10, faces, folder:PATH, atari-frames:GAME, atari-stacks:GAME)"""
     backbone: str = "convnet"
-    """encoder by name from rlgen.nets (convnet, resnet18, atari_cnn, mlp, nature_cnn)"""
+    """encoder by name from rlgen.nets (convnet, resnet18, atari_cnn, mlp, nature_cnn, nature_cnn_same)"""
     recipe: str = "auto"
-    """augmentation recipe (digits, fashion, cifar, color, frames); auto picks the data's default"""
+    """augmentation recipe (digits, fashion, cifar, color, frames, dqn); auto picks the data's default"""
     pairs: Literal["augment", "temporal"] = "augment"
     """positives: two views of one image, or (frame data) views of nearby frames of one episode"""
     max_gap: int = 4
     """temporal pairs: the partner is 1..max-gap frames away"""
     frames: int | None = None
-    """atari-frames: how many training frames to collect (default: the dataset's)"""
+    """atari-frames / atari-stacks: how many training frames to collect (default: the dataset's)"""
     temperature: float = 0.5
     """NT-Xent temperature τ (0.5: the paper's CIFAR value)"""
     proj_hidden: int = 512

