@@ -65,7 +65,7 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 }
 QUICK_GAN = dict(minutes=None, total_steps=3, fid_samples=0, batch_size=16)
 _RECIPE_DATA = {"faces": dict(data="faces", minutes=20.0, threads=2),
-                "fashion": dict(data="fashion-mnist", arch="dcgan", image_size=32, minutes=10.0, threads=2)}
+                "fashion": dict(data="fashion-mnist", minutes=10.0, threads=2)}
 RECIPE_ROWS = [f"{recipe}-{short}" for short in _RECIPE_DATA for recipe in ("dcgan", "modern")]
 for _name in RECIPE_ROWS:
     _recipe, _short = _name.split("-")

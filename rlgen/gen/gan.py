@@ -198,6 +198,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     # 128-image step cost what a 64-image fp32 step on one thread did
     "faces/dcgan": dict(width=32, batch_size=128, label_smoothing=0.9, ema=0.999, total_steps=20_000, minutes=19.0),
     "folder/dcgan": dict(image_size=64, width=64, batch_size=128, total_steps=20_000),
+    # Fashion-MNIST as faces: DCGAN makes 2^k px, so the 28 px images are resized to 32
+    "fashion-mnist": dict(arch="dcgan", image_size=32),
+    "fashion-mnist/dcgan": dict(width=32, batch_size=128, label_smoothing=0.9, ema=0.999, total_steps=20_000,
+                                minutes=10.0),
 }
 RESOLVED = ("arch", "image_size", "width", "lr", "label_smoothing", "batch_size", "total_steps", "minutes", "ema",
             "threads", "recipe")
