@@ -118,15 +118,19 @@ def test_preset_is_reproducible(preset_run, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def tiny_boxing_agent(out: Path, encoder: Path, freeze: bool, total_steps: int = 300) -> dict:
+    """A few updates of the preset on Boxing from ``encoder``; the Q-network's weights at the end."""
+    dqn.main(dqn.Args(env="Boxing", preset="atari100k", total_steps=total_steps, learning_starts=200,
+                      buffer_size=1_000, final_eval_episodes=1, eval_every=total_steps, eval_episodes=1, gif=False,
+                      encoder=str(encoder), freeze_encoder=freeze, run_dir=str(out), wandb="disabled"))
+    return checkpoint.load(out, algo="dqn")["q_net"]
+
+
 @pytest.mark.parametrize("freeze", [False, True])
 def test_encoder_from_another_run_starts_the_trunk(preset_run, tmp_path, freeze):
     run, _ = preset_run
     source = checkpoint.load(run, algo="dqn")["q_net"]
-    out = tmp_path / "transfer"
-    dqn.main(dqn.Args(env="Boxing", preset="atari100k", total_steps=300, learning_starts=200, buffer_size=1_000,
-                      final_eval_episodes=1, eval_every=300, eval_episodes=1, gif=False, encoder=str(run),
-                      freeze_encoder=freeze, run_dir=str(out), wandb="disabled"))
-    after = checkpoint.load(out, algo="dqn")["q_net"]
+    after = tiny_boxing_agent(tmp_path / "transfer", run, freeze)
     trunk = [k for k in source if k.startswith("backbone.")]
     assert trunk
     same = all(torch.equal(after[k], source[k]) for k in trunk)
@@ -275,11 +279,7 @@ def test_simclr_on_atari_stacks_gives_a_dqn_encoder(tmp_path, bad_input):
                                 run_dir=str(pre), wandb="disabled", amp="off"))
     assert s["steps"] == 12
     source = checkpoint.load(pre, algo="simclr")["encoder"]
-    out = tmp_path / "agent"
-    dqn.main(dqn.Args(env="Boxing", preset="atari100k", total_steps=260, learning_starts=200, buffer_size=1_000,
-                      final_eval_episodes=1, eval_every=10_000, eval_episodes=1, gif=False, encoder=str(pre),
-                      freeze_encoder=True, run_dir=str(out), wandb="disabled"))
-    after = checkpoint.load(out, algo="dqn")["q_net"]
+    after = tiny_boxing_agent(tmp_path / "agent", pre, freeze=True, total_steps=260)
     assert all(torch.equal(after[f"backbone.{k}"], v) for k, v in source.items())
     # the raw-frame collection does not fit the agent: one line naming both shapes
     raw = tmp_path / "raw"
