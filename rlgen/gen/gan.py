@@ -209,8 +209,9 @@ RESOLVED = ("arch", "image_size", "width", "lr", "label_smoothing", "batch_size"
 # trades it for what measured best on faces at a fixed CPU budget (experiments/bench_generative.py --ablation).
 RECIPES: dict[str, dict[str, Any]] = {
     "dcgan": dict(loss="bce", spectral_norm=False, diffaugment="none", r1=0.0, beta1=0.5, beta2=0.999),
-    "modern": dict(loss="hinge", spectral_norm=True, diffaugment="color,translation,cutout", r1=0.0, beta1=0.0,
-                   beta2=0.9, label_smoothing=1.0, ema=0.999),
+    # Adam as in Miyato et al.'s setting C for one D step per G step (lr 2e-4, β 0.5 / 0.999), DCGAN's own
+    "modern": dict(loss="hinge", spectral_norm=True, diffaugment="color,translation,cutout", r1=0.0, beta1=0.5,
+                   beta2=0.999, label_smoothing=1.0, ema=0.999),
 }
 RECIPE_FIELDS = ("loss", "spectral_norm", "diffaugment", "r1", "beta1", "beta2", "label_smoothing", "ema")
 
