@@ -476,7 +476,6 @@ def drq_augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, scale: floa
     return intensity_noise(random_shift(x, pad, gen, fill="edge"), scale, gen)
 
 
-
 # -- DiffAugment: differentiable augmentation of what a GAN's discriminator sees -------------------------------
 DIFF_AUGMENT_OPS = ("color", "translation", "cutout")
 
