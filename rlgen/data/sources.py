@@ -45,7 +45,7 @@ import torch
 from rlgen.data import download
 from rlgen.data.cache import cached
 from rlgen.data.core import Dataset, Source, as_dataset, check_positive_int, register, stratified_split
-from rlgen.data.formats import DataFileError, parse_idx, read_cifar_batch, read_idx, read_maybe_gzip, verify_md5
+from rlgen.data.formats import DataFileError, parse_idx, read_cifar_batch, read_maybe_gzip, verify_md5
 from rlgen.errors import UsageError
 
 
@@ -180,10 +180,9 @@ def _idx_paths(spec: IdxSource, split: str, folder: Path, fetch: bool) -> tuple[
 
 def _build_idx(spec: IdxSource, split: str, folder: Path, fetch: bool) -> dict[str, np.ndarray]:
     image_path, label_path = _idx_paths(spec, split, folder, fetch)
-    contents = {}
+    contents = {path: read_maybe_gzip(path) for path in (image_path, label_path)}
     for path in (image_path, label_path):
         if path.parent != folder:  # a system package's copy: its decompressed content is what is checked
-            contents[path] = read_maybe_gzip(path)
             got = hashlib.md5(contents[path]).hexdigest()
             if got != spec.system_md5[path.name]:
                 raise DataFileError(f"{path}: checksum mismatch (MD5 {got} of the decompressed file, expected "
@@ -191,8 +190,8 @@ def _build_idx(spec: IdxSource, split: str, folder: Path, fetch: bool) -> dict[s
                                     f"knows: reinstall it, or place the files from {spec.mirrors[0]} in {folder}")
         elif path.suffix == ".gz":
             verify_md5(path, spec.md5[path.name])
-    images = parse_idx(contents[image_path], image_path, ndim=3) if image_path in contents else read_idx(image_path, 3)
-    labels = parse_idx(contents[label_path], label_path, ndim=1) if label_path in contents else read_idx(label_path, 1)
+    images = parse_idx(contents[image_path], image_path, ndim=3)
+    labels = parse_idx(contents[label_path], label_path, ndim=1)
     if len(images) != len(labels):
         raise DataFileError(f"{image_path} holds {len(images)} images but {label_path} holds {len(labels)} labels")
     if len(images) != spec.counts[split]:

