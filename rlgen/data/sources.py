@@ -180,16 +180,17 @@ def _idx_paths(spec: IdxSource, split: str, folder: Path, fetch: bool) -> tuple[
 
 def _build_idx(spec: IdxSource, split: str, folder: Path, fetch: bool) -> dict[str, np.ndarray]:
     image_path, label_path = _idx_paths(spec, split, folder, fetch)
-    contents = {path: read_maybe_gzip(path) for path in (image_path, label_path)}
+    contents = {}
     for path in (image_path, label_path):
+        if path.suffix == ".gz" and path.parent == folder:  # checked before it is read: a corrupt file never parses
+            verify_md5(path, spec.md5[path.name])
+        contents[path] = read_maybe_gzip(path)
         if path.parent != folder:  # a system package's copy: its decompressed content is what is checked
             got = hashlib.md5(contents[path]).hexdigest()
             if got != spec.system_md5[path.name]:
                 raise DataFileError(f"{path}: checksum mismatch (MD5 {got} of the decompressed file, expected "
                                     f"{spec.system_md5[path.name]}); the installed package is not the one rlgen "
                                     f"knows: reinstall it, or place the files from {spec.mirrors[0]} in {folder}")
-        elif path.suffix == ".gz":
-            verify_md5(path, spec.md5[path.name])
     images = parse_idx(contents[image_path], image_path, ndim=3)
     labels = parse_idx(contents[label_path], label_path, ndim=1)
     if len(images) != len(labels):
