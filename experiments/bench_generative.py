@@ -10,7 +10,7 @@ Rows (each trained in this process with its default budget, one torch thread unl
     (log 10 ≈ 2.30 is perfect mode coverage).
 
 GAN recipes (``--only recipes``): DCGAN exactly as published (``--recipe dcgan``) and rlgen's ``--recipe modern``
-(DiffAugment's translation and the weight average) on ``faces`` (32 px, 20 minutes of training with 2
+(hinge loss, DiffAugment's translation, the weight average) on ``faces`` (32 px, 20 minutes of training with 2
 threads) and on Fashion-MNIST (resized to 32 px for DCGAN's 2^k sizes, 10 minutes); the goal is a classifier
 Fréchet distance at most 3× its real-data floor. ``--inception-samples N`` adds the standard FID of those rows (N
 samples against N real training images). The ablation (``--only ablation``) trains each variant 8 minutes on
@@ -65,8 +65,9 @@ ROWS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                  dict(loss="bce", arch="dcgan", image_size=32, minutes=0.1)),
 }
 QUICK_GAN = dict(minutes=None, total_steps=3, fid_samples=0, batch_size=16)
-_RECIPE_DATA = {"faces": dict(data="faces", minutes=20.0, threads=2),
-                "fashion": dict(data="fashion-mnist", minutes=10.0, threads=2)}
+# The budget is the minutes: the per-data step caps (20,000, reached on faces after about 16 minutes) are lifted
+_RECIPE_DATA = {"faces": dict(data="faces", minutes=20.0, threads=2, total_steps=1_000_000),
+                "fashion": dict(data="fashion-mnist", minutes=10.0, threads=2, total_steps=1_000_000)}
 RECIPE_ROWS = [f"{recipe}-{short}" for short in _RECIPE_DATA for recipe in ("dcgan", "modern")]
 for _name in RECIPE_ROWS:
     _recipe, _short = _name.split("-")
@@ -79,8 +80,8 @@ ABLATION: dict[str, dict[str, Any]] = {
     "dcgan": dict(recipe="dcgan"),
     "dcgan+diffaugment": dict(recipe="dcgan", diffaugment="color,translation,cutout"),
     "modern": dict(),
-    "modern+hinge+sn": dict(loss="hinge", spectral_norm=True),
-    "modern+hinge": dict(loss="hinge"),
+    "modern-hinge": dict(loss="bce", label_smoothing=0.9),
+    "modern+sn": dict(spectral_norm=True),
     "modern-ema": dict(ema=0.0),
     "modern+color": dict(diffaugment="translation,color"),
     "modern+cutout": dict(diffaugment="translation,cutout"),
@@ -174,8 +175,8 @@ def print_likelihoods(results: dict[str, dict[str, Any]]) -> None:
 def print_recipes(results: dict[str, dict[str, Any]]) -> None:
     """The GAN recipes and the ablation: classifier distance against 3× its floor, minutes, the standard FID."""
     for title, names in (("GAN recipes: DCGAN as published against --recipe modern", RECIPE_ROWS),
-                         ("ablation on faces, 8 minutes each (modern = DCGAN + DiffAugment's translation + weight "
-                          "average)", ABLATION_ROWS)):
+                         ("ablation on faces, 8 minutes each (modern = DCGAN + hinge loss + DiffAugment's "
+                          "translation + weight average)", ABLATION_ROWS)):
         rows = {n: results[n] for n in names if n in results and "error" not in results[n]}
         if not rows:
             continue

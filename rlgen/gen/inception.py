@@ -142,7 +142,6 @@ def inception_fid(data: str, samples: torch.Tensor, image_size: int | None, n: i
             "inception_real": n_real}
 
 
-
 @dataclass
 class Args:
     checkpoint: str = ""
@@ -174,7 +173,7 @@ def main(args: Args) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     tick = time.perf_counter()
-    with tqdm(total=2 * args.samples, unit="image", desc="Inception FID (generated, then real unless cached)",
+    with tqdm(total=2 * args.samples, unit="image", desc="Inception FID (real images unless cached, then samples)",
               dynamic_ncols=True, mininterval=0.5, disable=None, file=sys.stderr) as bar:
         result = inception_fid(data, images, image_size, args.samples, progress=bar.update)
     result["inception_minutes"] = (time.perf_counter() - tick) / 60
