@@ -220,7 +220,7 @@ RESOLVED = ("arch", "image_size", "width", "lr", "label_smoothing", "batch_size"
 # is what measured best on faces at a fixed CPU budget (experiments/bench_generative.py, seed 0): DiffAugment's
 # translation alone on what D sees (classifier Fréchet distance 20.2 against 46.4 without it after 8 minutes, where
 # all three of its ops gave 64.2), the hinge loss (18.5 at 8 minutes; 13.6 against 14.7 for bce at 20,000 steps)
-# and the weight average (26.3 without it). Spectral norm in D, on top, gave 51.4.
+# and the weight average (25.8 without it). Spectral norm in D, on top, gave 51.4.
 RECIPES: dict[str, dict[str, Any]] = {
     "dcgan": dict(loss="bce", spectral_norm=False, diffaugment="none", r1=0.0, beta1=0.5, beta2=0.999),
     "modern": dict(loss="hinge", spectral_norm=False, diffaugment="translation", r1=0.0, beta1=0.5, beta2=0.999,
