@@ -340,7 +340,7 @@ def test_diffaugment_translation_and_cutout_by_hand():
 def test_recipes_resolve_and_flags_given_beat_them():
     modern = gan.resolve(gan.Args(data="faces", recipe="modern"))
     got = (modern.loss, modern.spectral_norm, modern.diffaugment, modern.label_smoothing)
-    assert got == ("hinge", False, "translation", 1.0) and modern.ema == 0.999
+    assert got == ("hinge", False, "translation", 1.0) and (modern.ema, modern.r1) == (0.999, 0.1)
     picked = gan.resolve(gan.Args(data="faces", recipe="modern", diffaugment="cutout,color"))
     assert picked.diffaugment == "color,cutout"  # DiffAugment's own order
     ttur = gan.resolve(gan.Args(data="faces", recipe="modern", lr_d=4e-4))
@@ -445,8 +445,10 @@ def test_generative_bench_runs_the_recipe_and_ablation_rows(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("bench_generative", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    out = bench.main(["--only", "ablation:modern+sn,modern-faces", "--quick", "--run-root", str(tmp_path),
+    out = bench.main(["--only", "ablation:modern-r1+sn,modern-faces", "--quick", "--run-root", str(tmp_path),
                       "--json", str(tmp_path / "b.json")])
-    assert out["ablation:modern+sn"]["loss"] == "hinge" and out["ablation:modern+sn"]["spectral_norm"]
+    no_r1 = out["ablation:modern-r1+sn"]
+    assert no_r1["loss"] == "hinge" and no_r1["spectral_norm"] and no_r1["r1"] == 0.0
     assert out["modern-faces"]["recipe"] == "modern" and out["modern-faces"]["steps"] == 3
+    assert out["modern-faces"]["r1"] == 0.1
     assert "GAN recipes" in capsys.readouterr().out and json.loads((tmp_path / "b.json").read_text())
