@@ -186,19 +186,19 @@ def print_recipes(results: dict[str, dict[str, Any]]) -> None:
         print(f"\n{title}; classifier Fréchet distance (lower is better; raw G: without the weight average), "
               "goal ≤ 3× the real-data floor")
         head = (f"{'row':<28}{'data':<15}{'FID':>8}{'raw G':>7}{'floor':>7}{'×floor':>8}{'goal':>6}{'class H':>9}"
-                f"{'train min':>10}{'CPU min':>9}{'steps':>7}{'Inception FID (n)':>20}")
+                f"{'train min':>10}{'CPU min':>9}{'steps':>7}{'Inception FID vs floor (n)':>28}")
         print(head)
         print("-" * len(head))
         for name, r in rows.items():
             ratio = r["fid"] / r["fid_floor"] if r.get("fid") is not None and r.get("fid_floor") else None
             goal = "" if ratio is None else ("✓" if ratio <= 3 else "✗")
             cpu = r.get("train_cpu_seconds")
-            inc = (f"{r['inception_fid']:.1f} ({r['inception_samples']:,}/{r['inception_real']:,})"
-                   if r.get("inception_fid") is not None else "")
+            inc = "" if r.get("inception_fid") is None else (
+                f"{r['inception_fid']:.1f} vs {fmt(r.get('inception_floor'), 1)} ({r['inception_samples']:,})")
             print(f"{name:<28}{r.get('data', ''):<15}{fmt(r.get('fid'), 1):>8}{fmt(r.get('fid_raw'), 1):>7}"
                   f"{fmt(r.get('fid_floor'), 1):>7}"
                   f"{fmt(ratio, 2):>8}{goal:>6}{fmt(r.get('class_entropy'), 2):>9}{fmt(r.get('train_minutes'), 1):>10}"
-                  f"{fmt(cpu / 60 if cpu else None, 1):>9}{r.get('steps', ''):>7}{inc:>20}")
+                  f"{fmt(cpu / 60 if cpu else None, 1):>9}{r.get('steps', ''):>7}{inc:>28}")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

