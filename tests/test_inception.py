@@ -80,10 +80,14 @@ def test_floor_compares_equal_counts_when_the_test_split_is_small(tmp_path, monk
         images, labels, classes = real(data, split, image_size, **options)
         return (images[:3], labels, classes) if split == "test" else (images, labels, classes)
 
-    monkeypatch.setattr(common, "load_images", three_test_images)
     noise = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    full = inception.inception_fid("faces", noise, 32, n=4)
+    monkeypatch.setattr(common, "load_images", three_test_images)
+    for cached_test_stats in (tmp_path / "cache").glob("inception-faces-test-*.pt"):
+        cached_test_stats.unlink()
     out = inception.inception_fid("faces", noise, 32, n=4)
     assert (out["inception_samples"], out["inception_real"], out["inception_floor_samples"]) == (4, 4, 3)
+    assert out["inception_fid"] == full["inception_fid"]  # the samples' distance still uses all 4 real images
     assert len(list((tmp_path / "cache").glob("inception-faces-train-32-3-*.pt"))) == 1
 
 

@@ -143,12 +143,12 @@ def inception_fid(data: str, samples: torch.Tensor, image_size: int | None, n: i
     net = load_network(root)
     mu_r, cov_r, n_real = real_stats(data, image_size, n, seed, net, root, progress)
     mu_g, cov_g = gaussian_stats(features(samples[:n], net, progress=progress))
+    fid = frechet_distance(mu_g, cov_g, mu_r, cov_r)
     mu_t, cov_t, n_test = real_stats(data, image_size, n, seed, net, root, progress, split="test")
-    if n_test < n_real:  # a small test split: compare equal counts, as FID's bias depends on them
+    if n_test < n_real:  # a small test split: the floor compares equal counts, as FID's bias depends on them
         mu_r, cov_r, _ = real_stats(data, image_size, n_test, seed, net, root, progress)
-    return {"inception_fid": frechet_distance(mu_g, cov_g, mu_r, cov_r), "inception_samples": n,
-            "inception_real": n_real, "inception_floor": frechet_distance(mu_t, cov_t, mu_r, cov_r),
-            "inception_floor_samples": n_test}
+    return {"inception_fid": fid, "inception_samples": n, "inception_real": n_real,
+            "inception_floor": frechet_distance(mu_t, cov_t, mu_r, cov_r), "inception_floor_samples": n_test}
 
 
 def describe(result: dict[str, Any]) -> str:
