@@ -120,11 +120,25 @@ def test_simclr_learns_features_a_knn_can_use(tmp_path):
     losses = [m["loss"] for m in metrics]
     assert losses[-1] < losses[0] < metrics[0]["loss_chance"]
     assert summary["final_loss"] < 0.8 * summary["loss_chance"]
+    assert summary["lr"] == 2e-3 and summary["collapsed"] is False
     untrained = probe.main(probe.Args(random_init="convnet", data="mnist5k", run_dir=str(tmp_path / "p0"),
                                       wandb="disabled", knn_k=200, threads=1))
     assert summary["knn_top1"] > untrained["knn_top1"] + 0.03
     for name in ("loss_curve.png", "views.png", "summary.json", "checkpoint.pt"):
         assert (tmp_path / "run" / name).exists(), name
+
+
+def test_simclr_learning_rate_follows_the_backbone():
+    assert simclr.resolve(simclr.Args()).lr == 2e-3
+    assert simclr.resolve(simclr.Args(backbone="nature_cnn_same")).lr == 2e-4
+    assert simclr.resolve(simclr.Args(backbone="nature_cnn_same", lr=1e-3)).lr == 1e-3  # a given --lr wins
+
+
+def test_a_run_whose_loss_stays_at_chance_says_it_collapsed(tmp_path, capsys):
+    summary = tiny(simclr, tmp_path / "run", total_steps=20, batch_size=64, lr=50.0)
+    assert summary["collapsed"] is True
+    assert summary["final_loss"] >= 0.99 * summary["loss_chance"]
+    assert "the encoder has learned nothing (collapsed)" in capsys.readouterr().out
 
 
 def test_moco_learns_and_logs_its_queue(tmp_path):
