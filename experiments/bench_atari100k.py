@@ -84,7 +84,7 @@ def command(variant: str, game: str, seed: int, run_dir: Path, opts: argparse.Na
     if variant == "sb3":
         return [sys.executable, __file__, "--sb3-child", str(run_dir), "--games", game, "--seeds", str(seed),
                 "--threads", str(opts.threads), "--total-steps", str(opts.total_steps),
-                "--eval-episodes", str(opts.eval_episodes)]
+                "--eval-episodes", str(opts.eval_episodes), "--max-episode-steps", str(opts.max_episode_steps)]
     argv = [sys.executable, "-m", "rlgen.rl.dqn", "--env", game, "--preset", "atari100k", "--seed", str(seed),
             "--threads", str(opts.threads), "--wandb", opts.wandb]
     if variant in ("frozen", "finetune"):
@@ -93,6 +93,8 @@ def command(variant: str, game: str, seed: int, run_dir: Path, opts: argparse.Na
         argv += ["--total-steps", str(opts.total_steps)]
     if opts.eval_episodes:
         argv += ["--final-eval-episodes", str(opts.eval_episodes)]
+    if opts.max_episode_steps:
+        argv += ["--max-episode-steps", str(opts.max_episode_steps)]
     if (run_dir / "checkpoint.pt").exists():
         return [sys.executable, "-m", "rlgen.rl.dqn", "--resume", str(run_dir)]
     return argv + ["--run-dir", str(run_dir)]
@@ -262,7 +264,8 @@ def eval_speed(run_dir: Path, games: int, threads: int) -> dict[str, Any]:
 
 
 # -- Stable-Baselines3's DQN at the same budget --------------------------------------------------------------
-def sb3_child(run_dir: Path, game: str, seed: int, threads: int, total_steps: int, episodes: int) -> None:
+def sb3_child(run_dir: Path, game: str, seed: int, threads: int, total_steps: int, episodes: int,
+              max_episode_steps: int) -> None:
     """SB3's DQN with the preset's settings where SB3 has them; evaluated as rlgen evaluates (own process)."""
     import gymnasium as gym
     import torch
@@ -273,9 +276,10 @@ def sb3_child(run_dir: Path, game: str, seed: int, threads: int, total_steps: in
 
     torch.set_num_threads(threads)
     start, cpu0 = time.time(), time.process_time()
+    frames = 4 * max_episode_steps if max_episode_steps else 108_000  # the preset's cap: 27,000 agent steps
 
     def train_env() -> gym.Env:
-        env = make_atari_env(game, seed=seed, episodic_life=True)
+        env = make_atari_env(game, seed=seed, episodic_life=True, max_episode_frames=frames)
         return gym.wrappers.TransformReward(env, lambda r: float(np.sign(r)))  # clipped for learning, as rlgen
 
     # ε: SB3 falls from step 0, so 1 → 0.01 over 6,600 steps ends where Dopamine's (warm-up 1,600 + 5,000) does.
@@ -291,8 +295,8 @@ def sb3_child(run_dir: Path, game: str, seed: int, threads: int, total_steps: in
         return model.predict(obs, deterministic=True)[0]
 
     t0 = time.time()
-    returns = evaluate(act, lambda: make_atari_env(game, fresh_stack_on_life_loss=True), episodes,
-                       seed=10_000 * (seed + 1), epsilon=0.001)
+    returns = evaluate(act, lambda: make_atari_env(game, fresh_stack_on_life_loss=True, max_episode_frames=frames),
+                       episodes, seed=10_000 * (seed + 1), epsilon=0.001)
     summary = {"algo": "sb3-dqn", "env": game, "seed": seed, "env_steps": total_steps,
                "final_eval_return_mean": float(returns.mean()), "final_eval_return_std": float(returns.std()),
                "eval_episodes": episodes, "train_seconds": train_seconds, "eval_seconds": time.time() - t0,
@@ -383,6 +387,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: all cores)")
     parser.add_argument("--total-steps", type=int, default=0, help="override the preset's 100,000 (tests only)")
     parser.add_argument("--eval-episodes", type=int, default=0, help="override the preset's 100 (tests only)")
+    parser.add_argument("--max-episode-steps", type=int, default=0,
+                        help="override the preset's 27,000-step episode cap (tests only)")
     parser.add_argument("--wandb", default="offline")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="time each part of a step N times on the first game, alone, before any run")
@@ -399,7 +405,7 @@ def main() -> None:
     seeds = [int(s) for s in opts.seeds.split(",")]
     if opts.sb3_child:
         sb3_child(Path(opts.sb3_child), games[0], seeds[0], opts.threads or os.cpu_count() or 1,
-                  opts.total_steps or 100_000, opts.eval_episodes or 100)
+                  opts.total_steps or 100_000, opts.eval_episodes or 100, opts.max_episode_steps)
         return
     if opts.eval_speed:
         result = eval_speed(Path(opts.eval_speed), opts.eval_games, opts.threads)

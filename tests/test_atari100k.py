@@ -87,31 +87,36 @@ def test_human_normalised_score():
     assert human_normalized("SpaceInvaders", 100.0) is None  # not an Atari 100k game
 
 
+# The preset at a tiny budget on Boxing, with games cut at 200 agent steps (a whole game is about 1,800, and
+# an update in float32 on a CPU without bf16 units costs ~80 ms): the suite stays short on every CPU.
+TINY = dict(env="Boxing", preset="atari100k", total_steps=300, learning_starts=250, buffer_size=1_000,
+            final_eval_episodes=2, eval_every=300, eval_episodes=1, max_episode_steps=200, gif=False,
+            wandb="disabled")
+
+
 @pytest.fixture(scope="module")
 def preset_run(tmp_path_factory):
     """A tiny run of the preset on Boxing (a game of fixed length, so evaluation takes a bounded time)."""
     run = tmp_path_factory.mktemp("a100k") / "boxing"
-    summary = dqn.main(dqn.Args(env="Boxing", preset="atari100k", total_steps=400, learning_starts=200,
-                                buffer_size=1_000, final_eval_episodes=2, eval_every=400, eval_episodes=1,
-                                gif=False, run_dir=str(run), wandb="disabled"))
+    summary = dqn.main(dqn.Args(**TINY, run_dir=str(run)))
     return run, summary
 
 
 def test_preset_smoke_run(preset_run):
     run, s = preset_run
-    assert s["env_steps"] == 400 and s["updates"] == 200  # one update per agent step after the warm-up
+    assert s["env_steps"] == 300 and s["updates"] == 50  # one update per agent step after the warm-up
     assert s["eval_episodes"] == 2 and s["eval_epsilon"] == 0.001
     assert s["human_normalized_score"] == pytest.approx(human_normalized("Boxing", s["final_eval_return_mean"]))
     saved = checkpoint.load(run, algo="dqn")
     assert "aug_rng" in saved and saved["args"]["preset"] == "atari100k"
-    assert json.loads((run / "summary.json").read_text())["updates"] == 200
+    assert json.loads((run / "summary.json").read_text())["updates"] == 50
+    # --max-episode-steps cut the first game (Boxing lasts about 1,800 steps) at 200 steps
+    assert 150 < saved["history"]["episode_step"][0] <= 200
 
 
 def test_preset_is_reproducible(preset_run, tmp_path):
     _, s = preset_run
-    again = dqn.main(dqn.Args(env="Boxing", preset="atari100k", total_steps=400, learning_starts=200,
-                              buffer_size=1_000, final_eval_episodes=2, eval_every=400, eval_episodes=1,
-                              gif=False, run_dir=str(tmp_path / "again"), wandb="disabled"))
+    again = dqn.main(dqn.Args(**TINY, run_dir=str(tmp_path / "again")))
     assert again["final_eval_return_mean"] == s["final_eval_return_mean"]
     a = checkpoint.load(tmp_path / "again", algo="dqn")["q_net"]
     b = checkpoint.load(preset_run[0], algo="dqn")["q_net"]
@@ -120,9 +125,8 @@ def test_preset_is_reproducible(preset_run, tmp_path):
 
 def tiny_boxing_agent(out: Path, encoder: Path, freeze: bool, total_steps: int = 300) -> dict:
     """A few updates of the preset on Boxing from ``encoder``; the Q-network's weights at the end."""
-    dqn.main(dqn.Args(env="Boxing", preset="atari100k", total_steps=total_steps, learning_starts=200,
-                      buffer_size=1_000, final_eval_episodes=1, eval_every=total_steps, eval_episodes=1, gif=False,
-                      encoder=str(encoder), freeze_encoder=freeze, run_dir=str(out), wandb="disabled"))
+    dqn.main(dqn.Args(**{**TINY, "total_steps": total_steps, "eval_every": total_steps, "final_eval_episodes": 1},
+                      encoder=str(encoder), freeze_encoder=freeze, run_dir=str(out)))
     return checkpoint.load(out, algo="dqn")["q_net"]
 
 
@@ -134,7 +138,7 @@ def test_encoder_from_another_run_starts_the_trunk(preset_run, tmp_path, freeze)
     trunk = [k for k in source if k.startswith("backbone.")]
     assert trunk
     same = all(torch.equal(after[k], source[k]) for k in trunk)
-    assert same == freeze  # frozen: untouched after 100 updates; fine-tuned: moved
+    assert same == freeze  # frozen: untouched after 50 updates; fine-tuned: moved
     assert not torch.equal(after["head.adv.weight"], source["head.adv.weight"])
 
 
@@ -216,7 +220,8 @@ def test_bench_atari100k_runs_reuses_and_reports(tmp_path):
     script = Path(__file__).resolve().parents[1] / "experiments" / "bench_atari100k.py"
     argv = [sys.executable, str(script), "--games", "Boxing", "--seeds", "0", "--sb3", "--sb3-game", "Boxing",
             "--variants", "preset,frozen", "--pretrain-steps", "2", "--pretrain-frames", "300",
-            "--total-steps", "300", "--eval-episodes", "1", "--threads", "1", "--wandb", "disabled",
+            "--total-steps", "300", "--eval-episodes", "1", "--max-episode-steps", "100", "--threads", "1",
+            "--wandb", "disabled",
             "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "out.json")]
     first = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]

@@ -200,6 +200,14 @@ def test_cartpole_return_improves(tmp_path):
     assert summary["best_eval_return"] >= 100 and summary["best_eval_return"] > 4 * first
 
 
+def test_max_episode_steps_cuts_training_and_evaluation_episodes(tmp_path):
+    summary = dqn.main(_tiny(tmp_path / "run", total_steps=600, learning_starts=100, eval_every=600,
+                             eval_episodes=2, final_eval_episodes=3, max_episode_steps=7, checkpoint_every=0))
+    lengths = [r["episode_length"] for r in read_metrics(tmp_path / "run") if "episode_length" in r]
+    assert lengths and max(lengths) <= 7
+    assert summary["final_eval_return_mean"] <= 7  # CartPole pays 1 per step
+
+
 def test_default_cartpole_stays_solved(tmp_path):
     """The README's first command as a user runs it (defaults, whole budget): the agent it ends with is solved,
     and once solved no evaluation falls far (experiments/bench_dqn_cartpole.py measures seeds 0-9)."""

@@ -16,7 +16,8 @@ from rlgen.track import read_metrics
 
 SMALL = ["--env", "Breakout", "--total-steps", "1600", "--learning-starts", "400", "--buffer-size", "2000",
          "--batch-size", "16", "--eval-every", "100000", "--eval-episodes", "1", "--checkpoint-every", "800",
-         "--save-replay", "--wandb", "disabled", "--seed", "1"]
+         "--final-eval-episodes", "2", "--save-replay", "--max-episode-steps", "400", "--wandb", "disabled",
+         "--seed", "1"]
 
 
 def _step_of(path):
