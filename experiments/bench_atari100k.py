@@ -3,9 +3,11 @@
 Each (variant, game, seed) is one run of ``python -m rlgen.rl.dqn --env GAME --preset atari100k --seed S`` in
 its own process and run folder under ``--out``. A folder that already holds a ``summary.json`` is read, not
 rerun, and one that holds only a checkpoint is resumed, so the benchmark can be built up over several
-sittings. Per game the table gives rlgen's mean ± std over seeds of the final 100-episode evaluation, the
-published means (Agarwal et al. 2021's re-runs, 100 runs per game), random and human, the human-normalised
-score ((score − random) / (human − random)) and the CPU and wall minutes per run; then the mean, median and
+sittings; with ``--results DIR`` each finished run's summary and minutes are also kept there (a few KB), and a
+run recorded there counts as finished even when its folder is gone (a checkpoint keeps the 0.7 GB replay).
+Per game the table gives rlgen's mean ± std over seeds of the final 100-episode evaluation, the published
+means (Agarwal et al. 2021's re-runs, 100 runs per game), random and human, the human-normalised score
+((score − random) / (human − random)) and the CPU and wall minutes per run; then the mean, median and
 interquartile mean (IQM, Agarwal et al. 2021) of the human-normalised scores.
 
 Variants: ``preset`` (the plain preset); ``frozen`` and ``finetune`` (the preset with ``--encoder``, kept fixed
@@ -122,8 +124,26 @@ def reap(proc: subprocess.Popen, run_dir: Path) -> None:
         path.write_text(json.dumps(spent, indent=1))
 
 
-def run_all(jobs: list[tuple[str, str, int, Path]], opts: argparse.Namespace) -> None:
-    todo = [j for j in jobs if not (j[3] / "summary.json").exists()]
+def read_run(run_dir: Path, results: Path | None) -> dict[str, Any] | None:
+    """A finished run's ``summary``, ``bench`` (wall and CPU seconds) and ``config``: from its folder, else from
+    its record under ``--results``; None while it is unfinished. A folder's run is recorded there as it is read."""
+    if (run_dir / "summary.json").exists():
+        rec = {name: json.loads((run_dir / f"{name}.json").read_text()) if (run_dir / f"{name}.json").exists()
+               else {} for name in ("summary", "bench", "config")}
+        if results is not None:
+            results.mkdir(parents=True, exist_ok=True)
+            tmp = results / f".{run_dir.name}.json.tmp"
+            tmp.write_text(json.dumps(rec, indent=1))
+            tmp.replace(results / f"{run_dir.name}.json")
+        return rec
+    record = results / f"{run_dir.name}.json" if results is not None else None
+    return json.loads(record.read_text()) if record is not None and record.exists() else None
+
+
+def run_all(jobs: list[tuple[str, str, int, Path]], opts: argparse.Namespace, weights: bool = False) -> None:
+    """Run the unfinished jobs; with ``weights``, a job counts as finished only when its folder is there."""
+    todo = [j for j in jobs if not (j[3] / "summary.json").exists()] if weights else \
+        [j for j in jobs if read_run(j[3], opts.results) is None]
     print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already finished under {opts.out}; running {len(todo)}",
           flush=True)
     running: list[tuple[subprocess.Popen, tuple]] = []
@@ -135,32 +155,33 @@ def run_all(jobs: list[tuple[str, str, int, Path]], opts: argparse.Namespace) ->
             running.append((launch(argv, job[3]), job))
         proc, job = running.pop(0)
         reap(proc, job[3])
+        read_run(job[3], opts.results)  # recorded as soon as it ends
         state = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}; log {job[3]}.log)"
         print(f"{job[0]} {job[1]} seed {job[2]}: {state}", flush=True)
 
 
 # -- the tables ---------------------------------------------------------------------------------------------
-def collect(jobs: list[tuple[str, str, int, Path]]) -> list[dict[str, Any]]:
+def collect(jobs: list[tuple[str, str, int, Path]], results: Path | None) -> list[dict[str, Any]]:
     rows = []
     for variant, game, seed, run_dir in jobs:
-        path = run_dir / "summary.json"
-        if not path.exists():
+        rec = read_run(run_dir, results)
+        if rec is None:
             continue
-        s = json.loads(path.read_text())
-        spent = json.loads((run_dir / "bench.json").read_text()) if (run_dir / "bench.json").exists() else {}
+        s, spent = rec["summary"], rec["bench"]
         rows.append({"variant": variant, "game": game, "seed": seed, "score": s["final_eval_return_mean"],
                      "episodes": s["eval_episodes"], "hns": human_normalized(game, s["final_eval_return_mean"]),
                      "train_minutes": s["train_seconds"] / 60, "eval_minutes": s["eval_seconds"] / 60,
                      "wall_minutes": spent.get("wall_seconds", s["wall_seconds"]) / 60,
                      "cpu_minutes": spent["cpu_seconds"] / 60 if "cpu_seconds" in spent else None,
-                     "steps": s["env_steps"], "amp": s.get("amp"), "run_dir": str(run_dir)})
+                     "steps": s["env_steps"], "amp": s.get("amp"), "machine": spent.get("machine"),
+                     "run_dir": str(run_dir)})
     return rows
 
 
-def report_pretraining(jobs: list[tuple[str, str, int, Path]]) -> dict[str, Any]:
+def report_pretraining(jobs: list[tuple[str, str, int, Path]], results: Path | None) -> dict[str, Any]:
     """The encoders' pretraining, apart from the agents' runs."""
-    done = {game: {**json.loads((d / "config.json").read_text()), **json.loads((d / "summary.json").read_text())}
-            for v, game, _, d in jobs if v == "simclr" and (d / "summary.json").exists()}
+    recs = {game: read_run(d, results) for v, game, _, d in jobs if v == "simclr"}
+    done = {game: {**rec["config"], **rec["summary"]} for game, rec in recs.items() if rec is not None}
     if not done:
         return {}
     print("\nencoders: SimCLR (temporal pairs, dqn recipe) on random-agent frames as DQN sees them")
@@ -176,6 +197,10 @@ def report_pretraining(jobs: list[tuple[str, str, int, Path]]) -> dict[str, Any]
 
 def report(rows: list[dict[str, Any]], games: list[str], seeds: list[int]) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": machine(), "variants": {}}
+    machines = sorted({r["machine"] or "unknown" for r in rows})
+    if len(machines) > 1:  # minutes from different CPUs are not comparable
+        print("\nthe runs below come from more than one machine: " + "; ".join(machines))
+    out["run_machines"] = machines
     for variant in dict.fromkeys(r["variant"] for r in rows):
         mine = [r for r in rows if r["variant"] == variant]
         episodes = sorted({r["episodes"] for r in mine})
@@ -383,6 +408,9 @@ def main() -> None:
     parser.add_argument("--sb3", action="store_true", help="add SB3's DQN on --sb3-game (first seed)")
     parser.add_argument("--sb3-game", default=SB3_GAME)
     parser.add_argument("--out", default="runs/bench_atari100k", help="run folders (reused when finished)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="also keep each finished run's summary and minutes here (a few KB each); a run recorded "
+                             "there counts as finished even when its folder is gone")
     parser.add_argument("--parallel", type=int, default=1, help="runs at once")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: all cores)")
     parser.add_argument("--total-steps", type=int, default=0, help="override the preset's 100,000 (tests only)")
@@ -434,11 +462,14 @@ def main() -> None:
         sb3_game = game_name(opts.sb3_game)
         jobs.append(("sb3", sb3_game, seeds[0], out / f"sb3-{sb3_game}-s{seeds[0]}"))
     if not opts.report_only:
-        if pretrain_jobs:  # every encoder before any agent that starts from one
-            run_all(pretrain_jobs, opts)
+        # every encoder an unfinished agent starts from, before any agent: as a folder (a record is not weights)
+        waiting = {g for v, g, _, d in jobs if v in ("frozen", "finetune") and read_run(d, opts.results) is None}
+        needed = [j for j in pretrain_jobs if j[1] in waiting]
+        if needed:
+            run_all(needed, opts, weights=True)
         run_all(jobs, opts)
-    pretraining = report_pretraining(pretrain_jobs)
-    result = report(collect(jobs), games, seeds)
+    pretraining = report_pretraining(pretrain_jobs, opts.results)
+    result = report(collect(jobs, opts.results), games, seeds)
     result["pretraining"] = pretraining
     result["profile_ms"] = timings
     if opts.json:
