@@ -128,10 +128,11 @@ def test_simclr_learns_features_a_knn_can_use(tmp_path):
         assert (tmp_path / "run" / name).exists(), name
 
 
-def test_simclr_learning_rate_follows_the_backbone():
-    assert simclr.resolve(simclr.Args()).lr == 2e-3
-    assert simclr.resolve(simclr.Args(backbone="nature_cnn_same")).lr == 2e-4
-    assert simclr.resolve(simclr.Args(backbone="nature_cnn_same", lr=1e-3)).lr == 1e-3  # a given --lr wins
+@pytest.mark.parametrize("mod", [simclr, moco])
+def test_learning_rate_follows_the_backbone(mod):
+    assert mod.resolve(mod.Args()).lr == 2e-3
+    assert mod.resolve(mod.Args(backbone="nature_cnn_same")).lr == 2e-4
+    assert mod.resolve(mod.Args(backbone="nature_cnn_same", lr=1e-3)).lr == 1e-3  # a given --lr wins
 
 
 def test_a_run_whose_loss_stays_at_chance_says_it_collapsed(tmp_path, capsys):

@@ -31,7 +31,16 @@ from torch import nn
 from rlgen import cli
 from rlgen.lifecycle import Run
 from rlgen.nets import ProjectionHead, make_backbone
-from rlgen.selfsup.common import Method, check_common, global_batchnorm, launch_rank, local_slice, prepare, pretrain
+from rlgen.selfsup.common import (
+    Method,
+    check_common,
+    global_batchnorm,
+    launch_rank,
+    local_slice,
+    prepare,
+    pretrain,
+    with_default_lr,
+)
 from rlgen.selfsup.losses import NTXentLoss
 from rlgen.track import RunArgs
 
@@ -83,17 +92,9 @@ class Args(RunArgs):
     """bfloat16 autocast for the encoder (auto: on CUDA and on CPUs with bf16 matrix units); the loss stays float32"""
 
 
-# Peak learning rate per backbone where the general 2e-3 fails. SimCLR on atari-stacks:pong with the Nature
-# CNN (2 minutes, seed 0): 2e-3 stayed at chance (6.236) throughout, 5e-4 left it only as the cosine
-# fell (4.99), 2e-4 left it within 100 steps (4.80).
-LR_BY_BACKBONE = {"nature_cnn": 2e-4, "nature_cnn_same": 2e-4}
-
-
 def resolve(args: Args) -> Args:
     check_common(args)
-    if args.lr is None:
-        args = dataclasses.replace(args, lr=LR_BY_BACKBONE.get(args.backbone, 2e-3))
-    return args
+    return with_default_lr(args)
 
 
 class SimCLR(nn.Module):
