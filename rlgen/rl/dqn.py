@@ -30,7 +30,7 @@ Q-network's trunk from any rlgen encoder whose input fits (``--freeze-encoder`` 
     python -m rlgen.rl.dqn --env CartPole          # classic control, defaults from ENV_DEFAULTS
     python -m rlgen.rl.dqn --env Breakout          # Atari, RL-Zoo settings
     python -m rlgen.rl.dqn --env Breakout --preset atari100k   # learns in ~32 minutes on 2 cores with bf16 units
-                                                              # (about 2.5 hours in float32 on AVX2)
+                                                              # (1.5-2.5 hours in float32 on AVX2)
     python -m rlgen.rl.dqn --resume runs/dqn-...   # continue a stopped run
 
 The story below reads top to bottom: arguments, the per-environment defaults, the update, the
