@@ -296,12 +296,12 @@ def sb3_child(run_dir: Path, game: str, seed: int, threads: int, total_steps: in
     import torch
     from stable_baselines3 import DQN
 
-    from rlgen.rl.atari import make_atari_env
+    from rlgen.rl.atari import episode_frames, make_atari_env
     from rlgen.rl.envs import evaluate
 
     torch.set_num_threads(threads)
     start, cpu0 = time.time(), time.process_time()
-    frames = 4 * max_episode_steps if max_episode_steps else 108_000  # the preset's cap: 27,000 agent steps
+    frames = episode_frames(max_episode_steps or None)  # the preset's cap unless a test sets one
 
     def train_env() -> gym.Env:
         env = make_atari_env(game, seed=seed, episodic_life=True, max_episode_frames=frames)

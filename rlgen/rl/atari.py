@@ -59,6 +59,15 @@ RANDOM_HUMAN: dict[str, tuple[float, float]] = {
 }
 
 
+
+MAX_EPISODE_FRAMES = 108_000  # 30 minutes of play (Machado et al. 2018): 27,000 agent steps at frame skip 4
+
+
+def episode_frames(max_episode_steps: int | None, frame_skip: int = 4) -> int:
+    """A cap in agent steps as emulator frames; None: :data:`MAX_EPISODE_FRAMES`."""
+    return frame_skip * max_episode_steps if max_episode_steps else MAX_EPISODE_FRAMES
+
+
 def game_name(env_id_or_name: str) -> str:
     """``ALE/Breakout-v5`` or ``Breakout`` → ``Breakout``."""
     return resolve_atari_id(env_id_or_name).removeprefix("ALE/").rsplit("-v", 1)[0]
@@ -165,7 +174,7 @@ class AtariVecEnv:
 
     def __init__(self, rom: str, num_envs: int, seed: int | None, *, sticky_actions: bool = False,
                  episodic_life: bool = True, noop_max: int = 30, frame_skip: int = 4, stack: int = 4,
-                 screen_size: int = 84, max_episode_frames: int = 108_000, num_threads: int = 0) -> None:
+                 screen_size: int = 84, max_episode_frames: int = MAX_EPISODE_FRAMES, num_threads: int = 0) -> None:
         from ale_py.vector_env import AtariVectorEnv
 
         _check_common(num_envs, noop_max, frame_skip, stack, screen_size)
@@ -279,7 +288,7 @@ class AtariVecEnv:
 
 def make_atari_vector_env(env_id_or_name: str, num_envs: int, seed: int | None, *, sticky_actions: bool = False,
                           episodic_life: bool = True, noop_max: int = 30, frame_skip: int = 4, stack: int = 4,
-                          screen_size: int = 84, max_episode_frames: int = 108_000,
+                          screen_size: int = 84, max_episode_frames: int = MAX_EPISODE_FRAMES,
                           num_threads: int = 0) -> AtariVecEnv:
     """``num_envs`` games in ale-py's C++ vector env with the standard DQN preprocessing (module docstring).
 
@@ -293,7 +302,7 @@ def make_atari_vector_env(env_id_or_name: str, num_envs: int, seed: int | None, 
 
 
 def evaluate_games(act: Any, env_id_or_name: str, games: int, seed: int, epsilon: float = 0.0, *,
-                   sticky_actions: bool = False, max_episode_frames: int = 108_000,
+                   sticky_actions: bool = False, max_episode_frames: int = MAX_EPISODE_FRAMES,
                    num_threads: int = 0) -> np.ndarray:
     """Raw scores of ``games`` whole games, one per sub-environment of one vector env, played side by side.
 
@@ -426,7 +435,7 @@ class AtariPreprocess(gym.Wrapper):
 
 def make_atari_env(env_id_or_name: str, seed: int | None = None, *, sticky_actions: bool = False,
                    episodic_life: bool = False, render: bool = False, noop_max: int = 30, frame_skip: int = 4,
-                   stack: int = 4, screen_size: int = 84, max_episode_frames: int = 108_000,
+                   stack: int = 4, screen_size: int = 84, max_episode_frames: int = MAX_EPISODE_FRAMES,
                    fresh_stack_on_life_loss: bool = False) -> gym.Env:
     """One Atari game for evaluation and video, preprocessed like :func:`make_atari_vector_env`.
 

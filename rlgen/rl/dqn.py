@@ -57,7 +57,7 @@ from rlgen.lifecycle import Run
 from rlgen.nets import QNetwork, flatten_parameters, make_backbone, polyak_update, ramped_tau, xavier_init_
 from rlgen.rl import envs as envlib
 from rlgen.rl import plots
-from rlgen.rl.atari import evaluate_games, human_normalized, make_atari_env, make_atari_vector_env
+from rlgen.rl.atari import episode_frames, evaluate_games, human_normalized, make_atari_env, make_atari_vector_env
 from rlgen.rl.atari_replay import FrameReplay, check_replay_args
 from rlgen.rl.replay import ReplayBuffer
 from rlgen.rl.schedules import linear_schedule
@@ -443,11 +443,6 @@ def train_encoder(q_net: QNetwork, enc: FrozenEncoder | None, freeze: bool) -> N
         q_net.backbone.train().requires_grad_(True)
 
 
-def episode_frames(args: Args) -> int:
-    """Atari's episode cap in emulator frames (4 per agent step): ``--max-episode-steps``, else 108,000."""
-    return 4 * args.max_episode_steps if args.max_episode_steps else 108_000
-
-
 class AtariPool:
     """ale-py's vector env (:class:`rlgen.rl.atari.AtariVecEnv`) behind the same calls as ``EnvPool``.
 
@@ -456,7 +451,7 @@ class AtariPool:
 
     def __init__(self, args: Args, seed: int) -> None:
         self.venv = make_atari_vector_env(args.env, args.num_envs, seed, sticky_actions=args.sticky_actions,
-                                          max_episode_frames=episode_frames(args))
+                                          max_episode_frames=episode_frames(args.max_episode_steps))
         self.obs, _ = self.venv.reset()
         self.frames_before = 0
 
@@ -498,7 +493,7 @@ def atari_task(args: Args, device: torch.device, env_seed: int) -> Task:
     def make(render: bool) -> gym.Env:
         # whole games, with the stack restarted after a lost life as training restarted it
         return make_atari_env(args.env, sticky_actions=args.sticky_actions, render=render,
-                              max_episode_frames=episode_frames(args), fresh_stack_on_life_loss=True)
+                              max_episode_frames=episode_frames(args.max_episode_steps), fresh_stack_on_life_loss=True)
 
     def prepare(frames: torch.Tensor) -> torch.Tensor:
         return scale(frames.contiguous(memory_format=torch.channels_last))
@@ -568,7 +563,8 @@ def main(args: Args) -> dict[str, Any]:
         seed = 10_000 * (args.seed + 1)
         if atari:  # whole games in ale-py's threaded vector env, preprocessed exactly as training's
             return evaluate_games(act_policy, args.env, episodes, seed, args.eval_epsilon,
-                                  sticky_actions=args.sticky_actions, max_episode_frames=episode_frames(args))
+                                  sticky_actions=args.sticky_actions,
+                                  max_episode_frames=episode_frames(args.max_episode_steps))
         return envlib.evaluate(act_policy, lambda: task.make_eval_env(False), episodes, seed=seed,
                                epsilon=args.eval_epsilon)
 
