@@ -59,7 +59,6 @@ RANDOM_HUMAN: dict[str, tuple[float, float]] = {
 }
 
 
-
 MAX_EPISODE_FRAMES = 108_000  # 30 minutes of play (Machado et al. 2018): 27,000 agent steps at frame skip 4
 
 
