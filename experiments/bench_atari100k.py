@@ -19,7 +19,7 @@ with the agent's own trunk (``nature_cnn_same``). Its minutes are reported apart
 
 ``--sb3`` adds one run of Stable-Baselines3's DQN at the same budget with its closest settings on Breakout
 (no augmentation, no dueling, no double DQN, which SB3 does not have), evaluated by rlgen's own 100-episode
-protocol. ``--profile`` times the parts of one
+protocol; ``--variants sb3`` makes that run alone. ``--profile`` times the parts of one
 preset step in isolation: acting, the environment, replay sampling, augmentation, the update.
 
 Runs go one after another by default: on this 2-core machine one run with 2 torch threads beats two runs
@@ -206,7 +206,8 @@ def report(rows: list[dict[str, Any]], games: list[str], seeds: list[int]) -> di
         episodes = sorted({r["episodes"] for r in mine})
         print(f"\n{variant}: final evaluation, {'/'.join(map(str, episodes))} episodes each, ε = 0.001 "
               "(mean ± std over seeds)")
-        print(f"{'game':<10} {'rlgen':>15} {'seeds':>16} {'DrQ(ε)':>7} {'DER':>6} {'SPR':>6} {'random':>7} "
+        who = "SB3" if variant == "sb3" else "rlgen"  # whose agent the row scores
+        print(f"{'game':<10} {who:>15} {'seeds':>16} {'DrQ(ε)':>7} {'DER':>6} {'SPR':>6} {'random':>7} "
               f"{'human':>7} {'HNS':>6} {'≥DrQ(ε)':>8} {'CPU min':>8} {'wall min':>9} {'train min':>10}")
         per_game = {}
         for game in games:
@@ -295,6 +296,9 @@ def sb3_child(run_dir: Path, game: str, seed: int, threads: int, total_steps: in
     import gymnasium as gym
     import torch
     from stable_baselines3 import DQN
+    from stable_baselines3 import __version__ as sb3_version
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import configure
 
     from rlgen.rl.atari import episode_frames, make_atari_env
     from rlgen.rl.envs import evaluate
@@ -313,7 +317,34 @@ def sb3_child(run_dir: Path, game: str, seed: int, threads: int, total_steps: in
                 target_update_interval=1, n_steps=10, exploration_fraction=min(1.0, 6_600 / total_steps),
                 exploration_initial_eps=1.0, exploration_final_eps=0.01, max_grad_norm=10,
                 policy_kwargs=dict(optimizer_kwargs=dict(eps=1.5e-4)), verbose=0)
-    model.learn(total_steps, progress_bar=False)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model.set_logger(configure(str(run_dir / "sb3_log"), ["csv"]))  # SB3's own log in the run folder, not /tmp
+    config = {"algo": "sb3-dqn", "sb3_version": sb3_version, "env": game, "seed": seed, "total_steps": total_steps,
+              "max_episode_frames": frames, "threads": threads,
+              **{k: getattr(model, k) for k in ("learning_rate", "buffer_size", "learning_starts", "batch_size",
+                                                 "tau", "gamma", "gradient_steps", "target_update_interval",
+                                                 "n_steps", "exploration_fraction", "exploration_initial_eps",
+                                                 "exploration_final_eps", "max_grad_norm")},
+              "train_freq": model.train_freq.frequency, "adam_eps": 1.5e-4}
+    (run_dir / "config.json").write_text(json.dumps(config, indent=1))
+
+    class Progress(BaseCallback):
+        """A line in the run's log every ``every`` steps: a run of one to two hours is not silent."""
+
+        def __init__(self, every: int = 10_000) -> None:
+            super().__init__()
+            self.every = every
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps % self.every == 0:
+                lives = [e["r"] for e in self.model.ep_info_buffer or []]
+                mean = f"{np.mean(lives):.2f}" if lives else "–"
+                print(f"SB3 DQN on {game}: {self.num_timesteps:,} of {total_steps:,} steps, "
+                      f"{(time.time() - start) / 60:.1f} min, clipped return per life (last {len(lives)}): {mean}",
+                      flush=True)
+            return True
+
+    model.learn(total_steps, callback=Progress(max(1, min(10_000, total_steps // 10))), progress_bar=False)
     train_seconds = time.time() - start
 
     def act(obs: np.ndarray) -> np.ndarray:
@@ -326,7 +357,6 @@ def sb3_child(run_dir: Path, game: str, seed: int, threads: int, total_steps: in
                "final_eval_return_mean": float(returns.mean()), "final_eval_return_std": float(returns.std()),
                "eval_episodes": episodes, "train_seconds": train_seconds, "eval_seconds": time.time() - t0,
                "wall_seconds": time.time() - start, "train_cpu_seconds": time.process_time() - cpu0}
-    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"SB3 DQN on {game}: {summary['final_eval_return_mean']:.1f} over {episodes} episodes")
 
@@ -399,13 +429,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--games", default="Breakout,Boxing,Pong")
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--variants", default="preset", help="comma-separated: preset, frozen, finetune")
+    parser.add_argument("--variants", default="preset",
+                        help="comma-separated: preset, frozen, finetune, sb3 (SB3's DQN alone: --sb3 without "
+                             "rerunning the preset)")
     parser.add_argument("--encoder-runs", default="",
                         help="GAME=RUN_DIR,... the encoders of frozen/finetune (default: pretrain them here)")
     parser.add_argument("--pretrain-minutes", type=float, default=10.0, help="SimCLR minutes per game's encoder")
     parser.add_argument("--pretrain-frames", type=int, default=50_000, help="random-agent frames to pretrain on")
     parser.add_argument("--pretrain-steps", type=int, default=0, help="SimCLR steps instead of minutes (tests only)")
-    parser.add_argument("--sb3", action="store_true", help="add SB3's DQN on --sb3-game (first seed)")
+    parser.add_argument("--sb3", action="store_true", help="add SB3's DQN on --sb3-game (first seed): variant sb3")
     parser.add_argument("--sb3-game", default=SB3_GAME)
     parser.add_argument("--out", default="runs/bench_atari100k", help="run folders (reused when finished)")
     parser.add_argument("--results", type=Path, default=None,
@@ -442,11 +474,16 @@ def main() -> None:
         return
     unknown = [g for g in games if g not in RANDOM_HUMAN]
     if unknown:
-        sys.exit(f"error: --games {unknown[0]} is not an Atari 100k game; accepted: {', '.join(RANDOM_HUMAN)}")
+        print(f"error: --games {unknown[0]} is not an Atari 100k game; accepted: {', '.join(RANDOM_HUMAN)}",
+              file=sys.stderr)
+        raise SystemExit(2)
     variants = opts.variants.split(",")
-    bad = [v for v in variants if v not in ("preset", "frozen", "finetune")]
+    bad = [v for v in variants if v not in ("preset", "frozen", "finetune", "sb3")]
     if bad:
-        sys.exit(f"error: --variants {bad[0]!r} is not one of preset, frozen, finetune")
+        print(f"error: --variants {bad[0]!r} is not one of preset, frozen, finetune, sb3", file=sys.stderr)
+        raise SystemExit(2)
+    opts.sb3 = opts.sb3 or "sb3" in variants
+    variants = [v for v in variants if v != "sb3"]
     opts.encoder_runs = dict(pair.split("=", 1) for pair in opts.encoder_runs.split(",") if pair)
     opts.encoder_runs = {game_name(k): v for k, v in opts.encoder_runs.items()}
     out = Path(opts.out)

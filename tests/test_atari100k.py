@@ -237,6 +237,9 @@ def test_bench_atari100k_runs_reuses_and_reports(tmp_path):
                                                                                                     boxing["mean"]))
     assert out["variants"]["sb3"]["games"]["Boxing"]["runs"]  # SB3's run evaluated by rlgen's protocol
     assert json.loads((tmp_path / "runs" / "preset-Boxing-s0" / "bench.json").read_text())["cpu_seconds"] > 0
+    assert "270 of 300 steps" in (tmp_path / "runs" / "sb3-Boxing-s0.log").read_text()  # SB3's run is not silent
+    sb3_config = json.loads((tmp_path / "runs" / "sb3-Boxing-s0" / "config.json").read_text())
+    assert sb3_config["n_steps"] == 10 and sb3_config["learning_starts"] == 1_600 and sb3_config["total_steps"] == 300
     again = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "3 of 3 runs already finished" in again.stdout
     assert "start " not in again.stdout  # no agent waits for an encoder, so none is pretrained either
@@ -250,6 +253,17 @@ def test_bench_atari100k_runs_reuses_and_reports(tmp_path):
     rebuilt = json.loads((tmp_path / "out.json").read_text())
     assert rebuilt["variants"] == out["variants"] and rebuilt["pretraining"] == out["pretraining"]
     assert not (tmp_path / "runs").exists()  # nothing was run
+    # SB3's run alone, as a variant (here its record, read back)
+    alone = [a for a in argv if a != "--sb3"]
+    alone[alone.index("--variants") + 1] = "sb3"
+    fourth = subprocess.run(alone + ["--report-only"], capture_output=True, text=True, timeout=120)
+    assert fourth.returncode == 0, fourth.stderr[-2000:]
+    assert json.loads((tmp_path / "out.json").read_text())["variants"] == {"sb3": out["variants"]["sb3"]}
+    alone[alone.index("--variants") + 1] = "preset,bogus"
+    bad = subprocess.run(alone, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: --variants 'bogus' is not one of preset, frozen, finetune, sb3"]
+    assert not (tmp_path / "runs").exists()
 
 
 # -- encoders pretrained on frames as DQN sees them ----------------------------------------------------------

@@ -219,6 +219,37 @@ def test_state_dict_round_trip():
         FrameReplay(48, 2, SHAPE, 4).load_state_dict(state)
 
 
+@pytest.mark.parametrize("num_envs", [1, 3])
+def test_state_dict_keeps_only_written_slots(num_envs):
+    rng = np.random.default_rng(0)
+    world = NaiveWorld(num_envs, 4, rng)
+    replay = FrameReplay(3_000, num_envs, SHAPE, 4, n_step=3)
+    replay.start(world.obs())
+    for _ in range(25):
+        replay.add(*world.step(list(rng.choice(list("ccccctul"), size=num_envs))))
+    state = replay.state_dict()
+    written = int(np.minimum(replay._head, replay.per_env).sum())
+    assert written < replay.capacity and all(len(state[k]) == written for k in ("frames", "age", "actions"))
+    buf, whole = io.BytesIO(), io.BytesIO()
+    torch.save(state, buf)
+    torch.save(replay._t, whole)
+    assert buf.tell() < whole.tell() / 4  # not the whole capacity on disk
+    buf.seek(0)
+    other = FrameReplay(3_000, num_envs, SHAPE, 4, n_step=3)
+    other.load_state_dict(torch.load(buf, weights_only=True))
+    assert len(other) == len(replay)
+    a, b = replay.sample(32, np.random.default_rng(1)), other.sample(32, np.random.default_rng(1))
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    for _ in range(40):  # both go on alike
+        step = world.step(list(rng.choice(list("ccccctul"), size=num_envs)))
+        replay.add(*step)
+        other.add(*step)
+    a, b = replay.sample(32, np.random.default_rng(2)), other.sample(32, np.random.default_rng(2))
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
 def test_bytes_per_transition():
     replay = FrameReplay(10_000, 4)
     assert replay.nbytes / replay.capacity <= 7_200

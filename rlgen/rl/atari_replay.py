@@ -321,13 +321,25 @@ class FrameReplay:
     def state_dict(self) -> dict[str, Any]:
         """Contents and layout, tensors and plain values only (``torch.load(weights_only=True)`` reads it).
 
-        The tensors are the live storage, not copies: save them before the next :meth:`add`. After a
+        Only the slots written so far are kept (each environment's ring fills from its start), so a
+        checkpoint early in a run is not the size of the whole capacity. Once every ring is full the
+        tensors are the live storage, not copies: save them before the next :meth:`add`. After a
         resume the env restarts its games, so call :meth:`start` again; the episodes cut there keep
         their transitions (the last ``n_step - 1`` of each can no longer be sampled with n-step returns).
         """
-        return {**self._t, "count": self._count, "started": self._started, "capacity": self.capacity,
-                "num_envs": self.num_envs, "frame_shape": list(self.frame_shape), "stack": self.stack,
-                "clip_rewards": self.clip_rewards}
+        written = self._written_slots()
+        slots = {k: t if written is None else t[written] for k, t in self._t.items() if k != "head"}
+        return {**slots, "head": self._t["head"], "count": self._count, "started": self._started,
+                "capacity": self.capacity, "num_envs": self.num_envs, "frame_shape": list(self.frame_shape),
+                "stack": self.stack, "clip_rewards": self.clip_rewards}
+
+    def _written_slots(self) -> torch.Tensor | None:
+        """The slots written so far, each ring's in order; None when every ring is full."""
+        held = np.minimum(self._head, self.per_env)
+        if (held == self.per_env).all():
+            return None
+        # An index, not a slice: torch.save writes a view's whole storage.
+        return torch.from_numpy(np.concatenate([np.arange(b, b + h) for b, h in zip(self._base, held)]))
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output; ``n_step`` and ``gamma`` may differ (they act at sample time)."""
@@ -336,7 +348,14 @@ class FrameReplay:
             if state.get(key) != mine:
                 raise UsageError(f"saved replay has {key}={state.get(key)!r} but this run uses {mine!r}; "
                                  f"resume with the same settings")
+        self._t["head"].copy_(state["head"])
+        written = self._written_slots()
         for key in _TENSORS:
-            self._t[key].copy_(state[key])
+            if key == "head":
+                continue
+            if written is None or len(state[key]) == len(self._t[key]):  # full rings (or a whole-storage save)
+                self._t[key].copy_(state[key])
+            else:
+                self._t[key][written] = state[key]
         self._count = int(state["count"])
         self._started = bool(state["started"])
