@@ -335,7 +335,7 @@ class FrameReplay:
 
     def _written_slots(self) -> torch.Tensor | None:
         """The slots written so far, each ring's in order; None when every ring is full."""
-        held = np.minimum(self._head, self.per_env)
+        held, _ = self._written()
         if (held == self.per_env).all():
             return None
         # An index, not a slice: torch.save writes a view's whole storage.
