@@ -175,6 +175,13 @@ class _Frames(gym.Env):
         return self.observation_space.sample(), float(action), self.t >= 20, False, {}
 
 
+@pytest.fixture
+def sb3_logs_here(monkeypatch, tmp_path):
+    """SB3 makes a log folder for every model it trains, in /tmp unless $SB3_LOGDIR names one: keep it here."""
+    monkeypatch.setenv("SB3_LOGDIR", str(tmp_path / "sb3_log"))
+
+
+@pytest.mark.usefixtures("sb3_logs_here")
 @pytest.mark.parametrize("algo", ["DQN", "PPO"])
 def test_sb3_trains_with_an_rlgen_backbone(algo):
     import stable_baselines3 as sb3
@@ -192,6 +199,7 @@ def test_sb3_trains_with_an_rlgen_backbone(algo):
     assert any(not torch.equal(a, b) for a, b in zip(before, extractor.parameters()))
 
 
+@pytest.mark.usefixtures("sb3_logs_here")
 def test_sb3_with_a_pretrained_rlgen_encoder(preset_run):
     import stable_baselines3 as sb3
 
