@@ -21,7 +21,7 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from rlgen.errors import UsageError
+from rlgen.errors import Stopped, UsageError
 
 T = TypeVar("T")
 
@@ -230,6 +230,9 @@ def run(main: Callable[[T], Any], cls: type[T], argv: Sequence[str] | None = Non
         if isinstance(err, UsageError):
             print(f"error: {err}", file=sys.stderr)
             raise SystemExit(2) from None
+        if isinstance(err, Stopped):
+            print(err, file=sys.stderr)
+            raise SystemExit(err.exit_code) from None
         if isinstance(err, KeyboardInterrupt):
             print("interrupted", file=sys.stderr)
             raise SystemExit(130) from None

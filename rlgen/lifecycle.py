@@ -11,7 +11,7 @@ Each algorithm keeps its own loop, top to bottom, in its ``main``; it calls this
         while step < args.total_steps:
             with run.train_clock:                     # training seconds (wall and CPU), kept across resumes
                 ...
-            if run.due(prev, step, args.checkpoint_every):
+            if run.checkpoint_due(prev, step, args.checkpoint_every):
                 run.save(step, history=history)      # every registered object + counters, atomically
         run.save(step, history=history)
         with run.after_clock:                         # work after training: final evaluation, bounds, FID
@@ -25,14 +25,23 @@ cadence flags in ``changeable`` (plus where and how it is logged) may change, an
 one-line error with the checkpoint untouched. Clocks and the count of resumes accumulate across resumes in
 every command, and the summary fields every command shares (:data:`SHARED_SUMMARY`) are written by
 :meth:`Run.finish`.
+
+Ctrl-C (or SIGTERM) during training does not throw the work away: inside ``run.start()`` the first one asks
+the run to stop, :meth:`Run.checkpoint_due` answers yes at the next step boundary, and the save there ends
+the command with :class:`~rlgen.errors.Stopped` ("continue with --resume RUN_DIR", exit 130 or 143). A second
+Ctrl-C, or one during the work after training (whose checkpoint is already written), stops at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import signal
+import sys
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -41,7 +50,7 @@ import numpy as np
 import torch
 
 from rlgen import checkpoint, cli
-from rlgen.errors import UsageError
+from rlgen.errors import Stopped, UsageError
 from rlgen.track import Tracker, default_run_dir, resolve_wandb_mode
 from rlgen.utils import pick_device, rng_state, set_rng_state
 
@@ -64,12 +73,16 @@ class Clock:
     """Wall and CPU seconds spent inside ``with clock:`` blocks (or between :meth:`start` and :meth:`stop`),
     starting from what earlier parts of the run already spent."""
 
-    def __init__(self, seconds: float = 0.0, cpu_seconds: float = 0.0) -> None:
+    def __init__(self, seconds: float = 0.0, cpu_seconds: float = 0.0,
+                 on_start: Callable[[], None] | None = None) -> None:
         self._seconds, self._cpu = float(seconds), float(cpu_seconds)
         self._since: tuple[float, float] | None = None
+        self._on_start = on_start
 
     def start(self) -> None:
         if self._since is None:
+            if self._on_start is not None:
+                self._on_start()
             self._since = (time.perf_counter(), time.process_time())
 
     def stop(self) -> None:
@@ -145,12 +158,15 @@ class Run(Generic[A]):
         self.run_dir = run_dir
         clocks = (self.ckpt or {}).get("clocks", {})
         self.train_clock = Clock(clocks.get("train_seconds", 0.0), clocks.get("train_cpu_seconds", 0.0))
-        self.after_clock = Clock(clocks.get("eval_seconds", 0.0))
+        self.after_clock = Clock(clocks.get("eval_seconds", 0.0), on_start=self._training_over)
         self._wall_before = float(clocks.get("wall_seconds", 0.0))
         self._started = time.time()
         self.resumes = int((self.ckpt or {}).get("resumes", -1)) + 1 if self.ckpt is not None else 0
         self._objects: dict[str, Any] = {}
         self.tracker: Tracker | None = None
+        self.stop_signal: int | None = None  # the signal that asked the run to stop at its next checkpoint
+        self._after_training = False
+        self._saved_step: int | None = self.step if self.resumed else None
 
     @property
     def resumed(self) -> bool:
@@ -189,18 +205,57 @@ class Run(Generic[A]):
         values = tuple(counters.values())
         return values[0] if len(values) == 1 else (values or None)
 
-    def start(self, bar_keys: Iterable[str] = ()) -> Tracker:
-        """Create (or reopen) the run folder and its tracker; use it as ``with run.start() as tracker:``."""
+    @contextmanager
+    def start(self, bar_keys: Iterable[str] = ()) -> Iterator[Tracker]:
+        """Create (or reopen) the run folder and its tracker: ``with run.start() as tracker:``. Inside it
+        Ctrl-C and SIGTERM ask the run to stop at its next checkpoint (module docstring)."""
         if not self.lead:
-            return _NullTracker()  # type: ignore[return-value]
+            yield _NullTracker()  # type: ignore[misc]
+            return
         self.tracker = Tracker.for_run(self.run_dir, self.args, algo=self.algo,  # type: ignore[arg-type]
                                        resume_step=self.step if self.resumed else None, bar_keys=bar_keys)
-        return self.tracker
+        with self.tracker, self._stop_requests():
+            yield self.tracker
+
+    @contextmanager
+    def _stop_requests(self) -> Iterator[None]:
+        # Only where Python lets us (the main thread) and in a single process: the ranks of a distributed run
+        # would each stop at their own step and leave the others waiting in a collective.
+        if threading.current_thread() is not threading.main_thread() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            yield
+            return
+        before = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in before.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        name = _signal_name(signum)
+        if self.stop_signal is None and not self._after_training:
+            self.stop_signal = signum
+            print(f"\n{name}: saving a checkpoint at the next step, then stopping ({name} again stops now, "
+                  "without saving)", file=sys.stderr, flush=True)
+            return
+        if self._saved_step is None:
+            raise Stopped(f"stopped by {name} before the first checkpoint: there is nothing to resume",
+                          128 + signum)
+        raise Stopped(f"stopped by {name}; the checkpoint at step {self._saved_step:,} is kept: continue with "
+                      f"--resume {self.run_dir}", 128 + signum)
+
+    def _training_over(self) -> None:
+        self._after_training = True
 
     @staticmethod
     def due(prev: int, step: int, every: int | None) -> bool:
         """Whether a multiple of ``every`` lies in (prev, step]: cadences hold when a loop advances by more than 1."""
         return bool(every) and step // every > prev // every  # type: ignore[operator]
+
+    def checkpoint_due(self, prev: int, step: int, every: int | None) -> bool:
+        """Whether to save the checkpoint at ``step``: on the ``every`` cadence (:meth:`due`), or because a
+        signal asked the run to stop (then the :meth:`save` ends the command)."""
+        return self.due(prev, step, every) or self.stop_signal is not None
 
     @property
     def wall_seconds(self) -> float:
@@ -225,6 +280,11 @@ class Run(Generic[A]):
         state.update(extra)
         checkpoint.save(self.run_dir / filename, algo=self.algo, args=dataclasses.asdict(self.args),  # type: ignore
                         step=step, **state)
+        if objects and filename == checkpoint.FILENAME:
+            self._saved_step = step
+            if self.stop_signal is not None and not self._after_training:
+                raise Stopped(f"stopped by {_signal_name(self.stop_signal)} at step {step:,}, checkpoint saved: "
+                              f"continue with --resume {self.run_dir}", 128 + self.stop_signal)
 
     def summary(self, **fields: Any) -> dict[str, Any]:
         """The shared summary fields (:data:`SHARED_SUMMARY`) followed by the command's own."""
@@ -239,6 +299,10 @@ class Run(Generic[A]):
         if self.lead and self.tracker is not None:
             self.tracker.finish(summary, results=results)
         return summary
+
+
+def _signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 class _NullTracker:

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
-from rlgen.errors import UsageError
+from rlgen.errors import Stopped, UsageError
 from rlgen.utils import atomic_write_bytes, write_json
 
 WANDB_MODES = ("offline", "online", "disabled")
@@ -85,11 +85,13 @@ def resolve_wandb_mode(mode: str | None) -> str:
 
 def exit_code_for(err: BaseException | None) -> int:
     """The exit code a command ends with for ``err``, as :func:`rlgen.cli.run` maps it: 0 for none, 2 for bad
-    input, 130 for Ctrl-C, a ``SystemExit``'s own code, else 1."""
+    input, 130 for Ctrl-C (a signal-stopped run: 128 plus the signal's number), a ``SystemExit``'s own code, else 1."""
     if err is None:
         return 0
     if isinstance(err, UsageError):
         return 2
+    if isinstance(err, Stopped):
+        return err.exit_code
     if isinstance(err, KeyboardInterrupt):
         return 130
     if isinstance(err, SystemExit):

@@ -2,8 +2,10 @@
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -224,17 +226,32 @@ def test_sb3_with_a_pretrained_rlgen_encoder(preset_run):
 
 
 def test_bench_atari100k_runs_reuses_and_reports(tmp_path):
-    """The benchmark script end to end at a tiny budget: an encoder pretrained for the game, a preset run, a run
-    from the frozen encoder and an SB3 run, then a second call that reuses every folder instead of training."""
+    """The benchmark script end to end at a tiny budget: an encoder pretrained for the game, a preset run
+    (stopped by Ctrl-C, continued by the same command), a run from the frozen encoder and an SB3 run, then a
+    second call that reuses every folder instead of training."""
     script = Path(__file__).resolve().parents[1] / "experiments" / "bench_atari100k.py"
     argv = [sys.executable, str(script), "--games", "Boxing", "--seeds", "0", "--sb3", "--sb3-game", "Boxing",
             "--variants", "preset,frozen", "--pretrain-steps", "2", "--pretrain-frames", "300",
             "--total-steps", "300", "--eval-episodes", "1", "--max-episode-steps", "100", "--threads", "1",
             "--wandb", "disabled", "--results", str(tmp_path / "results"),
             "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "out.json")]
+    # Ctrl-C once the first agent run has started: it saves a checkpoint, and the same command continues it
+    stopped = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    preset = tmp_path / "runs" / "preset-Boxing-s0"
+    deadline = time.monotonic() + 300
+    while not (preset / "metrics.jsonl").exists() and stopped.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stopped.send_signal(signal.SIGINT)
+    out, err = stopped.communicate(timeout=300)
+    assert stopped.returncode == 130, out[-2000:] + err[-2000:]
+    assert "preset Boxing seed 0: stopped, checkpoint kept: the same bench command continues it" in out, out
+    assert (preset / "checkpoint.pt").exists() and not (preset / "summary.json").exists()
     first = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
-    assert "0 of 1 runs already finished" in first.stdout and "0 of 3 runs already finished" in first.stdout
+    assert "1 of 1 runs already finished" in first.stdout and "0 of 3 runs already finished" in first.stdout
+    assert f"-m rlgen.rl.dqn --resume {preset}" in first.stdout
+    assert json.loads((preset / "bench.json").read_text())["launches"] == 2
+    assert json.loads((preset / "summary.json").read_text())["resumes"] == 1
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["pretraining"]["Boxing"]["steps"] == 2 and out["pretraining"]["Boxing"]["frames"] == 300
     assert out["variants"]["frozen"]["games"]["Boxing"]["runs"]

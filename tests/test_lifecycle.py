@@ -1,20 +1,26 @@
 """Every training command shares one run lifecycle (rlgen.lifecycle.Run): these tests hold each to it.
 
-A run stopped right after a checkpoint and resumed with a larger budget ends exactly at the new budget, with
-its clocks and resume count carried over; a resume that changes a flag a continued run may not change is one
-line, exit 2, and leaves the checkpoint byte-identical.
+Ctrl-C during training saves a checkpoint at the next step and stops the run; resumed with a larger budget it
+ends exactly at the new budget, with its clocks and resume count carried over. A resume that changes a flag a
+continued run may not change is one line, exit 2, and leaves the checkpoint byte-identical.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from typing import Any
 
 import pytest
 
 from rlgen import checkpoint, cli
-from rlgen.lifecycle import SHARED_SUMMARY, Clock
+from rlgen.errors import Stopped
+from rlgen.lifecycle import SHARED_SUMMARY, Clock, Run
 
 # command: (tiny args, budget flag, first budget, larger budget, summary key of the final count, a flag that may not
 # change on resume with a value different from the run's)
@@ -68,14 +74,34 @@ def stop_after_first_checkpoint(monkeypatch):
     monkeypatch.setattr(checkpoint, "save", save)
 
 
+@pytest.fixture
+def ctrl_c_at_first_step(monkeypatch):
+    """Ctrl-C (a real SIGINT to this process) as the loop first asks whether a checkpoint is due."""
+    real = Run.checkpoint_due
+
+    def checkpoint_due(self, *a):
+        monkeypatch.setattr(Run, "checkpoint_due", real)
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(self, *a)
+
+    monkeypatch.setattr(Run, "checkpoint_due", checkpoint_due)
+
+
 @pytest.mark.parametrize("command", sorted(TINY))
-def test_resume_with_a_larger_budget_ends_at_it(command, tmp_path, stop_after_first_checkpoint, capsys):
+def test_ctrl_c_saves_at_the_next_step_and_resume_ends_at_a_larger_budget(command, tmp_path, ctrl_c_at_first_step,
+                                                                          capsys):
     mod = importlib.import_module(command)
     tiny, budget, first, larger, count_key, _ = TINY[command]
     run = tmp_path / "run"
-    with pytest.raises(Stop):
+    # KeyboardInterrupt, not Stopped: had the command let Ctrl-C through unsaved, pytest must not end the session
+    with pytest.raises(KeyboardInterrupt) as exc:
         mod.main(mod.Args(run_dir=str(run), wandb="disabled", **{budget: first}, **tiny))
+    assert isinstance(exc.value, Stopped) and exc.value.exit_code == 130
     saved = checkpoint.load(run)
+    assert str(exc.value) == (f"stopped by Ctrl-C at step {saved['step']:,}, checkpoint saved: continue with "
+                              f"--resume {run}")
+    assert not (run / "summary.json").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the command's handler is gone
     assert 0 < saved["step"], saved["step"]
     summary = mod.main(mod.Args(resume=str(run), **{budget: larger}))
     assert summary[count_key] == larger
@@ -119,3 +145,39 @@ def test_clock_counts_only_its_spans_and_starts_from_the_saved_seconds():
     stopped = clock.seconds
     sum(range(200_000))
     assert clock.seconds == stopped and clock.cpu_seconds > 2.0
+
+
+def test_a_second_ctrl_c_or_one_after_training_stops_at_once(tmp_path):
+    from rlgen.rl import qlearning as ql
+
+    run = Run(ql.Args(env="FrozenLake", run_dir=str(tmp_path / "run")), "qlearning", what="FrozenLake")
+    run._on_signal(signal.SIGINT, None)
+    assert run.stop_signal == signal.SIGINT and run.checkpoint_due(0, 1, 1000)
+    with pytest.raises(Stopped, match="^stopped by Ctrl-C before the first checkpoint: there is nothing to resume$"):
+        run._on_signal(signal.SIGINT, None)
+
+    run = Run(ql.Args(env="FrozenLake", run_dir=str(tmp_path / "run2")), "qlearning", what="FrozenLake")
+    run.save(7)
+    with run.after_clock, pytest.raises(Stopped) as exc:
+        run._on_signal(signal.SIGTERM, None)  # the final evaluation: its checkpoint is already written
+    assert exc.value.exit_code == 143
+    assert str(exc.value) == ("stopped by SIGTERM; the checkpoint at step 7 is kept: continue with "
+                              f"--resume {run.run_dir}")
+
+
+def test_sigterm_on_the_command_line_saves_and_exits_143(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rlgen.rl.qlearning", "--env", "FrozenLake", "--episodes",
+                             "10000000", "--no-gif", "--wandb", "disabled", "--run-dir", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (run / "metrics.jsonl").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    time.sleep(0.5)  # inside the training loop
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    saved = checkpoint.load(run)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == (f"stopped by SIGTERM at step {saved['step']:,}, checkpoint saved: "
+                                            f"continue with --resume {run}")
+    assert 0 < saved["episode"] < 10_000_000 and not (run / "summary.json").exists()

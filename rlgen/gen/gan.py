@@ -756,7 +756,7 @@ def main(args: Args) -> dict[str, Any]:
                     bar.update(step - bar.n)
                 if step % args.sample_every == 0:
                     save_fixed_grid()
-                if run.due(step - 1, step, args.checkpoint_every):
+                if run.checkpoint_due(step - 1, step, args.checkpoint_every):
                     save_checkpoint()
             if args.fid_every and args.fid_samples and step % args.fid_every == 0:
                 scores = score_samples()

@@ -781,7 +781,7 @@ def main(args: Args) -> dict[str, Any]:
                         best_val, best_epoch = val, epoch
                         best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
                     tracker.log({"val_nll": val, "epoch": epoch}, step)
-            if run.due(step - 1, step, args.checkpoint_every):
+            if run.checkpoint_due(step - 1, step, args.checkpoint_every):
                 save_checkpoint()
         bar.close()
         if args.val_size and batch_in_epoch and perm is not None:  # stopped mid-epoch by the time budget

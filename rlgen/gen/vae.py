@@ -402,7 +402,7 @@ def main(args: Args) -> dict[str, Any]:
                 history["test_elbo"].append(ev["elbo"])
             tracker.log(metrics, step)
             bar.update(1)
-            if run.due(epoch - 1, epoch, args.checkpoint_every):
+            if run.checkpoint_due(epoch - 1, epoch, args.checkpoint_every):
                 run.save(step, epoch=epoch, history=history, image_shape=list(image_shape))
         bar.close()
         run.save(step, epoch=epoch, history=history, image_shape=list(image_shape))

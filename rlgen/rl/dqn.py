@@ -636,7 +636,7 @@ def main(args: Args) -> dict[str, Any]:
                     run.train_clock.start()
                     if solved_at is not None and args.stop_on_solve:
                         break
-                if run.due(prev, step, args.checkpoint_every):
+                if run.checkpoint_due(prev, step, args.checkpoint_every):
                     save()
         finally:
             run.train_clock.stop()

@@ -641,7 +641,7 @@ def main(args: Args) -> dict[str, Any]:
                         metrics["success"] = float(np.mean(history["success"][-log_every:]))
                     tracker.log(metrics, env_steps)
                     bar.update(episode - bar.n)
-                if run.due(episode - 1, episode, args.checkpoint_every) and episode < args.episodes:
+                if run.checkpoint_due(episode - 1, episode, args.checkpoint_every) and episode < args.episodes:
                     run.save(env_steps, episode=episode, q=q, visits=visits, history=history)
             bar.close()
         run.save(env_steps, episode=episode, q=q, visits=visits, history=history)

@@ -369,7 +369,7 @@ def main(args: Args) -> dict[str, Any]:
                 tracker.log({"return": float(np.mean(batch_returns)), "ema": ema, "episode": episode, **stats},
                             env_steps)
                 bar.update(episode - bar.n)
-                if run.due(episode - len(batch_returns), episode, args.checkpoint_every):
+                if run.checkpoint_due(episode - len(batch_returns), episode, args.checkpoint_every):
                     run.save(env_steps, **counters())
         finally:
             bar.close()

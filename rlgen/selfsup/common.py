@@ -436,7 +436,7 @@ def pretrain(run: Run, args: Any, s: Setting, method: Method) -> dict[str, Any]:
                     metrics["knn_top1"] = knn_accuracy(method.encoder, data)
                 record(tracker, history, step, metrics)
             bar.update(1)
-            if run.due(step - 1, step, args.checkpoint_every):
+            if run.checkpoint_due(step - 1, step, args.checkpoint_every):
                 save()
         bar.close()
         save()

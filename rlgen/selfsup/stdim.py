@@ -270,7 +270,7 @@ def main(args: Args) -> dict[str, Any]:
                                  "steps_per_second": (step - start_step) / max(seconds - start_seconds, 1e-9)},
                                 step)
                     window[:], in_window = 0.0, 0
-                if run.due(step - 1, step, args.checkpoint_every):
+                if run.checkpoint_due(step - 1, step, args.checkpoint_every):
                     run.save(step, image_shape=image_shape, history=history)
         finally:
             bar.close()

@@ -103,7 +103,7 @@ def main(args: Args) -> dict[str, Any]:
                 tracker.log({"loss": running / seen, "lr": optimizer.param_groups[0]["lr"]}, step)
                 running, seen = 0.0, 0
             bar.update(1)
-            if run.due(step - 1, step, args.checkpoint_every):
+            if run.checkpoint_due(step - 1, step, args.checkpoint_every):
                 run.save(step, image_shape=list(image_shape))  # the encoder as the contrastive methods store it
         bar.close()
         run.save(step, image_shape=list(image_shape))
