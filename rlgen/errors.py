@@ -2,7 +2,7 @@
 
 Library code raises :class:`UsageError` before it writes anything; the command-line
 wrapper in :mod:`rlgen.cli` turns it into one line on stderr and exit code 2. :class:`Stopped`
-ends a run that Ctrl-C or SIGTERM asked to stop, once its checkpoint is written.
+ends a run that Ctrl-C or SIGTERM stopped, saying which checkpoint continues it.
 """
 
 
@@ -11,7 +11,8 @@ class UsageError(ValueError):
 
 
 class Stopped(KeyboardInterrupt):
-    """A run stopped by a signal after saving its checkpoint; the message says how to continue it.
+    """A run stopped by a signal (normally just after saving its checkpoint); the message says which
+    checkpoint is kept and how to continue from it.
 
     A ``KeyboardInterrupt``, so code that already handles Ctrl-C handles it; ``exit_code`` is 128 plus the
     signal's number, as a shell reports a process ended by that signal (130 for Ctrl-C, 143 for SIGTERM).

@@ -110,7 +110,8 @@ def test_ctrl_c_saves_at_the_next_step_and_resume_ends_at_a_larger_budget(comman
     on_disk = json.loads((run / "summary.json").read_text())
     assert set(SHARED_SUMMARY) <= set(on_disk)
     assert on_disk["resumes"] == 1
-    assert on_disk["train_seconds"] >= saved["clocks"]["train_seconds"] > 0
+    # (stopped after one step, a run may have saved 0.000 s: a FrozenLake episode takes well under a millisecond)
+    assert on_disk["train_seconds"] >= saved["clocks"]["train_seconds"] and on_disk["train_seconds"] > 0
     assert on_disk["wall_seconds"] >= saved["clocks"]["wall_seconds"]
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"run folder: {run}"
 
