@@ -454,7 +454,10 @@ def profile(game: str, threads: int, repeats: int, malloc_default: bool) -> dict
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the runs as Ctrl-C does
+    # SIGTERM stops the runs as Ctrl-C does; SIGINT is set too because a shell starts a background job (`&`)
+    # with SIGINT ignored, and then `kill -INT` would not reach the runs
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--games", default="Breakout,Boxing,Pong")
     parser.add_argument("--seeds", default="0,1")
