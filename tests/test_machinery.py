@@ -16,6 +16,7 @@ from rlgen.nets import ConvDecoder, QHead, QNetwork, flatten_parameters, make_ba
 from rlgen.rl.replay import ReplayBuffer
 from rlgen.rl.schedules import linear_schedule
 from rlgen.track import Tracker, read_metrics, resolve_wandb_mode
+from rlgen.utils import write_gif
 
 
 @dataclasses.dataclass
@@ -179,6 +180,31 @@ def test_checkpoint_load_errors(tmp_path):
     (tmp_path / "checkpoint.pt").write_bytes(full[: len(full) // 2])
     with pytest.raises(UsageError, match="truncated or corrupt"):
         checkpoint.load(tmp_path)
+
+
+def _gif_frames(path) -> list[np.ndarray]:
+    from PIL import Image, ImageSequence
+
+    with Image.open(path) as gif:
+        return [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(gif)]
+
+
+def test_gif_of_few_colours_is_lossless_and_of_many_keeps_its_frames(tmp_path):
+    gen = np.random.default_rng(0)
+    palette = gen.integers(0, 256, size=(200, 3), dtype=np.uint8)
+    few = [palette[gen.integers(0, 200, size=(12, 10))] for _ in range(4)]
+    grey = gen.integers(0, 40, size=(12, 10), dtype=np.uint8)  # 40 more colours, all grey
+    write_gif(tmp_path / "few.gif", [*few, grey], fps=10)
+    back = _gif_frames(tmp_path / "few.gif")
+    assert len(back) == 5 and all(np.array_equal(b, f) for b, f in zip(back, few))
+    assert np.array_equal(back[4], np.dstack([grey] * 3))
+
+    # at most 256 colours in each frame, more than 256 in all: each frame gets an exact palette of its own
+    many = [gen.integers(0, 256, size=(16, 16, 3), dtype=np.uint8) for _ in range(3)]
+    write_gif(tmp_path / "many.gif", many, fps=10)
+    back = _gif_frames(tmp_path / "many.gif")
+    assert len(back) == 3 and all(np.array_equal(b, f) for b, f in zip(back, many))
+    assert sorted(os.listdir(tmp_path)) == ["few.gif", "many.gif"]
 
 
 def test_tracker_local_files_and_resume_trim(tmp_path):

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from rlgen import checkpoint
 from rlgen.data import load_dataset
 from rlgen.errors import UsageError
+from rlgen.utils import write_gif
 
 # Algorithm name in a checkpoint → the module that can rebuild its sampler.
 SAMPLERS = {"vae": "rlgen.gen.vae", "gan": "rlgen.gen.gan", "pixelcnn": "rlgen.gen.pixelcnn"}
@@ -159,16 +160,11 @@ def to_uint8_frames(images: torch.Tensor) -> np.ndarray:
 def save_gif(path: str | os.PathLike, frames: Sequence[np.ndarray] | np.ndarray, fps: int = 12,
              min_side: int = 128) -> Path:
     """Write uint8 (H, W, 3) frames as a looping GIF, upscaled (nearest) so small images stay visible."""
-    import imageio.v2 as imageio
-
     frames = [np.asarray(f) for f in frames]
     factor = max(1, math.ceil(min_side / max(1, min(frames[0].shape[:2]))))
     if factor > 1:
         frames = [f.repeat(factor, axis=0).repeat(factor, axis=1) for f in frames]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimsave(path, frames, duration=1000.0 / max(1, fps), loop=0)
-    return path
+    return write_gif(path, frames, fps)
 
 
 def save_curves(path: str | os.PathLike, curves: dict[str, tuple[Sequence[float], Sequence[float]]],

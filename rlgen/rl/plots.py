@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rlgen.utils import write_gif
+
 
 def moving_average(values: Sequence[float], window: int) -> np.ndarray:
     """Trailing mean over up to ``window`` values (shorter at the start, never padded)."""
@@ -74,8 +76,6 @@ def save_episode_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], fps:
     ``max_frames`` keeps every k-th frame so long episodes stay small; returns ``None``
     when there is nothing to write.
     """
-    import imageio.v2 as imageio
-
     frames = [np.asarray(f, dtype=np.uint8) for f in frames if f is not None]
     if not frames:
         return None
@@ -83,7 +83,4 @@ def save_episode_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], fps:
         stride = -(-len(frames) // max_frames)
         frames = frames[::stride]
         fps = max(1, fps // stride)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    imageio.mimsave(path, frames, duration=1000.0 / max(1, fps), loop=0)
-    return path
+    return write_gif(path, frames, fps)
