@@ -160,6 +160,9 @@ def test_checkpoint_atomic_and_safe(tmp_path, monkeypatch):
         checkpoint.save(path, algo="dqn", args={}, step=8)
     monkeypatch.undo()
     assert path.read_bytes() == good and os.listdir(tmp_path) == ["checkpoint.pt"]
+    (tmp_path / "plain").write_bytes(b"")
+    assert path.stat().st_mode == (tmp_path / "plain").stat().st_mode  # as open() would make it, not 0600
+    (tmp_path / "plain").unlink()
     ckpt = checkpoint.load(tmp_path, algo="dqn")
     assert ckpt["step"] == 7 and ckpt["args"] == {"lr": 1.0} and torch.equal(ckpt["weights"], torch.ones(3))
 
