@@ -415,12 +415,17 @@ def profile(game: str, threads: int, repeats: int, malloc_default: bool) -> dict
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, eps=1.5e-4, fused=True)
     batch = task.replay.sample(32, rng)
 
-    def act() -> None:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            net(task.prepare(torch.as_tensor(task.pool.obs))).argmax(dim=1)
+    def act() -> None:  # one observation: as dqn.act_greedy, in float32 below its AMP_MIN_BATCH
+        obs = task.pool.obs
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                    enabled=amp and len(obs) >= dqn.AMP_MIN_BATCH):
+            net(task.prepare(torch.as_tensor(obs))).argmax(dim=1)
+
+    # the update takes views augmented beforehand, so the augmentation is timed once, on its own line
+    views = {id(batch.obs): task.augment(batch.obs, gen), id(batch.next_obs): task.augment(batch.next_obs, gen)}
 
     def update() -> None:
-        loss = dqn.dqn_loss(net, net, batch, True, task.prepare, amp, "huber")
+        loss = dqn.dqn_loss(net, net, batch, True, lambda frames: views[id(frames)], amp, "huber")
         opt.zero_grad()
         loss.backward()
         dqn.clip_grad_norm(list(net.parameters()), 10.0)

@@ -302,10 +302,13 @@ def test_n_step_replay_matches_hand_computed_returns(ending):
 
 def test_clip_grad_norm_matches_torch():
     torch.manual_seed(0)
-    a = [torch.randn(3, 4, requires_grad=True), torch.randn(5, requires_grad=True)]
+    # a channels-last weight, as a CNN's are: its gradient is not contiguous, so it takes the norm's other path
+    conv = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
+    a = [torch.randn(3, 4, requires_grad=True), torch.randn(5, requires_grad=True), conv.requires_grad_(True)]
     b = [t.detach().clone().requires_grad_(True) for t in a]
     for params in (a, b):
         (sum((p * p).sum() for p in params) * 3).backward()
+    assert not a[2].grad.is_contiguous()
     want = torch.nn.utils.clip_grad_norm_(b, 0.5)
     got = dqn.clip_grad_norm(a, 0.5)
     assert torch.allclose(got, want)

