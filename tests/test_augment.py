@@ -344,5 +344,10 @@ def test_intensity_noise_and_drq_augment_by_hand_and_reproducible():
     assert torch.equal(a, drq_augment(x, torch.Generator().manual_seed(4)))
     ratio = a.sum(dim=(1, 2, 3)) / random_shift(x, 4, torch.Generator().manual_seed(4), fill="edge").sum(dim=(1, 2, 3))
     assert ((ratio - 1).abs() <= 0.1 + 1e-6).all()  # |0.05 · clip(r, −2, 2)| ≤ 0.1
+    # stored uint8 frames with the scaling as ``prepare``: the shift moves bytes, and the result is the same
+    frames = torch.randint(0, 256, (8, 4, 10, 10), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    via_bytes = drq_augment(frames, torch.Generator().manual_seed(6), prepare=lambda f: f.float() / 255)
+    assert via_bytes.dtype == torch.float32
+    assert torch.equal(via_bytes, drq_augment(frames.float() / 255, torch.Generator().manual_seed(6)))
     with pytest.raises(UsageError):
         random_shift(x, 2, g1, fill="wrap")
