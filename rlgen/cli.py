@@ -242,7 +242,7 @@ def run(main: Callable[[T], Any], cls: type[T], argv: Sequence[str] | None = Non
 def describe_default(tables: dict[str, dict[str, Any]], name: str, generic: str = "default",
                      none: str = "none", labels: dict[str, str] | None = None) -> str:
     """A field's defaults from a per-environment (or per-dataset) table in words, for ``--help``: e.g.
-    "50,000 for CartPole-v1; 10,000,000 for Atari; 100,000 otherwise". ``generic`` is the row that applies
+    "75,000 for CartPole-v1; 10,000,000 for Atari; 100,000 otherwise". ``generic`` is the row that applies
     elsewhere; ``labels`` renames rows (``{"atari": "Atari"}``); ``none`` is what an unset value means."""
     def show(v: Any) -> str:
         if v is None or v == "":
