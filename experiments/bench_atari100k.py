@@ -20,7 +20,9 @@ with the agent's own trunk (``nature_cnn_same``). Its minutes are reported apart
 ``--sb3`` adds one run of Stable-Baselines3's DQN at the same budget with its closest settings on Breakout
 (no augmentation, no dueling, no double DQN, which SB3 does not have), evaluated by rlgen's own 100-episode
 protocol; ``--variants sb3`` makes that run alone. ``--profile`` times the parts of one
-preset step in isolation: acting, the environment, replay sampling, augmentation, the update.
+preset step in isolation: acting, the environment, replay sampling, augmentation, the update; with
+``--profile-state RUN_DIR`` the network and Adam's state are a finished run's, as late in training, and
+``--keep-denormals`` times them as they are without ``rlgen.utils.flush_denormals`` (what the flush buys).
 
 Ctrl-C (or SIGTERM) stops the bench cleanly: each running run saves a checkpoint at its next step and
 the same command later continues it; its minutes so far are kept in ``bench.json``.
@@ -390,18 +392,25 @@ def sb3_child(run_dir: Path, game: str, seed: int, threads: int, total_steps: in
 
 
 # -- where a step's time goes ---------------------------------------------------------------------------------
-def profile(game: str, threads: int, repeats: int, malloc_default: bool) -> dict[str, float]:
-    """Milliseconds per agent step of each part of the preset's loop, timed alone in this process."""
+def profile(game: str, threads: int, repeats: int, malloc_default: bool, state: str | None = None,
+            keep_denormals: bool = False) -> dict[str, float]:
+    """Milliseconds per agent step of each part of the preset's loop, timed alone in this process; with
+    ``state``, the network and Adam's state are those of that finished run (its game), as late in training."""
     import torch
 
-    from rlgen.utils import keep_freed_memory
+    from rlgen.utils import flush_denormals, keep_freed_memory
 
+    if not keep_denormals:
+        flush_denormals()  # as dqn.main does, before the first parallel op
     if not malloc_default:
         keep_freed_memory()  # as dqn.main does
 
     from rlgen.rl import dqn
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
+    ckpt = torch.load(Path(state) / "checkpoint.pt", weights_only=True, mmap=True) if state else None
+    if ckpt is not None:
+        game = ckpt["args"]["env"]
     args = dqn.resolve_args(dqn.Args(env=game, preset="atari100k"))
     device = torch.device("cpu")
     amp = dqn.uses_amp(args, device)
@@ -413,6 +422,15 @@ def profile(game: str, threads: int, repeats: int, malloc_default: bool) -> dict
         task.replay.add(rng.integers(0, 4, 1), r, term, trunc, nxt, task.pool.obs)
     net = task.q_net
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, eps=1.5e-4, fused=True)
+    denormal = 0
+    if ckpt is not None:
+        net.load_state_dict(ckpt["q_net"])
+        opt.load_state_dict(ckpt["optimizer"])  # copied: with the flags on, its denormals become zeros here
+        # counted on the bits: with denormals-are-zero on, a float comparison would see zeros
+        bits = [v.numpy().view(np.uint32) for s in opt.state.values() for v in s.values() if v.numel() > 1]
+        denormal = sum(int((((b & 0x7F800000) == 0) & ((b & 0x007FFFFF) != 0)).sum()) for b in bits)
+        print(f"\nnetwork and Adam state of {state} (step {ckpt['step']:,}): {denormal:,} of "
+              f"{sum(b.size for b in bits):,} numbers in Adam's state are denormal")
     batch = task.replay.sample(32, rng)
 
     def act() -> None:  # one observation: as dqn.act_greedy, in float32 below its AMP_MIN_BATCH
@@ -450,8 +468,8 @@ def profile(game: str, threads: int, repeats: int, malloc_default: bool) -> dict
     task.pool.close()
     total = sum(times.values())
     print(f"\nwhere a step's time goes on {game} ({threads or os.cpu_count()} threads, bf16 autocast: {amp}, "
-          f"glibc malloc {'defaults' if malloc_default else 'keeping freed memory'}; each part timed alone, "
-          f"{repeats} repeats):")
+          f"glibc malloc {'defaults' if malloc_default else 'keeping freed memory'}, denormals "
+          f"{'kept' if keep_denormals else 'flushed to zero'}; each part timed alone, {repeats} repeats):")
     for name, ms in times.items():
         print(f"  {name:<40} {ms:6.2f} ms  {ms / total:5.1%}")
     print(f"  {'sum':<40} {total:6.2f} ms  → {total * 98_400 / 60_000:.1f} min for 98,400 learning steps")
@@ -491,6 +509,10 @@ def main() -> None:
                         help="time each part of a step N times on the first game, alone, before any run")
     parser.add_argument("--malloc-default", action="store_true",
                         help="profile with glibc's default malloc thresholds (what keep_freed_memory buys)")
+    parser.add_argument("--profile-state", metavar="RUN_DIR",
+                        help="profile with the network and Adam state of this finished run (and its game)")
+    parser.add_argument("--keep-denormals", action="store_true",
+                        help="profile without flushing denormals to zero (what flush_denormals buys)")
     parser.add_argument("--report-only", action="store_true", help="print the tables of finished runs, run nothing")
     parser.add_argument("--eval-speed", metavar="RUN_DIR",
                         help="time the two evaluators on a finished run's agent (--eval-games games), run nothing else")
@@ -509,6 +531,10 @@ def main() -> None:
         if opts.json:
             Path(opts.json).write_text(json.dumps(result, indent=1))
         return
+    if opts.profile_state and not (Path(opts.profile_state) / "checkpoint.pt").exists():
+        print(f"error: --profile-state {opts.profile_state}: no checkpoint.pt there; give the folder of a finished "
+              "or stopped rlgen.rl.dqn Atari run", file=sys.stderr)
+        raise SystemExit(2)
     unknown = [g for g in games if g not in RANDOM_HUMAN]
     if unknown:
         print(f"error: --games {unknown[0]} is not an Atari 100k game; accepted: {', '.join(RANDOM_HUMAN)}",
@@ -529,7 +555,8 @@ def main() -> None:
                      if needs_encoder and g not in opts.encoder_runs]
     opts.encoder_runs.update({g: str(d) for _, g, _, d in pretrain_jobs})
     print(f"machine: {machine()}", flush=True)
-    timings = profile(games[0], opts.threads, opts.profile, opts.malloc_default) if opts.profile else None
+    timings = profile(games[0], opts.threads, opts.profile, opts.malloc_default, opts.profile_state,
+                      opts.keep_denormals) if opts.profile else None
     # seed by seed, so that every game has a first run before any has a second
     jobs = [(v, g, s, out / f"{v}-{g}-s{s}") for v in variants for s in seeds for g in games]
     if opts.sb3:

@@ -52,7 +52,7 @@ import torch
 from rlgen import checkpoint, cli
 from rlgen.errors import Stopped, UsageError
 from rlgen.track import Tracker, default_run_dir, resolve_wandb_mode
-from rlgen.utils import pick_device, rng_state, set_rng_state
+from rlgen.utils import flush_denormals, pick_device, rng_state, set_rng_state
 
 A = TypeVar("A")
 
@@ -129,7 +129,9 @@ def _load_into(obj: Any, state: Any) -> None:
 class Run(Generic[A]):
     """One training run's folder, resume, clocks, checkpoints and ending (see the module docstring).
 
-    It also sets torch's threads (``--threads``, else the command's ``THREADS``) and picks ``device``.
+    It also sets torch's threads (``--threads``, else the command's ``THREADS``) and picks ``device``; where
+    ``denormals_as_zero(args)`` holds (args as given or resumed, before ``check``) it first calls
+    ``rlgen.utils.flush_denormals``, before anything can start torch's threads, which copy the flags then.
     ``what`` names the default run folder (``runs/<algo>-<what>-<time>``): a string, or a function of the checked
     args. ``check(args) -> args`` is the command's own validation (filling per-environment defaults); it runs after
     the resumed args are restored, so a continued run is checked like a new one. ``lead=False`` (the other
@@ -137,11 +139,13 @@ class Run(Generic[A]):
     """
 
     def __init__(self, args: A, algo: str, *, what: str | Callable[[A], str], changeable: Iterable[str] = (),
-                 check: Any = None, lead: bool = True) -> None:
+                 check: Any = None, lead: bool = True, denormals_as_zero: Callable[[A], bool] | None = None) -> None:
         self.algo, self.lead = algo, lead
         self.ckpt: dict[str, Any] | None = None
         if getattr(args, "resume", None):
             args, self.ckpt = checkpoint.resume_args(type(args), args, algo, frozenset(changeable))
+        if denormals_as_zero is not None and denormals_as_zero(args):
+            flush_denormals()  # before any parallel op (``check`` may build a network)
         cli.check_numbers(args)
         if check is not None:
             args = check(args)

@@ -62,6 +62,21 @@ def keep_freed_memory() -> bool:
                 mallopt(m_top_pad, 256 << 20)))
 
 
+def flush_denormals() -> bool:
+    """Make this thread, and every torch thread started after it, treat float32 numbers below 1.2e-38
+    (denormals) as zero (the x86 FTZ and DAZ flags; TensorFlow and XLA run so by default on CPUs).
+
+    Adam's running averages of a weight whose gradient has stopped (a unit that no longer fires) decay
+    geometrically and spend thousands of steps in the denormal range, where an x86 core computes one to two
+    orders of magnitude slower: after 100k DrQ(ε) steps on Boxing a quarter of Adam's state was denormal and
+    the optimiser step took 13× as long (``experiments/bench_atari100k.py --profile``). Beside Adam's ε
+    (1.5e-4 there) such numbers never change a step. OpenMP's threads copy the flags when they are created,
+    so call this before the first parallel torch op; threads already running keep theirs. Returns False
+    where the CPU cannot.
+    """
+    return bool(torch.set_flush_denormal(True))
+
+
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``), for the machine line every benchmark prints."""
     import platform

@@ -53,3 +53,10 @@ def kill_after_saves(monkeypatch):
         monkeypatch.setattr(checkpoint, "save", real)
 
     return arm, disarm
+
+
+@pytest.fixture(autouse=True)
+def _denormals_kept():
+    """An Atari DQN run flushes denormals for its process (rlgen.utils.flush_denormals); tests stay independent."""
+    yield
+    torch.set_flush_denormal(False)

@@ -133,6 +133,32 @@ def tiny_boxing_agent(out: Path, encoder: Path, freeze: bool, total_steps: int =
     return checkpoint.load(out, algo="dqn")["q_net"]
 
 
+_FLAGS_AFTER_A_RUN = """
+import sys, numpy as np, torch
+from rlgen import cli
+from rlgen.rl import dqn
+cli.run(dqn.main, dqn.Args, sys.argv[1:])
+x = torch.from_numpy(np.full(1 << 22, 0x000AE398, dtype=np.uint32).view(np.float32))  # about 1e-39, by its bits
+print(int(((x * 1.0).view(torch.int32) != 0).sum()))
+"""
+
+
+def test_an_atari_run_flushes_denormals_in_all_its_threads(tmp_path):
+    # As `python -m rlgen.rl.dqn` runs: a fresh process, two threads. Every OpenMP thread must carry the
+    # flags, so nothing before the flush_denormals() call in main may start them.
+    argv = ["--env", "Boxing", "--preset", "atari100k", "--total-steps", "80", "--learning-starts", "60",
+            "--buffer-size", "1000", "--eval-every", "80", "--eval-episodes", "1", "--final-eval-episodes", "1",
+            "--max-episode-steps", "50", "--no-gif", "--wandb", "disabled", "--threads", "2",
+            "--run-dir", str(tmp_path / "run")]
+    resume = ["--resume", str(tmp_path / "run"), "--total-steps", "100"]  # the args come from the checkpoint
+    for given in (argv, resume):
+        out = subprocess.run([sys.executable, "-c", _FLAGS_AFTER_A_RUN, *given], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
+        if not torch.set_flush_denormal(True):
+            pytest.skip("this CPU cannot flush denormals")
+        assert int(out.stdout.split()[-1]) == 0, given
+
+
 @pytest.mark.parametrize("freeze", [False, True])
 def test_encoder_from_another_run_starts_the_trunk(preset_run, tmp_path, freeze):
     run, _ = preset_run
@@ -268,6 +294,11 @@ def test_bench_atari100k_runs_reuses_and_reports(tmp_path):
     again = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "3 of 3 runs already finished" in again.stdout
     assert "start " not in again.stdout  # no agent waits for an encoder, so none is pretrained either
+    # --profile with a finished run's network and Adam state, its denormals kept
+    prof = subprocess.run(argv + ["--report-only", "--profile", "1", "--profile-state", str(preset),
+                                  "--keep-denormals"], capture_output=True, text=True, timeout=300)
+    assert prof.returncode == 0, prof.stderr[-2000:]
+    assert f"network and Adam state of {preset} (step 300)" in prof.stdout and "denormals kept" in prof.stdout
     # the run folders gone (another machine): the records under --results still make the same table
     records = sorted(p.name for p in (tmp_path / "results").glob("*.json"))
     assert records == ["frozen-Boxing-s0.json", "preset-Boxing-s0.json", "sb3-Boxing-s0.json", "simclr-Boxing.json"]
@@ -288,6 +319,11 @@ def test_bench_atari100k_runs_reuses_and_reports(tmp_path):
     bad = subprocess.run(alone, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "error: --variants 'bogus' is not one of preset, frozen, finetune, sb3"]
+    bad = subprocess.run(argv + ["--profile", "1", "--profile-state", str(tmp_path / "nowhere")], capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        f"error: --profile-state {tmp_path / 'nowhere'}: no checkpoint.pt there; give the folder of a finished or "
+        "stopped rlgen.rl.dqn Atari run"]
     assert not (tmp_path / "runs").exists()
 
 

@@ -388,3 +388,36 @@ def test_dependency_floors():
     floors = dict(re.findall(r'^\s*"([A-Za-z0-9_-]+)>=([0-9.]+)"', text, flags=re.M))
     assert floors["torch"] == "2.4"  # fused Adam on the CPU
     assert floors["wandb"] == ".".join(map(str, track.WANDB_MIN_VERSION)) == "0.19.10"  # reinit="create_new"
+
+
+_DENORMALS = """
+import sys, numpy as np, torch
+from rlgen.utils import flush_denormals
+x = torch.from_numpy(np.full(1 << 22, 0x000AE398, dtype=np.uint32).view(np.float32))  # about 1e-39, by its bits
+first = float(x[0] * 1.0)  # one number, in this thread
+if sys.argv[1] == "late":
+    torch.set_num_threads(2)
+    x * 1.0  # OpenMP starts its threads here
+flushed = flush_denormals()
+torch.set_num_threads(2)
+y = x * 1.0  # split across both threads
+print(first, flushed, int((y.view(torch.int32) != 0).sum()), float(torch.tensor(1e-30) * 1e-10))
+"""
+
+
+@pytest.mark.parametrize("when", ["early", "late"])
+def test_flush_denormals_reaches_the_threads_started_after_it(when):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _DENORMALS, when], capture_output=True, text=True,
+                         check=True).stdout.split()
+    first, flushed, kept, product = float(out[0]), out[1] == "True", int(out[2]), float(out[3])
+    assert first > 0  # denormals are kept by default
+    if not flushed:
+        pytest.skip("this CPU cannot flush denormals")
+    assert product == 0.0  # a result below 1.2e-38 becomes zero (FTZ)
+    if when == "early":
+        assert kept == 0  # denormal inputs are zeros (DAZ) in every thread
+    else:  # a thread started before the call keeps its own flags: its share of the numbers stays denormal
+        assert 0 < kept < 1 << 22
