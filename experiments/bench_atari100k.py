@@ -425,7 +425,7 @@ def profile(game: str, threads: int, repeats: int, malloc_default: bool, state: 
     denormal = 0
     if ckpt is not None:
         net.load_state_dict(ckpt["q_net"])
-        opt.load_state_dict(ckpt["optimizer"])  # copied: with the flags on, its denormals become zeros here
+        opt.load_state_dict(ckpt["optimizer"])  # with the flags on, its denormals are read as zeros
         # counted on the bits: with denormals-are-zero on, a float comparison would see zeros
         bits = [v.numpy().view(np.uint32) for s in opt.state.values() for v in s.values() if v.numel() > 1]
         denormal = sum(int((((b & 0x7F800000) == 0) & ((b & 0x007FFFFF) != 0)).sum()) for b in bits)
