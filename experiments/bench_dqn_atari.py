@@ -96,6 +96,7 @@ def main() -> None:
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
     ours = run_rlgen(opts.game, opts.steps, opts.learning_starts, opts.device, opts.seed)
+    torch.set_flush_denormal(False)  # rlgen's Atari run flushed denormals (this thread); SB3 runs as its users run it
     theirs = None if opts.skip_sb3 else run_sb3(opts.game, opts.steps, opts.learning_starts, opts.device, opts.seed)
     print(f"\nDQN on {opts.game}, {opts.device}, {opts.threads} torch threads: env steps per second after learning "
           f"starts (RL-Zoo settings, {opts.steps} steps measured)")

@@ -64,15 +64,15 @@ def keep_freed_memory() -> bool:
 
 def flush_denormals() -> bool:
     """Make this thread, and every torch thread started after it, treat float32 numbers below 1.2e-38
-    (denormals) as zero (the x86 FTZ and DAZ flags; TensorFlow and XLA run so by default on CPUs).
+    (denormals) as zero (the x86 FTZ and DAZ flags, with which TensorFlow runs its CPU threads).
 
     Adam's running averages of a weight whose gradient has stopped (a unit that no longer fires) decay
-    geometrically and spend thousands of steps in the denormal range, where an x86 core computes one to two
-    orders of magnitude slower: after 100k DrQ(ε) steps on Boxing a quarter of Adam's state was denormal and
-    the optimiser step took 13× as long (``experiments/bench_atari100k.py --profile``). Beside Adam's ε
-    (1.5e-4 there) such numbers never change a step. OpenMP's threads copy the flags when they are created,
-    so call this before the first parallel torch op; threads already running keep theirs. Returns False
-    where the CPU cannot.
+    geometrically and spend thousands of steps in the denormal range, where an x86 core computes many times
+    slower: after 100k DrQ(ε) steps on Boxing a fifth of Adam's state was denormal and an update took 41 ms
+    instead of 13 (``experiments/bench_atari100k.py --profile-state``). Divided by Adam's ε (1.5e-4 there)
+    such numbers cannot move a weight of ordinary size. OpenMP's threads copy the flags when they are
+    created, so call this before the first parallel torch op; threads already running keep theirs. Returns
+    False where the CPU cannot.
     """
     return bool(torch.set_flush_denormal(True))
 

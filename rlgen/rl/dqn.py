@@ -519,7 +519,7 @@ def atari_task(args: Args, device: torch.device, env_seed: int) -> Task:
 
 def main(args: Args) -> dict[str, Any]:
     """Train, evaluate and save; returns the summary written to ``summary.json``."""
-    # Atari: Adam's decaying averages of idle weights reach the denormal range, which slowed Boxing's steps 1.6×
+    # Atari: Adam's decaying averages of idle weights reach the denormal range, which tripled Boxing's late updates
     run = Run(args, ALGO, what=args.env.split("-v")[0], changeable=RESUME_CHANGEABLE, check=resolve_args,
               denormals_as_zero=lambda a: envlib.is_atari(a.env))
     args, device = run.args, run.device
