@@ -422,7 +422,6 @@ def profile(game: str, threads: int, repeats: int, malloc_default: bool, state: 
         task.replay.add(rng.integers(0, 4, 1), r, term, trunc, nxt, task.pool.obs)
     net = task.q_net
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, eps=1.5e-4, fused=True)
-    denormal = 0
     if ckpt is not None:
         net.load_state_dict(ckpt["q_net"])
         opt.load_state_dict(ckpt["optimizer"])  # with the flags on, its denormals are read as zeros
