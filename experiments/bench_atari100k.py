@@ -445,7 +445,8 @@ def profile(game: str, threads: int, repeats: int, malloc_default: bool, state: 
         loss = dqn.dqn_loss(net, net, batch, True, lambda frames: views[id(frames)], amp, "huber")
         opt.zero_grad()
         loss.backward()
-        dqn.clip_grad_norm(list(net.parameters()), 10.0)
+        if args.max_grad_norm:  # the preset does not clip
+            dqn.clip_grad_norm(list(net.parameters()), args.max_grad_norm)
         opt.step()
 
     parts = {

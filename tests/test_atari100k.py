@@ -78,9 +78,12 @@ def test_preset_fills_dopamines_drq_eps_values_and_keeps_what_is_given():
     assert (a.eps_end, a.exploration_fraction * a.total_steps, a.eps_warmup, a.eval_epsilon) == \
         (0.01, 5_000, True, 0.001)
     assert (a.final_eval_episodes, a.augment, a.sticky_actions, a.loss) == (100, True, False, "huber")
+    assert a.max_grad_norm == 0  # Dopamine's optimizer does not clip
     assert a.lr == 3e-4  # a flag given beats the preset
     plain = dqn.resolve_args(dqn.Args(env="Boxing"))
     assert (plain.dueling, plain.augment, plain.eps_warmup, plain.n_step) == (False, False, False, 1)
+    assert plain.max_grad_norm == 10.0
+    assert dqn.resolve_args(dqn.Args(env="Boxing", preset="atari100k", max_grad_norm=10.0)).max_grad_norm == 10.0
 
 
 def test_human_normalised_score():
