@@ -656,7 +656,8 @@ def main(args: Args) -> dict[str, Any]:
                     run.train_clock.start()
                     if solved_at is not None and args.stop_on_solve:
                         break
-                if run.checkpoint_due(prev, step, args.checkpoint_every):
+                # the last step's checkpoint is the one written after the loop (0.7 GB for Atari 100k: once)
+                if run.checkpoint_due(prev, step, args.checkpoint_every) and step < args.total_steps:
                     save()
         finally:
             run.train_clock.stop()
