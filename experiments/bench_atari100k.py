@@ -342,6 +342,8 @@ def sb3_child(run_dir: Path, game: str, seed: int, threads: int, total_steps: in
         return gym.wrappers.TransformReward(env, lambda r: float(np.sign(r)))  # clipped for learning, as rlgen
 
     # ε: SB3 falls from step 0, so 1 → 0.01 over 6,600 steps ends where Dopamine's (warm-up 1,600 + 5,000) does.
+    # The clip at 10 is SB3's default, kept as its users run it (the preset does not clip, as Dopamine; at 10 the
+    # clip acts on a few early updates only).
     model = DQN("CnnPolicy", train_env(), seed=seed, device="cpu", learning_rate=1e-4, buffer_size=100_000,
                 learning_starts=1_600, batch_size=32, tau=1.0, gamma=0.99, train_freq=1, gradient_steps=1,
                 target_update_interval=1, n_steps=10, exploration_fraction=min(1.0, 6_600 / total_steps),

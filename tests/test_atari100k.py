@@ -399,3 +399,19 @@ def test_evaluation_plays_whole_games_in_the_vector_env_and_is_seeded():
     assert calls[0] == 3 and calls == sorted(calls, reverse=True)  # only running games are asked for actions
     calls.clear()
     assert np.array_equal(evaluate_games(random_policy, "Breakout", 3, seed=7, epsilon=0.5), scores)
+
+
+def test_grad_norms_script_reports_every_update_reproducibly(tmp_path):
+    """experiments/grad_norms_atari100k.py: one norm per update, none clipped, the same under the seed."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "grad_norms_atari100k.py"
+    spec = importlib.util.spec_from_file_location("grad_norms_atari100k", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    first = mod.norms_of_run("Boxing", 1_650, seed=0)
+    assert len(first) == 50 and np.isfinite(first).all() and (first > 0).all()  # updates start after step 1,600
+    assert np.array_equal(first, mod.norms_of_run("Boxing", 1_650, seed=0))
+    assert dqn.clip_grad_norm is not None and dqn.clip_grad_norm.__name__ == "clip_grad_norm"  # restored
+    bad = subprocess.run([sys.executable, str(script), "--steps", "100"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--steps 100" in bad.stderr and bad.stdout == ""
