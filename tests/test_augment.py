@@ -338,13 +338,6 @@ def test_intensity_noise_and_drq_augment_by_hand_and_reproducible():
     out = intensity_noise(x, 0.05, torch.Generator().manual_seed(3))
     r = torch.randn(8, generator=torch.Generator().manual_seed(3)).clamp(-2, 2)
     assert torch.allclose(out, x * (1 + 0.05 * r)[:, None, None, None])
-    copy = x.clone()
-    assert torch.equal(intensity_noise(copy, 0.05, torch.Generator().manual_seed(3), inplace=True), out)
-    assert torch.equal(copy, out)  # scaled where it lies
-    before = x.clone()
-    for prepare in (None, lambda f: f[:, :]):  # with no shift, the batch is x itself (or a view): not scaled in place
-        drq_augment(x, torch.Generator().manual_seed(8), pad=0, prepare=prepare)
-        assert torch.equal(x, before)
     g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
     a = drq_augment(x, g1)
     assert torch.equal(a, intensity_noise(random_shift(x, 4, g2, fill="edge"), 0.05, g2))

@@ -470,12 +470,11 @@ def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator,
     return out
 
 
-def intensity_noise(x: torch.Tensor, scale: float, gen: torch.Generator, inplace: bool = False) -> torch.Tensor:
+def intensity_noise(x: torch.Tensor, scale: float, gen: torch.Generator) -> torch.Tensor:
     """Scale each image by 1 + scale·clip(r, −2, 2) with r ~ N(0, 1) per image (Schwarzer et al. 2021, as
-    DrQ(ε) uses it with scale 0.05); ``x`` is float, and with ``inplace`` it is scaled and returned."""
+    DrQ(ε) uses it with scale 0.05); ``x`` is float."""
     r = torch.randn(x.shape[0], *([1] * (x.dim() - 1)), generator=gen).to(x.device, x.dtype)
-    factor = 1.0 + scale * r.clamp(-2.0, 2.0)
-    return x.mul_(factor) if inplace else x * factor
+    return x * (1.0 + scale * r.clamp(-2.0, 2.0))
 
 
 def drq_augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, scale: float = 0.05,
@@ -484,11 +483,8 @@ def drq_augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4, scale: floa
     then intensity noise of ``scale``. ``x`` is float frames in [0, 1] (N, C, H, W), or stored frames (uint8)
     with ``prepare`` the per-pixel map to such floats: it runs between the two, so the shift moves bytes rather
     than floats (the same result, as edge fill only repeats pixels)."""
-    shifted = random_shift(x, pad, gen, fill="edge")
-    views = prepare(shifted) if prepare is not None else shifted
-    # a batch this call made (not x, nor a view of it) is scaled in place: one pass less over it
-    own = views.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()
-    return intensity_noise(views, scale, gen, inplace=own)
+    x = random_shift(x, pad, gen, fill="edge")
+    return intensity_noise(prepare(x) if prepare is not None else x, scale, gen)
 
 
 # -- DiffAugment: differentiable augmentation of what a GAN's discriminator sees -------------------------------
