@@ -220,8 +220,10 @@ def test_default_cartpole_stays_solved(tmp_path):
     assert evals and all(r["eval_return"] >= 400 for r in evals if r["step"] > solved)
 
 
-# A seed whose default run is measured stable here; the test guards against a change that breaks it.
-SOLID_SEED = 4
+# A seed whose default run is measured stable on both CPU kinds we have (Intel Xeon with AMX, AMD EPYC with
+# AVX-512): float32 kernels differ between them, so a run's trajectory does too (seed 4 ends at 500.0 on the Xeon
+# and 333.5 on the AMD machine; bench_dqn_cartpole.py). The test guards against a change that breaks it.
+SOLID_SEED = 3
 
 
 def test_sigkill_then_resume_finishes_like_an_uninterrupted_run(tmp_path):
