@@ -3,7 +3,7 @@
 Two rows, both on the CPU: 28×28 grey digits (``mnist5k``) with the ``digits`` recipe (crop,
 rotation, brightness, contrast, blur), and 32×32 RGB images (procedural ``faces``) with the full
 SimCLR recipe (``color``: crop, flip, colour jitter, grayscale, blur). Each row times
-:func:`rlgen.selfsup.augment.augment` on batches against a per-image PIL implementation of the same
+:func:`rlgen.augment.augment` on batches against a per-image PIL implementation of the same
 operations, both starting from the uint8 dataset and ending with a float (N, C, H, W) batch in
 [0, 1]. The PIL side draws the same distributions with Python's ``random`` and uses PIL's own C
 routine for each operation, choosing the faster one where PIL has two, so that the ratio is not
@@ -47,10 +47,10 @@ import torch
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from rlgen import cli
+from rlgen.augment import RECIPES, Recipe, augment, blur_kernel_size
 from rlgen.data import load
 from rlgen.errors import UsageError
 from rlgen.nets import make_backbone
-from rlgen.selfsup.augment import RECIPES, Recipe, augment, blur_kernel_size
 from rlgen.utils import write_json
 
 

@@ -121,9 +121,9 @@ def print_mnist(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[st
 
 def atari_section(args: argparse.Namespace, run_root: Path) -> dict[str, Any]:
     """Per game: the random-init AtariARI encoder and an ST-DIM encoder, probed on the same split."""
+    from rlgen.encoders import freeze, load_encoder, unit
     from rlgen.nets import make_backbone
     from rlgen.selfsup import atari_probe, stdim
-    from rlgen.selfsup.encoders import freeze, load_encoder, unit
 
     reuse = dict(item.split("=", 1) for item in args.stdim_runs.split(",")) if args.stdim_runs else {}
     frames = 3000 if args.quick else args.atari_frames

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from rlgen.errors import Stopped, UsageError
+from rlgen.track import exit_code_for, fail_open_trackers, resolve_wandb_mode
 
 T = TypeVar("T")
 
@@ -217,7 +218,6 @@ def run(main: Callable[[T], Any], cls: type[T], argv: Sequence[str] | None = Non
     Whatever ``main`` raises, trackers it left open are failed with the exit code the command ends with,
     so W&B closes the run as failed.
     """
-    from rlgen.track import exit_code_for, fail_open_trackers, resolve_wandb_mode
 
     args = parse(cls, argv, description, prog)
     try:

@@ -167,6 +167,7 @@ class Run(Generic[A]):
         self._started = time.time()
         self.resumes = int((self.ckpt or {}).get("resumes", -1)) + 1 if self.ckpt is not None else 0
         self._objects: dict[str, Any] = {}
+        self._records: dict[str, Any] = {}
         self.tracker: Tracker | None = None
         self.stop_signal: int | None = None  # the signal that asked the run to stop at its next checkpoint
         self._after_training = False
@@ -271,6 +272,11 @@ class Run(Generic[A]):
                 "eval_seconds": round(self.after_clock.seconds, 3),
                 "wall_seconds": round(self.wall_seconds, 3)}
 
+    def record(self, **facts: Any) -> None:
+        """Plain facts that every checkpoint of this run carries from now on, such as what its encoder is
+        (:func:`rlgen.encoders.encoder_record`); a save's own ``extra`` of the same name wins."""
+        self._records.update(facts)
+
     def save(self, step: int, filename: str = checkpoint.FILENAME, *, objects: bool = True, **extra: Any) -> None:
         """Atomically write ``RUN_DIR/filename``: the args, step, clocks, every registered object (unless
         ``objects=False``, e.g. a best-weights file that holds only ``extra``) and ``extra``."""
@@ -281,6 +287,7 @@ class Run(Generic[A]):
             state.update({name: _state_of(obj) for name, obj in self._objects.items()})
             if not any(isinstance(o, np.random.Generator) for o in self._objects.values()):
                 state["rng"] = rng_state()
+        state.update(self._records)
         state.update(extra)
         checkpoint.save(self.run_dir / filename, algo=self.algo, args=dataclasses.asdict(self.args),  # type: ignore
                         step=step, **state)

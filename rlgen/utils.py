@@ -9,7 +9,7 @@ import math
 import os
 import random
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -195,46 +195,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
-
-
-def write_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float) -> Path:
-    """Write uint8 frames, (H, W, 3) or grey (H, W), as a looping GIF, atomically; returns the path.
-
-    Rendered game screens hold few colours (CartPole's about 230, Atari's NTSC palette 128): when all
-    the frames together have at most 256, they share that exact palette and the GIF is lossless. This
-    skips Pillow's median-cut palette per frame: the README's CartPole run spent 12.8 s after training
-    with it and 6.8 s without it (AVX2 CPU). Frames with more colours (GAN samples) keep a palette each,
-    as Pillow makes it.
-    """
-    from PIL import Image
-
-    rgb = [np.ascontiguousarray(np.dstack([f] * 3) if np.ndim(f) == 2 else f, dtype=np.uint8) for f in frames]
-    colours: set[tuple[int, int, int]] = set()
-    for f in rgb:
-        found = Image.fromarray(f).getcolors(256)  # None past 256 colours in one frame
-        colours.update(c for _, c in found or ())
-        if found is None or len(colours) > 256:
-            images = [Image.fromarray(f) for f in rgb]
-            break
-    else:
-        palette = np.array(sorted(colours), dtype=np.uint8).reshape(-1, 3)
-        index = np.zeros(1 << 24, dtype=np.uint8)  # packed 24-bit colour -> its palette entry
-        index[_pack_rgb(palette)] = np.arange(len(palette), dtype=np.uint8)
-        images = []
-        for f in rgb:
-            image = Image.fromarray(index[_pack_rgb(f)])
-            image.putpalette(palette.tobytes())  # the "L" image of palette entries becomes "P"
-            images.append(image)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path) as fh:
-        images[0].save(fh, format="GIF", save_all=True, append_images=images[1:],
-                       duration=1000.0 / max(1.0, fps), loop=0)
-    return path
-
-
-def _pack_rgb(rgb: np.ndarray) -> np.ndarray:
-    return (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
 
 
 def _json_default(obj: Any) -> Any:

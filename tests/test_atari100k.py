@@ -217,7 +217,7 @@ def sb3_logs_here(monkeypatch, tmp_path):
 def test_sb3_trains_with_an_rlgen_backbone(algo):
     import stable_baselines3 as sb3
 
-    from rlgen.nets.sb3 import RlgenExtractor
+    from rlgen.rl.sb3 import RlgenExtractor
 
     kw = dict(learning_starts=16, buffer_size=200, batch_size=8, train_freq=4) if algo == "DQN" else \
         dict(n_steps=32, batch_size=16, n_epochs=1)
@@ -235,7 +235,7 @@ def test_sb3_with_a_pretrained_rlgen_encoder(preset_run):
     import stable_baselines3 as sb3
 
     from rlgen.errors import UsageError
-    from rlgen.nets.sb3 import RlgenExtractor
+    from rlgen.rl.sb3 import RlgenExtractor
 
     run, _ = preset_run
     source = checkpoint.load(run, algo="dqn")["q_net"]
@@ -333,7 +333,7 @@ def test_bench_atari100k_runs_reuses_and_reports(tmp_path):
 # -- encoders pretrained on frames as DQN sees them ----------------------------------------------------------
 def test_dqn_view_resizes_as_the_agent_does_and_stacks_within_episodes():
     from rlgen.data.atari_frames import dqn_view
-    from rlgen.rl.atari import area_resize_weights
+    from rlgen.images import area_resize_weights
 
     g = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (9, 1, 210, 160), dtype=torch.uint8, generator=g)
@@ -354,7 +354,7 @@ def test_dqn_view_resizes_as_the_agent_does_and_stacks_within_episodes():
 
 
 def test_dqn_recipe_is_drq_augment():
-    from rlgen.selfsup.augment import RECIPES, augment, default_recipe, drq_augment
+    from rlgen.augment import RECIPES, augment, default_recipe, drq_augment
 
     x = torch.randint(0, 256, (6, 4, 20, 20), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     ours = augment(x, RECIPES["dqn"], torch.Generator().manual_seed(7))

@@ -1,4 +1,4 @@
-"""Batched augmentations (:mod:`rlgen.selfsup.augment`) and their benchmark's smoke run."""
+"""Batched augmentations (:mod:`rlgen.augment`) and their benchmark's smoke run."""
 
 import dataclasses
 import importlib.util
@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from rlgen import augment as aug
+from rlgen.augment import RECIPES, Recipe, augment, default_recipe, recipe_by_name
 from rlgen.errors import UsageError
-from rlgen.selfsup import augment as aug
-from rlgen.selfsup.augment import RECIPES, Recipe, augment, default_recipe, recipe_by_name
 
 ROOT = Path(__file__).resolve().parents[1]
 IDENTITY_CROP = Recipe(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0))
@@ -312,7 +312,7 @@ def _shift_by_hand(img: torch.Tensor, dy: int, dx: int, pad: int, edge: bool) ->
 
 @pytest.mark.parametrize("fill", ["zeros", "edge"])
 def test_random_shift_matches_a_pixel_by_pixel_reference(fill):
-    from rlgen.selfsup.augment import random_shift
+    from rlgen.augment import random_shift
 
     x = torch.rand(6, 4, 9, 11, generator=torch.Generator().manual_seed(0))
     out = random_shift(x, 3, torch.Generator().manual_seed(5), fill=fill)
@@ -323,7 +323,7 @@ def test_random_shift_matches_a_pixel_by_pixel_reference(fill):
 
 
 def test_random_shift_keeps_uint8_frames_and_all_channels_move_together():
-    from rlgen.selfsup.augment import random_shift
+    from rlgen.augment import random_shift
 
     frame = torch.randint(0, 256, (1, 1, 12, 12), dtype=torch.uint8).expand(5, 4, 12, 12).contiguous()
     out = random_shift(frame, 4, torch.Generator().manual_seed(1), fill="edge")
@@ -332,7 +332,7 @@ def test_random_shift_keeps_uint8_frames_and_all_channels_move_together():
 
 
 def test_intensity_noise_and_drq_augment_by_hand_and_reproducible():
-    from rlgen.selfsup.augment import drq_augment, intensity_noise, random_shift
+    from rlgen.augment import drq_augment, intensity_noise, random_shift
 
     x = torch.rand(8, 4, 10, 10, generator=torch.Generator().manual_seed(2))
     out = intensity_noise(x, 0.05, torch.Generator().manual_seed(3))

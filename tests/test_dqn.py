@@ -172,7 +172,7 @@ def test_smoke_run_writes_everything(tmp_path, capsys):
     assert best["step"] == saved["best_eval_step"] and best["eval_return"] == saved["best_eval_return"]
     rows = [r for r in read_metrics(tmp_path / "run") if "eval_return" in r]
     assert saved["best_eval_return"] == max(r["eval_return"] for r in rows)
-    from rlgen.selfsup.encoders import load_encoder
+    from rlgen.encoders import load_encoder
 
     assert load_encoder(tmp_path / "run" / "best.pt").out_dim == load_encoder(tmp_path / "run").out_dim
     out = capsys.readouterr().out.strip().splitlines()

@@ -306,7 +306,7 @@ def test_spectral_norm_brings_every_layers_largest_singular_value_to_one():
 
 
 def test_diffaugment_is_differentiable_and_seeded():
-    from rlgen.selfsup.augment import diff_augment
+    from rlgen.augment import diff_augment
 
     G = nn.Linear(8, 3 * 16 * 16)
     x = torch.tanh(G(torch.randn(6, 8))).reshape(6, 3, 16, 16)
@@ -320,7 +320,7 @@ def test_diffaugment_is_differentiable_and_seeded():
 
 
 def test_diffaugment_translation_and_cutout_by_hand():
-    from rlgen.selfsup.augment import diff_augment, random_shift
+    from rlgen.augment import diff_augment, random_shift
 
     x = torch.rand(5, 3, 16, 16) * 2 - 1
     # translation: up to ⅛ of 16 = 2 px, zeros where the image moved away (the draws are random_shift's own)
@@ -360,7 +360,7 @@ def test_tiny_run_of_the_modern_recipe_with_hinge_sn_r1_and_two_time_scales(run_
     assert (s["lr_g"], s["lr_d"]) == (2e-4, 4e-4) and math.isfinite(s["d_loss"])
     sampler, _ = load_sampler(run_dir)
     assert sampler.sample(3).shape == (3, 1, 16, 16)
-    from rlgen.selfsup.encoders import load_encoder
+    from rlgen.encoders import load_encoder
 
     assert load_encoder(run_dir).out_dim > 0  # the spectrally normalised D still gives its features
 

@@ -13,10 +13,10 @@ import torch
 from rlgen import checkpoint, cli
 from rlgen.errors import UsageError
 from rlgen.nets import ConvDecoder, QHead, QNetwork, flatten_parameters, make_backbone, polyak_update, ramped_tau
+from rlgen.plots import write_gif
 from rlgen.rl.replay import ReplayBuffer
 from rlgen.rl.schedules import linear_schedule
 from rlgen.track import Tracker, read_metrics, resolve_wandb_mode
-from rlgen.utils import write_gif
 
 
 @dataclasses.dataclass

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from rlgen import checkpoint
+from rlgen.encoders import load_encoder
 from rlgen.errors import UsageError
 from rlgen.selfsup import moco, probe, simclr
 from rlgen.selfsup.common import knn_predict, temporal_partners
-from rlgen.selfsup.encoders import load_encoder
 from rlgen.selfsup.losses import InfoNCEQueueLoss, KeyQueue, NTXentLoss
 
 

@@ -12,7 +12,8 @@ files. Preview any of them with ``python -m rlgen.data.show NAME``.
 
 from rlgen.data.atari_frames import RAM_ANNOTATIONS, AtariFrames, load_atari_frames
 from rlgen.data.cache import data_root
-from rlgen.data.core import Dataset, all_sources, load, load_dataset
+from rlgen.data.catalog import all_sources, load, load_dataset
+from rlgen.data.core import Dataset
 from rlgen.data.faces import ATTRIBUTES as FACE_ATTRIBUTES
 from rlgen.data.faces import face_attributes
 from rlgen.data.formats import DataFileError

@@ -38,8 +38,10 @@ import numpy as np
 import torch
 
 from rlgen.data.cache import cached, data_root
-from rlgen.data.core import SPLITS, Dataset, Source, check_positive_int, register
+from rlgen.data.core import SPLITS, Dataset, Source, check_positive_int
+from rlgen.envnames import resolve_atari_id
 from rlgen.errors import UsageError
+from rlgen.images import area_resize_weights
 
 NOOP_MAX = 30
 SKIP = 4
@@ -144,7 +146,6 @@ def load_atari_frames(game: str, split: str = "train", n: int | None = None, see
                       policy: Policy | None = None, root: str | os.PathLike | None = None,
                       cache: bool = True) -> AtariFrames:
     """Frames, RAM and episode ids of ``game`` (``breakout``, ``Breakout`` or ``ALE/Breakout-v5``)."""
-    from rlgen.rl.envs import resolve_atari_id
 
     if split not in SPLITS:
         raise UsageError(f"split {split!r} is not one of {', '.join(SPLITS)}")
@@ -178,8 +179,7 @@ def _load(root: Path, split: str, cache: bool, arg: str | None, n: int | None, s
                    extras={"episode": f.episode, "action": f.action, "reward": f.reward})
 
 
-register(Source("atari-frames", _load, {"n": None, "seed": 0, "policy": None},
-                "Atari frames with console RAM labels (AtariARI protocol)", takes_arg=True))
+
 
 
 DQN_SIZE = 84
@@ -194,7 +194,6 @@ def dqn_view(frames: torch.Tensor, episode: torch.Tensor, size: int = DQN_SIZE, 
     Each frame is area-resized as :class:`rlgen.rl.atari.AtariPreprocess` resizes it (the same weights and
     rounding), and frame i is stacked with frames i − stack + 1 .. i − 1 of its own episode, oldest first,
     zeros where those fall before the episode's start (as the agent's stack starts)."""
-    from rlgen.rl.atari import area_resize_weights
 
     n, _, h, w = frames.shape
     rows = torch.from_numpy(area_resize_weights(h, size).astype(np.float32))
@@ -224,6 +223,9 @@ def _load_stacks(root: Path, split: str, cache: bool, arg: str | None, n: int | 
                    extras={"episode": f.episode, "action": f.action, "reward": f.reward})
 
 
-register(Source("atari-stacks", _load_stacks, {"n": None, "seed": 0, "policy": None},
-                "Atari frames as DQN sees them (84×84, stacks of 4), from the atari-frames collection",
-                takes_arg=True))
+SOURCES = (
+    Source("atari-frames", _load, {"n": None, "seed": 0, "policy": None},
+           "Atari frames with console RAM labels (AtariARI protocol)", takes_arg=True),
+    Source("atari-stacks", _load_stacks, {"n": None, "seed": 0, "policy": None},
+           "Atari frames as DQN sees them (84×84, stacks of 4), from the atari-frames collection", takes_arg=True),
+)

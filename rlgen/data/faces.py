@@ -41,7 +41,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from rlgen.data.cache import cached
-from rlgen.data.core import Dataset, Source, as_dataset, check_positive_int, register
+from rlgen.data.core import Dataset, Source, as_dataset, check_positive_int
 from rlgen.errors import UsageError
 
 DESCRIPTION = ("faces: procedurally drawn cartoon faces, the offline stand-in for the Anime Face Dataset "
@@ -391,5 +391,5 @@ def _load_faces(root: Path, split: str, cache: bool, arg: str | None, n: int | N
     return ds
 
 
-register(Source("faces", _load_faces, {"n": None, "seed": 0, "size": 64, "label": "hair_colour"},
-                "procedural cartoon faces: the offline stand-in for the Anime Face Dataset"))
+SOURCES = (Source("faces", _load_faces, {"n": None, "seed": 0, "size": 64, "label": "hair_colour"},
+                "procedural cartoon faces: the offline stand-in for the Anime Face Dataset"),)

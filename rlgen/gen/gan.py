@@ -84,12 +84,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen import cli
+from rlgen.augment import diff_augment, parse_diff_augment
 from rlgen.data.grid import save_grid
+from rlgen.encoders import encoder_record
 from rlgen.errors import UsageError
-from rlgen.gen.common import load_images, save_gif
+from rlgen.gen.common import load_images
+from rlgen.gen.inception import describe, inception_fid
+from rlgen.gen.metrics import sample_quality
 from rlgen.lifecycle import Run
 from rlgen.nets import polyak_update, ramped_tau
-from rlgen.selfsup.augment import diff_augment, parse_diff_augment
+from rlgen.nets.discriminator import Discriminator, dcgan_init
+from rlgen.plots import moving_average, save_gif
 from rlgen.track import RunArgs
 from rlgen.utils import seed_everything, use_amp
 
@@ -324,30 +329,6 @@ def dcgan_generator(latent_dim: int, channels: int, size: int, width: int) -> nn
     return nn.Sequential(*layers)
 
 
-def dcgan_discriminator(channels: int, size: int, width: int, batchnorm: bool = True) -> nn.Sequential:
-    """(n, channels, size, size) → (n, 1, 1, 1) raw scores: halve to 4×4, then one 4×4 convolution."""
-    n_down = int(math.log2(size)) - 2
-    ch = width
-    layers: list[nn.Module] = [nn.Conv2d(channels, ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]  # no BN
-    for _ in range(n_down - 1):
-        norm: nn.Module = nn.BatchNorm2d(ch * 2) if batchnorm else nn.Identity()
-        layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), norm, nn.LeakyReLU(0.2, True)]
-        ch *= 2
-    layers += [nn.Conv2d(ch, 1, 4, 1, 0, bias=False)]
-    return nn.Sequential(*layers)
-
-
-def dcgan_init(module: nn.Module) -> None:
-    """Radford et al.: all weights from N(0, 0.02); BatchNorm scales from N(1, 0.02), shifts 0."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
-
-
 class Generator(nn.Module):
     """G: z (n, latent_dim) → images (n, C, H, W) in [−1, 1]; the sampler contract of :mod:`rlgen.gen.common`."""
 
@@ -382,34 +363,6 @@ class Generator(nn.Module):
         device = next(self.parameters()).device
         z = torch.randn(n, self.latent_dim, generator=generator)
         return torch.cat([self.decode(chunk.to(device)).cpu() for chunk in z.split(500)])
-
-
-class Discriminator(nn.Module):
-    """D: images (n, C, H, W) in [−1, 1] → raw scores (n,) (logits for bce, values for lsgan and hinge).
-
-    ``spectral_norm=True`` divides every layer's weight by an estimate of its largest singular value, refined by
-    one power iteration per training forward pass (Miyato et al. 2018, "Spectral normalization for generative
-    adversarial networks", ICLR), and drops BatchNorm, as their discriminators do."""
-
-    def __init__(self, arch: str, image_shape: tuple[int, int, int], width: int, spectral_norm: bool = False) -> None:
-        super().__init__()
-        c, h, w = image_shape
-        if arch == "dcgan":
-            self.net = dcgan_discriminator(c, h, width, batchnorm=not spectral_norm)
-            self.apply(dcgan_init)
-        else:
-            self.net = nn.Sequential(
-                nn.Flatten(),
-                nn.Linear(c * h * w, 2 * width), nn.LeakyReLU(0.2, True),
-                nn.Linear(2 * width, width), nn.LeakyReLU(0.2, True),
-                nn.Linear(width, 1))
-        if spectral_norm:
-            for m in self.net.modules():
-                if isinstance(m, (nn.Conv2d, nn.Linear)):
-                    nn.utils.parametrizations.spectral_norm(m)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).reshape(-1)
 
 
 def sampler_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> Generator:
@@ -510,7 +463,6 @@ def save_loss_curves(path: Path, history: np.ndarray, loss: str, collapse_line: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rlgen.rl.plots import moving_average
 
     steps = np.arange(1, len(history) + 1)
     window = max(1, min(200, len(history) // 25))
@@ -613,6 +565,10 @@ def main(args: Args) -> dict[str, Any]:
     seed_everything(args.seed)
     G = Generator(args.arch, args.latent_dim, image_shape, args.width).to(device, memory_format=layout)
     D = Discriminator(args.arch, image_shape, args.width, bool(args.spectral_norm)).to(device, memory_format=layout)
+    run.record(encoder_record=encoder_record(
+        "gan_discriminator", image_shape, "signed", "discriminator",
+        kwargs={"arch": args.arch, "width": args.width, "spectral_norm": bool(args.spectral_norm)},
+        description=f"GAN ({args.arch}) discriminator without its last layer"))
     averaged = copy.deepcopy(G).requires_grad_(False) if args.ema else None
     g_opt = torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=(args.beta1, args.beta2))
     d_opt = torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=(args.beta1, args.beta2))
@@ -680,7 +636,6 @@ def main(args: Args) -> dict[str, Any]:
         """sample_quality of --fid-samples images from the sampler (always the same noise), plus ``fid_raw``, the
         raw G's distance, when the sampler is the weight average; {} for data without labels. ``progress(1)`` is
         called after each generator scored."""
-        from rlgen.gen.metrics import sample_quality
 
         def score(model: Generator) -> dict[str, Any] | None:
             images = model.sample(args.fid_samples, generator=torch.Generator().manual_seed(args.seed + 4))
@@ -801,7 +756,6 @@ def main(args: Args) -> dict[str, Any]:
                 quality = score_samples(bar.update)
                 bar.close()
             if args.inception_samples:
-                from rlgen.gen.inception import inception_fid
 
                 model = sampler()
                 images = model.sample(args.inception_samples, generator=torch.Generator().manual_seed(args.seed + 7))
@@ -849,7 +803,6 @@ def gan_results(summary: dict[str, Any]) -> list[str]:
     else:
         lines = ["no Fréchet distance (--fid-samples 0, or the data has no class labels to train its classifier)"]
     if summary.get("inception_fid") is not None:
-        from rlgen.gen.inception import describe
 
         lines.append(describe(summary))
     if summary.get("d_loss") is not None:

@@ -18,7 +18,8 @@ import torch
 from rlgen import cli
 from rlgen.data import save_grid
 from rlgen.errors import UsageError
-from rlgen.gen.common import latent_walk, load_sampler, save_gif, to_uint8_frames
+from rlgen.gen.common import latent_walk, load_sampler, to_uint8_frames
+from rlgen.plots import save_gif
 from rlgen.utils import pick_device
 
 

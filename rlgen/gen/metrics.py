@@ -30,6 +30,7 @@ from torch import nn
 
 from rlgen import checkpoint
 from rlgen.data import data_root
+from rlgen.data.folder import fingerprint
 from rlgen.errors import UsageError
 from rlgen.gen.common import load_images, to_unit
 from rlgen.nets import ConvEncoder
@@ -122,7 +123,6 @@ def dataset_fingerprint(data: str) -> str | None:
     keys on); None for the built-in datasets, whose contents are fixed by name."""
     if not data.startswith("folder:"):
         return None
-    from rlgen.data.folder import fingerprint
 
     return fingerprint(data.partition(":")[2])
 

@@ -55,6 +55,7 @@ from torch import nn
 
 from rlgen import cli
 from rlgen.cli import BIG, Range
+from rlgen.data.grid import save_grid
 from rlgen.errors import UsageError
 from rlgen.gen.common import binarize, load_images
 from rlgen.lifecycle import Run
@@ -834,7 +835,6 @@ def save_pictures(model: AutoregressiveModel, args: Args, info: dict[str, Any], 
                   ) -> list[str]:
     """Samples grid, class-conditional grid (one row per class), completions of half-hidden test images;
     ``progress(n)`` after each grid of ``n`` images."""
-    from rlgen.data.grid import save_grid
 
     written: list[str] = []
     name = "Gated PixelCNN" if args.gated else "PixelCNN"

@@ -44,12 +44,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen import cli
+from rlgen.augment import random_shift
 from rlgen.data import save_grid
+from rlgen.encoders import encoder_record
 from rlgen.errors import UsageError
-from rlgen.gen.common import binarize, latent_walk, load_images, save_curves, save_gif, to_uint8_frames
+from rlgen.gen.common import binarize, latent_walk, load_images, to_uint8_frames
 from rlgen.lifecycle import Run
 from rlgen.nets import MLP, ConvDecoder, ConvEncoder
-from rlgen.selfsup.augment import random_shift
+from rlgen.plots import save_curves, save_gif
 from rlgen.track import RunArgs
 from rlgen.utils import seed_everything
 
@@ -235,6 +237,18 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
     return cli.int_list(text, flag, example="32,64,128")
 
 
+def vae_encoder_record(args: Args, image_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The encoder record (:func:`rlgen.encoders.encoder_record`) of the VAE's trunk, under the μ/log σ² layer."""
+    scaling = "binary_signed" if args.likelihood == "bernoulli" else "signed"
+    if args.arch == "conv":
+        return encoder_record("convnet", image_shape, scaling, "model", prefix="encoder.",
+                              kwargs={"channels": list(_ints(args.channels, "channels")), "features": None},
+                              description="VAE conv encoder trunk (under μ/log σ²)")
+    return encoder_record("mlp", image_shape, scaling, "model", prefix="encoder.",
+                          kwargs={"hidden": list(_ints(args.hidden, "hidden"))},
+                          description="VAE mlp encoder trunk (under μ/log σ²)")
+
+
 def build_model(args: Args, image_shape: tuple[int, int, int]) -> VAE:
     return VAE(image_shape, args.arch, args.latent_dim, args.likelihood, _ints(args.hidden, "hidden"),
                _ints(args.channels, "channels"))
@@ -353,6 +367,7 @@ def main(args: Args) -> dict[str, Any]:
     assert train_raw is not None and test is not None
     image_shape = tuple(train_raw.shape[1:])
     model = build_model(args, image_shape).to(device)  # type: ignore[arg-type]
+    run.record(encoder_record=vae_encoder_record(args, image_shape))
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(train_raw) / args.batch_size)
     epoch, step, history = run.restore(model=model, optimizer=opt, order_rng=order_gen, counters=dict(

@@ -38,8 +38,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlgen.envnames import resolve_atari_id
 from rlgen.errors import UsageError
-from rlgen.rl.envs import resolve_atari_id
+from rlgen.images import area_resize_weights
 
 STICKY_ACTION_PROB = 0.25
 """Machado et al. (2018)'s recommended ``repeat_action_probability``."""
@@ -333,16 +334,6 @@ def evaluate_games(act: Any, env_id_or_name: str, games: int, seed: int, epsilon
         venv.close()
     return scores
 
-
-def area_resize_weights(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) matrix of area-averaging weights: OpenCV ``INTER_AREA`` for downscaling."""
-    scale = n_in / n_out
-    weights = np.zeros((n_out, n_in), dtype=np.float64)
-    for i in range(n_out):
-        lo, hi = i * scale, (i + 1) * scale
-        for k in range(int(np.floor(lo)), min(int(np.ceil(hi)), n_in)):
-            weights[i, k] = min(hi, k + 1) - max(lo, k)
-    return weights / scale
 
 
 class AtariPreprocess(gym.Wrapper):

@@ -52,18 +52,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rlgen import cli
+from rlgen import cli, plots
+from rlgen.augment import drq_augment
+from rlgen.encoders import FrozenEncoder, encoder_record, load_fitting_encoder
+from rlgen.envnames import is_atari, resolve_atari_id, resolve_env_id
 from rlgen.errors import UsageError
 from rlgen.lifecycle import Run
 from rlgen.nets import QNetwork, flatten_parameters, make_backbone, polyak_update, ramped_tau, xavier_init_
 from rlgen.rl import envs as envlib
-from rlgen.rl import plots
 from rlgen.rl.atari import episode_frames, evaluate_games, human_normalized, make_atari_env, make_atari_vector_env
 from rlgen.rl.atari_replay import FrameReplay, check_replay_args
 from rlgen.rl.replay import ReplayBuffer
 from rlgen.rl.schedules import linear_schedule
-from rlgen.selfsup.augment import drq_augment
-from rlgen.selfsup.encoders import FrozenEncoder, load_fitting_encoder
 from rlgen.track import RunArgs
 from rlgen.utils import keep_freed_memory, seed_everything, use_amp
 
@@ -261,8 +261,8 @@ def describe_default(name: str) -> str:
 
 def resolve_args(args: Args) -> Args:
     """Fill unset fields from :data:`ENV_DEFAULTS` and check every value; raises UsageError."""
-    atari = envlib.is_atari(args.env)
-    env_id = envlib.resolve_atari_id(args.env) if atari else envlib.resolve_env_id(args.env)
+    atari = is_atari(args.env)
+    env_id = resolve_atari_id(args.env) if atari else resolve_env_id(args.env)
     if args.preset != "none" and not atari:
         raise UsageError(f"--preset {args.preset} is for Atari games; {env_id} is not one (accepted: --preset none)")
     table = {**ENV_DEFAULTS["default"], **ENV_DEFAULTS.get("atari" if atari else env_id, {}),
@@ -313,7 +313,7 @@ def trunk_from(run_dir: str, obs_shape: tuple[int, ...], device: torch.device) -
 
 def uses_amp(args: Args, device: torch.device) -> bool:
     """Whether the network passes run under bfloat16 autocast (``--amp auto``: Atari's CNN where it pays)."""
-    return use_amp(args.amp, device) and (args.amp == "on" or envlib.is_atari(args.env))
+    return use_amp(args.amp, device) and (args.amp == "on" or is_atari(args.env))
 
 
 def replay_ready(size: int, args: Args) -> bool:
@@ -423,6 +423,8 @@ class Task:
     prepare: Callable[[torch.Tensor], torch.Tensor]
     make_eval_env: Callable[[bool], gym.Env]
     threshold: float | None
+    encoder_record: dict[str, Any]
+    """What the Q-network's trunk is (:func:`rlgen.encoders.encoder_record`; its weights: ``q_net``)."""
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
 
@@ -442,8 +444,16 @@ def vector_task(args: Args, device: torch.device, env_seed: int) -> Task:
     def make(render: bool) -> gym.Env:
         return envlib.make_env(args.env, render_mode="rgb_array" if render else None, **limit)
 
+    record = trunk_record(enc) if enc else encoder_record(
+        "mlp", pool.obs.shape[1:], "float", "q_net", prefix="backbone.", description="DQN mlp trunk",
+        kwargs={"hidden": list(hidden_widths(args.hidden)), "layer_norm": bool(args.layer_norm)})
     return Task(pool, replay, q_net, enc.prepare if enc else (lambda x: x), make,
-                spec.reward_threshold if spec else None)
+                spec.reward_threshold if spec else None, record)
+
+
+def trunk_record(enc: FrozenEncoder) -> dict[str, Any]:
+    """A trunk started from ``--encoder`` is that encoder: its record, with the weights now in the Q-network."""
+    return {**enc.record, "weights": "q_net", "prefix": "backbone."}
 
 
 def initialise(q_net: QNetwork, init: str, enc: FrozenEncoder | None) -> QNetwork:
@@ -517,16 +527,19 @@ def atari_task(args: Args, device: torch.device, env_seed: int) -> Task:
     def augment(frames: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return drq_augment(frames, gen, prepare=prepare)  # shifts the uint8 frames, then scales them
 
-    return Task(pool, replay, q_net, prepare, make, None, augment)
+    record = trunk_record(enc) if enc else encoder_record(
+        args.backbone, pool.obs.shape[1:], "unit", "q_net", prefix="backbone.",
+        description=f"DQN {args.backbone} trunk")
+    return Task(pool, replay, q_net, prepare, make, None, record, augment)
 
 
 def main(args: Args) -> dict[str, Any]:
     """Train, evaluate and save; returns the summary written to ``summary.json``."""
     # Atari: Adam's decaying averages of idle weights reach the denormal range, which tripled Boxing's late updates
     run = Run(args, ALGO, what=args.env.split("-v")[0], changeable=RESUME_CHANGEABLE, check=resolve_args,
-              denormals_as_zero=lambda a: envlib.is_atari(a.env))
+              denormals_as_zero=lambda a: is_atari(a.env))
     args, device = run.args, run.device
-    atari = envlib.is_atari(args.env)
+    atari = is_atari(args.env)
     amp = uses_amp(args, device)
     if atari:
         keep_freed_memory()  # a fifth of a CNN update went to page faults (bench_atari100k.py --profile)
@@ -541,6 +554,8 @@ def main(args: Args) -> dict[str, Any]:
     # The agent that is evaluated and kept: the online network, or a running average of its weights.
     avg_net = copy.deepcopy(q_net).requires_grad_(False) if args.policy_average else None
     policy_net = avg_net if avg_net is not None else q_net
+    # checkpoints say what the kept agent's trunk is; best.pt holds that agent's weights as q_net
+    run.record(encoder_record={**task.encoder_record, "weights": "q_net" if avg_net is None else "avg_net"})
     # An MLP's update is bound by per-call overhead, so its weights live in one flat buffer: zeroing, clipping and
     # Adam are then one call each (a CNN keeps its channels-last weights).
     flat = not atari and FAST_PATHS["flat"]
@@ -645,7 +660,8 @@ def main(args: Args) -> dict[str, Any]:
                     mean = float(returns.mean())
                     if not history["eval_return"] or mean > max(history["eval_return"]):
                         # the weights of the best evaluation so far, beside the last ones (as SB3's EvalCallback)
-                        run.save(step, BEST_FILENAME, objects=False, q_net=policy_net.state_dict(), eval_return=mean)
+                        run.save(step, BEST_FILENAME, objects=False, q_net=policy_net.state_dict(), eval_return=mean,
+                                 encoder_record=task.encoder_record)
                     history["step"].append(step)
                     history["eval_return"].append(mean)
                     history["train_seconds"].append(run.train_clock.seconds)

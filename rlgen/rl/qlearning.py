@@ -41,8 +41,9 @@ from typing import Any, ClassVar, Literal
 import gymnasium as gym
 import numpy as np
 
-from rlgen import checkpoint, cli
+from rlgen import checkpoint, cli, plots
 from rlgen.cli import Range
+from rlgen.envnames import is_atari, resolve_env_id
 from rlgen.errors import UsageError
 from rlgen.lifecycle import Run
 from rlgen.rl import envs as envlib
@@ -422,8 +423,8 @@ class Problem:
 
 def resolve(args: Args) -> tuple[Args, Problem]:
     """Fill the per-environment defaults into ``args`` and check everything; UsageError on bad input."""
-    env_id = envlib.resolve_env_id(args.env)
-    if envlib.is_atari(args.env):
+    env_id = resolve_env_id(args.env)
+    if is_atari(args.env):
         raise UsageError(f"{args.env} is an Atari game; tabular Q-learning needs small discrete or binned spaces")
     kwargs = env_kwargs(env_id, args.slippery)
     filled = {k: (getattr(args, k) if getattr(args, k) is not None else defaults_for(env_id, args.slippery).get(k))
@@ -683,14 +684,12 @@ def main(args: Args) -> dict[str, Any]:
             tracker.log_image("policy", png)
             print(text, end="")
         if history["return"]:
-            from rlgen.rl import plots
 
             curve = plots.save_learning_curve(run_dir / "learning_curve.png", np.arange(1, len(history["return"]) + 1),
                                               history["return"], threshold=problem.threshold, xlabel="episode",
                                               title=f"Q-learning on {problem.env_id} (seed {args.seed})")
             tracker.log_image("learning_curve", curve)
         if frames:
-            from rlgen.rl import plots
 
             gif = plots.save_episode_gif(run_dir / "greedy_episode.gif", frames, fps=4 if problem.table else 30,
                                          max_frames=100 if problem.table else 250)
@@ -730,7 +729,6 @@ def play(run_dir: str, gif_name: str = "play.gif", seed: int | None = None) -> d
                          f"{problem.n_states}")
     returns, success, frames = evaluate(policy, problem, 1, eval_seed(args.seed) if seed is None else seed,
                                         args.max_episode_steps, render=True)
-    from rlgen.rl import plots
 
     gif = plots.save_episode_gif(folder / gif_name, frames, fps=4 if problem.table else 30,
                                  max_frames=100 if problem.table else 250)

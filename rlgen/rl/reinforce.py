@@ -39,11 +39,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlgen import cli
+from rlgen import cli, plots
+from rlgen.envnames import is_atari, resolve_atari_id, resolve_env_id
 from rlgen.errors import UsageError
 from rlgen.lifecycle import Run
 from rlgen.nets import make_backbone
 from rlgen.rl import envs as envlib
+from rlgen.rl.atari import make_atari_env
 from rlgen.track import RunArgs
 from rlgen.utils import seed_everything
 
@@ -182,21 +184,20 @@ class KarpathyPong(gym.ObservationWrapper):
 def make_env(args: Args, render: bool = False) -> gym.Env:
     """The training environment: registry env, or an Atari game with the chosen preprocessing."""
     mode = "rgb_array" if render else None
-    if envlib.is_atari(args.env):
+    if is_atari(args.env):
         import ale_py
 
         gym.register_envs(ale_py)
-        game = envlib.resolve_atari_id(args.env)
+        game = resolve_atari_id(args.env)
         if args.preprocess == "karpathy":
             env: gym.Env = KarpathyPong(envlib.make_env(game, render_mode=mode))
         else:
-            from rlgen.rl.atari import make_atari_env  # the DQN stack: skip 4, max-pool, 84×84 grey, 4 frames
 
             env = make_atari_env(game, render=render)
         if args.max_episode_steps:  # outermost, so it counts agent steps, not emulator frames
             env = gym.wrappers.TimeLimit(env, args.max_episode_steps)
         return env
-    env_id = envlib.resolve_env_id(args.env)
+    env_id = resolve_env_id(args.env)
     kwargs = {"max_episode_steps": args.max_episode_steps} if args.max_episode_steps else {}
     return envlib.make_env(env_id, render_mode=mode, **kwargs)
 
@@ -260,8 +261,8 @@ def sample_action(probs: Sequence[float], u: float) -> int:
 # ---------------------------------------------------------------------------------------------
 def resolve(args: Args) -> tuple[Args, dict[str, Any]]:
     """Fill per-environment defaults and check every value before anything is written."""
-    atari = envlib.is_atari(args.env)
-    env_id = envlib.resolve_atari_id(args.env) if atari else envlib.resolve_env_id(args.env)
+    atari = is_atari(args.env)
+    env_id = resolve_atari_id(args.env) if atari else resolve_env_id(args.env)
     table = {**DEFAULTS["*"], **DEFAULTS.get("atari" if atari else env_id, {})}
     filled = {k: (getattr(args, k) if getattr(args, k) is not None else table[k]) for k in RESOLVED}
     args = dataclasses.replace(args, env=env_id, **filled)
@@ -382,7 +383,6 @@ def main(args: Args) -> dict[str, Any]:
             returns, frames = evaluate(policy, args, device, args.eval_episodes, seed=10_000 * (args.seed + 1),
                                        record=args.gif, bar=eval_bar)
             eval_bar.close()
-        from rlgen.rl import plots
 
         episodes_axis = np.arange(1, len(history["return"]) + 1)
         curve = plots.save_learning_curve(run_dir / "learning_curve.png", episodes_axis, history["return"],

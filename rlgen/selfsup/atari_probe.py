@@ -48,11 +48,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlgen import cli
+from rlgen import checkpoint, cli
 from rlgen.data.atari_frames import RAM_ANNOTATIONS, load_atari_frames
+from rlgen.encoders import freeze, load_encoder
 from rlgen.errors import UsageError
 from rlgen.lifecycle import Run
-from rlgen.selfsup.encoders import freeze
+from rlgen.nets import make_backbone
 from rlgen.track import RunArgs
 from rlgen.utils import write_json
 
@@ -539,15 +540,13 @@ class Args(RunArgs):
 
 
 def load_checkpoint_encoder(run_dir: str, device: torch.device) -> Any:
-    """The frozen encoder of any rlgen checkpoint that holds one (:func:`rlgen.selfsup.encoders.load_encoder`)."""
-    from rlgen.selfsup.encoders import load_encoder
+    """The frozen encoder of any rlgen checkpoint that holds one (:func:`rlgen.encoders.load_encoder`)."""
 
     return load_encoder(run_dir, device)
 
 
 def held_out_unseen(run_dir: str, game: str, args: Args) -> bool | None:
     """Whether an ST-DIM checkpoint trained only on this probe's train episodes (None: not known for its algo)."""
-    from rlgen import checkpoint
 
     ckpt = checkpoint.load(run_dir)
     if ckpt.get("algo") != "stdim":
@@ -577,7 +576,6 @@ def main(args: Args) -> dict[str, Any]:
     run = Run(args, ALGO, what=resolve_game(args.game), check=check)
     args, device, game = run.args, run.device, run.args.game
     if args.random_init:
-        from rlgen.nets import make_backbone
 
         torch.manual_seed(args.seed)
         net = make_backbone(args.random_init, FRAME_SHAPE).to(device).eval()

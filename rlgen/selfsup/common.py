@@ -1,5 +1,5 @@
 """Machinery the contrastive methods share: data, pairs of views, the kNN monitor, data parallelism,
-the learning-rate schedule, the encoder checkpoint format read by :mod:`rlgen.selfsup.encoders`, and
+the learning-rate schedule, the encoder checkpoint format read by :mod:`rlgen.encoders`, and
 the pretraining loop itself (:func:`pretrain`): SimCLR and MoCo each bring their model, loss and update
 step (a :class:`Method`); the loop owns the data order, the schedule, logging, the kNN monitor,
 checkpoints and the end of the run."""
@@ -17,12 +17,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from rlgen.augment import Recipe, augment, default_recipe, recipe_by_name
 from rlgen.data import load_dataset, save_grid
-from rlgen.data.core import resolve as resolve_data
+from rlgen.data.catalog import resolve as resolve_data
+from rlgen.encoders import encoder_record
 from rlgen.errors import UsageError
 from rlgen.lifecycle import Run
 from rlgen.nets import BACKBONES
-from rlgen.selfsup.augment import Recipe, augment, default_recipe, recipe_by_name
+from rlgen.plots import save_learning_curve
 from rlgen.selfsup.losses import world
 from rlgen.utils import seed_everything, use_amp, warmup_cosine
 
@@ -272,7 +274,6 @@ def check_common(args: Any) -> None:
 def write_pictures(run_dir: Path, tracker: Any, history: dict[str, list[float]], images: torch.Tensor,
                    recipe: Recipe, seed: int, title: str, ylabel: str, chance: float) -> None:
     """The loss curve beside its chance level, and a grid of view pairs so the recipe can be checked by eye."""
-    from rlgen.rl.plots import save_learning_curve
 
     if history["loss"]:
         path = run_dir / "loss_curve.png"
@@ -403,6 +404,9 @@ def pretrain(run: Run, args: Any, s: Setting, method: Method) -> dict[str, Any]:
     def seconds_spent() -> float:
         # Every process must agree on when the time budget ends (or the collectives deadlock) and on the lr.
         return all_mean(run.train_clock.seconds) if args.minutes is not None else 0.0
+
+    run.record(encoder_record=encoder_record(args.backbone, s.image_shape, "unit", "encoder",
+                                             description=f"{run.algo} {args.backbone} backbone"))
 
     def save() -> None:
         run.save(step, history=history, image_shape=list(s.image_shape), encoder=method.encoder.state_dict())

@@ -30,13 +30,13 @@ import torch.nn.functional as F
 from rlgen import cli
 from rlgen.cli import BIG, Range
 from rlgen.data import load_dataset
-from rlgen.data.core import resolve as resolve_data
+from rlgen.data.catalog import resolve as resolve_data
+from rlgen.encoders import FrozenEncoder, freeze, load_encoder, unit
 from rlgen.errors import UsageError
-from rlgen.gen.common import resize
+from rlgen.images import resize
 from rlgen.lifecycle import Run
-from rlgen.nets import BACKBONES
+from rlgen.nets import BACKBONES, make_backbone
 from rlgen.selfsup.common import knn_predict
-from rlgen.selfsup.encoders import FrozenEncoder, freeze, load_encoder, unit
 from rlgen.track import RunArgs
 
 ALGO = "probe"
@@ -146,7 +146,6 @@ def build_encoder(args: Args, image_shape: tuple[int, ...], device: torch.device
         dim = int(torch.tensor(image_shape).prod())
         return freeze(_Pixels(), unit, image_shape, dim, "raw", f"raw pixels ({dim}-d)")
     if args.random_init is not None:
-        from rlgen.nets import make_backbone
 
         torch.manual_seed(args.seed)
         net = make_backbone(args.random_init, image_shape).to(device)

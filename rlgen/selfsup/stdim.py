@@ -33,10 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlgen import checkpoint, cli
+from rlgen import cli
+from rlgen.data.atari_frames import load_atari_frames
+from rlgen.encoders import encoder_record, load_encoder
 from rlgen.errors import UsageError
 from rlgen.lifecycle import Run
 from rlgen.nets import AtariCNN
+from rlgen.plots import save_curves
+from rlgen.selfsup.atari_probe import format_table, probe_encoder, resolve_game, split_episodes
 from rlgen.track import RunArgs
 from rlgen.utils import seed_everything, use_amp
 
@@ -149,7 +153,6 @@ class STDIM(nn.Module):
 # ---------------------------------------------------------------------------------------------
 def game_of(data: str) -> str:
     """``atari-frames:breakout`` → ``Breakout`` (a game with AtariARI annotations)."""
-    from rlgen.selfsup.atari_probe import resolve_game
 
     prefix, _, arg = data.partition(":")
     if prefix != "atari-frames" or not arg:
@@ -166,8 +169,6 @@ def pair_anchors(episode: torch.Tensor, allowed: torch.Tensor, gap: int) -> torc
 
 def load_pairs(args: Args) -> tuple[torch.Tensor, torch.Tensor, dict[str, int]]:
     """All frames, the pair anchors in the probe's train episodes, and counts."""
-    from rlgen.data.atari_frames import load_atari_frames
-    from rlgen.selfsup.atari_probe import split_episodes
 
     game = game_of(args.data)
     data = load_atari_frames(game, "train", n=args.frames, seed=args.data_seed)
@@ -192,20 +193,6 @@ def resolve(args: Args) -> Args:
 
 
 # ---------------------------------------------------------------------------------------------
-# The frozen encoder, for probes
-# ---------------------------------------------------------------------------------------------
-def encoder_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> Any:
-    """The pretrained AtariCNN of an ST-DIM checkpoint as a frozen encoder (:mod:`rlgen.selfsup.encoders`)."""
-    from rlgen.selfsup.encoders import freeze, image_shape_of, unit
-
-    shape = image_shape_of(ckpt)
-    net = AtariCNN(shape)
-    net.load_state_dict(ckpt["encoder"])
-    return freeze(net.to(device), unit, shape, net.out_dim, ALGO,
-                  f"ST-DIM AtariCNN ({net.out_dim}-d) pretrained on {ckpt['args']['data']}")
-
-
-# ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
 def main(args: Args) -> dict[str, Any]:
@@ -221,6 +208,8 @@ def main(args: Args) -> dict[str, Any]:
     # oneDNN's preferred layout: with bf16 it roughly halves the conv time on a CPU.
     model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    run.record(encoder_record=encoder_record("atari_cnn", frames.shape[1:], "unit", "encoder",
+                                             description=f"ST-DIM AtariCNN pretrained on {args.data}"))
     step, history = run.restore(encoder=model.encoder, global_local=model.global_local,
                                 local_local=model.local_local, optimizer=opt, pair_rng=pair_gen,
                                 counters=dict(step=0, history={"step": [], "loss": [], "global_local": [],
@@ -294,7 +283,6 @@ def main(args: Args) -> dict[str, Any]:
             "loss_chance": round(chance, 4), **counts,
         }
         if history["step"]:
-            from rlgen.gen.common import save_curves
 
             path = save_curves(run_dir / "loss_curve.png",
                                {"total": (history["step"], history["loss"]),
@@ -306,10 +294,9 @@ def main(args: Args) -> dict[str, Any]:
         results = [f"final InfoNCE loss {summary['final_loss']:.3f} nats (chance {chance:.3f}) after {step:,} steps, "
                    f"{summary['train_minutes']:.1f} min of training"] if summary["final_loss"] is not None else []
         if args.probe:
-            from rlgen.selfsup.atari_probe import format_table, probe_encoder
 
             with run.after_clock:
-                frozen = encoder_from_checkpoint(checkpoint.load(run_dir, algo=ALGO), device)
+                frozen = load_encoder(run_dir, device)
                 probe_bar = tracker.progress(100, unit="epoch", desc="final evaluation (AtariARI probe)")
                 res = probe_encoder(frozen, game_of(args.data), frames=args.frames, seed=args.split_seed,
                                     data_seed=args.data_seed, log=lambda m: print(m, flush=True), bar=probe_bar)

@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen import cli
+from rlgen.augment import augment, default_recipe, recipe_by_name
+from rlgen.encoders import encoder_record
 from rlgen.errors import UsageError
 from rlgen.lifecycle import Run
 from rlgen.nets import make_backbone
-from rlgen.selfsup.augment import augment, default_recipe, recipe_by_name
 from rlgen.selfsup.common import EpochOrder, check_names, cosine_lr, embed, load_pretrain_data
 from rlgen.track import RunArgs
 from rlgen.utils import seed_everything
@@ -80,6 +81,8 @@ def main(args: Args) -> dict[str, Any]:
                                   weight_decay=args.weight_decay)
     gen = torch.Generator().manual_seed(args.seed)  # batches and augmentation
     order = EpochOrder(len(data.train), gen)
+    run.record(encoder_record=encoder_record(args.backbone, image_shape, "unit", "encoder",
+                                             description=f"supervised {args.backbone} backbone"))
     step = run.restore(encoder=encoder, head=head, optimizer=optimizer, gen=gen, order=order, counters=dict(step=0))
     budget = args.minutes * 60 if args.minutes is not None else math.inf
     with run.start(bar_keys=("loss",)) as tracker:

@@ -5,7 +5,7 @@ backbone built by name, or the encoder of any rlgen run folder (ST-DIM, SimCLR, 
 can sit in front of SB3's DQN, PPO or A2C::
 
     from stable_baselines3 import PPO
-    from rlgen.nets.sb3 import RlgenExtractor
+    from rlgen.rl.sb3 import RlgenExtractor
 
     PPO("CnnPolicy", env, policy_kwargs=dict(features_extractor_class=RlgenExtractor,
                                              features_extractor_kwargs=dict(backbone="nature_cnn")))
@@ -24,6 +24,7 @@ import gymnasium as gym
 import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
+from rlgen.encoders import load_fitting_encoder
 from rlgen.errors import UsageError
 from rlgen.nets.backbones import make_backbone
 
@@ -37,7 +38,6 @@ class RlgenExtractor(BaseFeaturesExtractor):
         shape = tuple(observation_space.shape)
         self.images = len(shape) == 3
         if encoder is not None:
-            from rlgen.selfsup.encoders import load_fitting_encoder
 
             enc = load_fitting_encoder(encoder, shape, "encoder", "the observations")
             net, prepare, out_dim = enc.net, enc.prepare, enc.out_dim
