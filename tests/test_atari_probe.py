@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlgen import checkpoint
+from rlgen.encoders import load_encoder
 from rlgen.errors import UsageError
 from rlgen.nets import make_backbone
 from rlgen.selfsup import atari_probe as ap
@@ -296,7 +297,7 @@ def test_tiny_stdim_run_learns_and_its_encoder_can_be_probed(run_dir, capsys):
     assert summary["algo"] == "stdim" and summary["steps"] == 40 and (run_dir / "loss_curve.png").exists()
     # Pretraining saw only the probe's train episodes.
     assert summary["train_episodes"] < len(torch.unique(ap.load_atari_frames("breakout", n=FRAMES).episode))
-    frozen = stdim.encoder_from_checkpoint(checkpoint.load(run_dir, algo="stdim"), torch.device("cpu"))
+    frozen = load_encoder(run_dir)
     assert frozen.out_dim == 256 and tuple(frozen.input_shape) == (1, 210, 160) and frozen.algo == "stdim"
     assert not any(p.requires_grad for p in frozen.net.parameters())
     res = ap.main(ap.Args(game="breakout", checkpoint=str(run_dir), frames=FRAMES, epochs=2,
