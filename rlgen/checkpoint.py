@@ -52,7 +52,9 @@ def load(run_dir_or_file: str | os.PathLike, *, algo: str | tuple[str, ...] | No
         hint = " (the folder holds no checkpoint.pt)" if Path(run_dir_or_file).is_dir() else ""
         raise UsageError(f"no checkpoint at {path}{hint}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        # mmap: tensors are read from the file when used, so a caller that needs a few (an encoder from a DQN
+        # checkpoint that also holds a 0.7 GB replay) never reads the rest
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(f"{path} is not a readable checkpoint (truncated or corrupt: {first[:120]})") from None

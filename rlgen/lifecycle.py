@@ -185,7 +185,8 @@ class Run(Generic[A]):
     def restore(self, counters: dict[str, Any] | None = None, **objects: Any) -> Any:
         """Register the objects a checkpoint keeps (modules, optimizers, schedulers, replays, NumPy or torch
         generators: anything with ``state_dict``) and, on resume, load their saved state; the global RNGs come
-        back too. Returns the ``counters`` (plain values such as step, history), saved ones on resume, as a
+        back too; their saved states are then dropped from :attr:`ckpt`, which keeps only plain values. Returns
+        the ``counters`` (plain values such as step, history), saved ones on resume, as a
         tuple in the order given (a single value when there is one)."""
         self._objects.update(objects)
         counters = dict(counters or {})
@@ -195,7 +196,8 @@ class Run(Generic[A]):
                     raise UsageError(f"--resume {self.args.resume}: the checkpoint holds no {name!r} (written by "  # type: ignore[attr-defined]
                                      "another rlgen version?); start a new run")
                 try:
-                    _load_into(obj, self.ckpt[name])
+                    # the loaded state leaves the checkpoint dict: no second copy (an Atari replay is 0.7 GB)
+                    _load_into(obj, self.ckpt.pop(name))
                 except (ValueError, RuntimeError, KeyError) as err:
                     first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
                     raise UsageError(f"--resume {self.args.resume}: the checkpoint's {name} does not fit this "  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from rlgen import cli
+from rlgen.errors import UsageError
 from rlgen.rl import dqn
 from rlgen.rl.replay import Batch
 from rlgen.track import read_metrics
@@ -340,3 +341,11 @@ def test_resume_with_a_larger_budget_ends_at_it(tmp_path, bad_input):
     summary = dqn.main(cli.parse(dqn.Args, ["--resume", str(run_dir), "--total-steps", "1800"]))
     assert summary["env_steps"] == 1800
     assert json.loads((run_dir / "config.json").read_text())["total_steps"] == 1800
+
+
+@pytest.mark.parametrize("kw,words", [(dict(env="Breakout", stop_on_solve=True), "--stop-on-solve"),
+                                      (dict(env="CartPole", sticky_actions=True), "--sticky-actions")])
+def test_a_flag_that_would_do_nothing_is_refused(tmp_path, kw, words):
+    with pytest.raises(UsageError, match=words):
+        dqn.main(dqn.Args(run_dir=str(tmp_path / "run"), **kw))
+    assert not (tmp_path / "run").exists()

@@ -26,8 +26,13 @@ class Backbone(nn.Module):
 
 
 def _flat_size(body: nn.Module, input_shape: Sequence[int]) -> tuple[int, tuple[int, ...]]:
+    """The flattened size and map shape ``body`` gives for one input. The dummy pass runs in eval mode, so a
+    fresh BatchNorm keeps its initial running statistics (mean 0, variance 1) instead of one zero batch's."""
+    mode = body.training
+    body.eval()
     with torch.no_grad():
         out = body(torch.zeros(1, *input_shape))
+    body.train(mode)
     return out[0].numel(), tuple(out.shape[1:])
 
 

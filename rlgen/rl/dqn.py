@@ -282,6 +282,12 @@ def resolve_args(args: Args) -> Args:
         raise UsageError(f"--augment shifts image observations; {env_id} has vector observations")
     if a.freeze_encoder and not a.encoder:
         raise UsageError("--freeze-encoder needs --encoder RUN_DIR (the encoder to keep fixed)")
+    if atari and a.stop_on_solve:
+        raise UsageError(f"--stop-on-solve ends training at the environment's reward threshold; {env_id} has none "
+                         "(accepted on environments with a threshold, such as CartPole)")
+    if not atari and a.sticky_actions:
+        raise UsageError(f"--sticky-actions repeats actions in Atari games; {env_id} is not one "
+                         "(accepted: an ALE game such as Breakout)")
     if atari:
         check_replay_args(a.buffer_size, a.num_envs, a.batch_size, n_step=a.n_step, gamma=a.gamma)
         if a.backbone == "mlp":

@@ -152,49 +152,82 @@ def evaluate(act: Callable[[np.ndarray], np.ndarray], make: Callable[[], gym.Env
     replaced by a uniformly random one with that probability (drawn from a generator seeded with
     ``seed``). Running the episodes together lets the policy act on one batch per step.
     """
-    envs = [make() for _ in range(episodes)]
-    rng = np.random.default_rng(seed)
-    obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])
-    n_actions = int(envs[0].action_space.n)
-    returns = np.zeros(episodes)
-    alive = np.ones(episodes, dtype=bool)
-    while alive.any():
-        idx = np.flatnonzero(alive)
-        actions = np.asarray(act(obs[idx]))
-        if epsilon > 0:
-            explore = rng.random(len(idx)) < epsilon
-            actions = np.where(explore, rng.integers(0, n_actions, len(idx)), actions)
-        for j, i in enumerate(idx):
-            o, r, term, trunc, _ = envs[i].step(int(actions[j]))
-            returns[i] += r
-            obs[i] = o
-            if term or trunc:
-                alive[i] = False
-    for e in envs:
-        e.close()
+    envs: list[gym.Env] = []
+    try:
+        for _ in range(episodes):
+            envs.append(make())
+        rng = np.random.default_rng(seed)
+        obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])
+        n_actions = int(envs[0].action_space.n)
+        returns = np.zeros(episodes)
+        alive = np.ones(episodes, dtype=bool)
+        while alive.any():
+            idx = np.flatnonzero(alive)
+            actions = np.asarray(act(obs[idx]))
+            if epsilon > 0:
+                explore = rng.random(len(idx)) < epsilon
+                actions = np.where(explore, rng.integers(0, n_actions, len(idx)), actions)
+            for j, i in enumerate(idx):
+                o, r, term, trunc, _ = envs[i].step(int(actions[j]))
+                returns[i] += r
+                obs[i] = o
+                if term or trunc:
+                    alive[i] = False
+    finally:
+        for e in envs:
+            e.close()
     return returns
+
+
+class EpisodeFrames:
+    """The rendered frames of one episode that a GIF of at most ``max_frames`` can show, chosen while it runs.
+
+    Every ``stride``-th frame is kept, the stride doubling (and every other kept frame dropped) whenever
+    ``2 · max_frames`` are held, and the episode's last frame always: an Atari game played to its 27,000-step
+    cap holds at most ``2 · max_frames + 1`` screens instead of all of them (about 2.7 GB).
+    """
+
+    def __init__(self, max_frames: int = 250) -> None:
+        self.max_frames, self.count, self.stride = max_frames, 0, 1
+        self._kept: list[tuple[int, np.ndarray]] = []
+
+    def add(self, render: Callable[[], np.ndarray], last: bool = False) -> None:
+        """Count one frame; ``render()`` is called only when the frame is kept."""
+        t, self.count = self.count, self.count + 1
+        if t % self.stride and not last:
+            return
+        self._kept.append((t, render()))
+        if len(self._kept) > 2 * self.max_frames:
+            self.stride *= 2
+            self._kept = [(i, f) for i, f in self._kept if i % self.stride == 0 or i == t]
+
+    def frames(self) -> list[np.ndarray]:
+        """At most ``max_frames`` of the kept frames, evenly spaced over the episode."""
+        frames = [f for _, f in self._kept]
+        if len(frames) > self.max_frames:
+            keep = np.linspace(0, len(frames) - 1, self.max_frames).round().astype(int)
+            frames = [frames[i] for i in keep]
+        return frames
 
 
 def record_episode(act: Callable[[np.ndarray], np.ndarray], make_render: Callable[[], gym.Env], seed: int,
                    epsilon: float = 0.0, max_frames: int = 250) -> tuple[list[np.ndarray], float]:
-    """Frames (``env.render()`` arrays, at most ``max_frames``, evenly thinned) and the return of one episode.
-
-    ``make_render`` builds the environment with ``render_mode="rgb_array"``.
-    """
+    """Frames (``env.render()`` arrays, at most ``max_frames``, evenly spaced; see :class:`EpisodeFrames`) and
+    the return of one episode. ``make_render`` builds the environment with ``render_mode="rgb_array"``."""
     env = make_render()
-    rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
-    frames, total, done = [env.render()], 0.0, False
-    while not done:
-        action = int(np.asarray(act(np.asarray(obs)[None]))[0])
-        if epsilon > 0 and rng.random() < epsilon:
-            action = int(rng.integers(0, env.action_space.n))
-        obs, r, term, trunc, _ = env.step(action)
-        total += float(r)
-        done = term or trunc
-        frames.append(env.render())
-    env.close()
-    if len(frames) > max_frames:
-        keep = np.linspace(0, len(frames) - 1, max_frames).round().astype(int)
-        frames = [frames[i] for i in keep]
-    return frames, total
+    try:
+        rng = np.random.default_rng(seed)
+        obs, _ = env.reset(seed=seed)
+        frames, total, done = EpisodeFrames(max_frames), 0.0, False
+        frames.add(env.render)
+        while not done:
+            action = int(np.asarray(act(np.asarray(obs)[None]))[0])
+            if epsilon > 0 and rng.random() < epsilon:
+                action = int(rng.integers(0, env.action_space.n))
+            obs, r, term, trunc, _ = env.step(action)
+            total += float(r)
+            done = term or trunc
+            frames.add(env.render, last=done)
+    finally:
+        env.close()
+    return frames.frames(), total

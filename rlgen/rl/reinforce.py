@@ -50,6 +50,7 @@ from rlgen.track import RunArgs
 from rlgen.utils import seed_everything
 
 ALGO = "reinforce"
+GIF_FRAMES = 250  # the most frames the end-of-run GIF shows
 
 
 @dataclass
@@ -390,8 +391,10 @@ def main(args: Args) -> dict[str, Any]:
                                           title=f"REINFORCE on {args.env} (seed {args.seed})",
                                           extra={f"moving average (α = {EMA_ALPHA})": (episodes_axis, history["ema"])})
         tracker.log_image("learning_curve", curve)
-        if frames:
-            gif = plots.save_episode_gif(run_dir / "greedy_episode.gif", frames, fps=30, max_frames=250)
+        if frames.count:
+            # 30 frames a second of play, whatever share of the frames the GIF shows
+            fps = max(1, 30 // -(-frames.count // GIF_FRAMES))
+            gif = plots.save_episode_gif(run_dir / "greedy_episode.gif", frames.frames(), fps=fps)
             if gif is not None:
                 tracker.log_video("greedy_episode", gif)
         summary = {
@@ -465,28 +468,30 @@ def update(policy: Net, value: Net | None, pi_opt: torch.optim.Optimizer, v_opt:
 
 
 def evaluate(policy: Net, args: Args, device: torch.device, episodes: int, seed: int,
-             record: bool = False, bar: Any = None) -> tuple[np.ndarray, list[np.ndarray]]:
+             record: bool = False, bar: Any = None) -> tuple[np.ndarray, envlib.EpisodeFrames]:
     """Greedy (arg-max) returns of ``episodes`` episodes, episode i reset with ``seed + i``; with
     ``record``, the rgb frames of the first one; ``bar`` (a progress bar) advances once per episode."""
     env = make_env(args, render=record)
     act: Callable[[np.ndarray], int] = lambda o: int(  # noqa: E731
         policy(torch.as_tensor(np.asarray(o)[None], device=device)).argmax(-1).item())
-    returns, frames = np.zeros(episodes), []
-    with torch.inference_mode():
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            if record and i == 0:
-                frames.append(env.render())
-            done = False
-            while not done:
-                obs, r, terminated, truncated, _ = env.step(act(obs))
-                returns[i] += float(r)
-                done = terminated or truncated
+    returns, frames = np.zeros(episodes), envlib.EpisodeFrames(GIF_FRAMES)
+    try:
+        with torch.inference_mode():
+            for i in range(episodes):
+                obs, _ = env.reset(seed=seed + i)
                 if record and i == 0:
-                    frames.append(env.render())
-            if bar is not None:
-                bar.update(1)
-    env.close()
+                    frames.add(env.render)
+                done = False
+                while not done:
+                    obs, r, terminated, truncated, _ = env.step(act(obs))
+                    returns[i] += float(r)
+                    done = terminated or truncated
+                    if record and i == 0:
+                        frames.add(env.render, last=done)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        env.close()
     return returns, frames
 
 

@@ -177,9 +177,18 @@ def all_mean(value: float) -> float:
     _, size = world()
     if size == 1:
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64, device=reduction_device())
     dist.all_reduce(t)
     return float(t.item()) / size
+
+
+def reduction_device(backend: str | None = None) -> torch.device:
+    """Where a collective's tensors must live: NCCL reduces only CUDA tensors (on this process's GPU), gloo and
+    the others reduce CPU tensors. ``backend`` defaults to the process group's."""
+    backend = str(backend or dist.get_backend()).lower()
+    if backend == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 @torch.no_grad()
