@@ -392,6 +392,27 @@ def test_zip_matches_folder_and_resizes(tmp_path):
     assert small.shape[1:] == (3, 8, 8)
 
 
+def test_zip_members_are_read_through_one_closed_handle_and_capped(tmp_path, monkeypatch):
+    from rlgen.data import folder as folder_source
+
+    files = mixed_images()
+    archive = write_zip(tmp_path / "pics.zip", files, prefix="anime/")
+    opened = []
+
+    class Tracked(zipfile.ZipFile):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            opened.append(self)
+
+    monkeypatch.setattr(folder_source.zipfile, "ZipFile", Tracked)
+    with pytest.warns(UserWarning):
+        load(f"folder:{archive}", "train", root=tmp_path / "cache")
+    assert opened and all(zf.fp is None for zf in opened)  # every handle closed after the load
+    monkeypatch.setattr(folder_source, "MAX_MEMBER_BYTES", 40)  # a member larger than this is a zip bomb
+    with pytest.warns(UserWarning), pytest.raises(DataFileError, match=r"pics\.zip:anime/.*limit"):
+        load(f"folder:{archive}", "train", root=tmp_path / "cache2")
+
+
 def test_flat_greyscale_folder_and_size_rules(tmp_path):
     rng = np.random.default_rng(2)
     files = {f"g{i}.png": _png(Image.fromarray(rng.integers(0, 256, (9, 9), dtype=np.uint8), "L"))

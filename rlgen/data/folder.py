@@ -55,10 +55,42 @@ def _hidden(rel: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in PurePosixPath(rel).parts)
 
 
-def _list(path: Path) -> tuple[list[tuple[str, Callable[[], bytes]]], list[str], str]:
+MAX_MEMBER_BYTES = 64 << 20
+"""The largest zip member read: a larger one (or one whose header understates it) is refused, so a zip bomb
+cannot fill memory."""
+
+
+class _ZipMembers:
+    """Reads the members of one zip archive through a single handle, opened at the first read; ``close()``
+    ends it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self._zf = path, None
+
+    def read(self, info: zipfile.ZipInfo) -> bytes:
+        where = f"{self.path}:{info.filename}"
+        if info.file_size > MAX_MEMBER_BYTES:
+            raise DataFileError(f"{where}: {info.file_size:,} bytes uncompressed, over the "
+                                f"{MAX_MEMBER_BYTES:,}-byte limit for one image")
+        if self._zf is None:
+            self._zf = zipfile.ZipFile(self.path)
+        with self._zf.open(info) as fh:
+            data = fh.read(MAX_MEMBER_BYTES + 1)  # bounded even when the header lies about the size
+        if len(data) > MAX_MEMBER_BYTES:
+            raise DataFileError(f"{where}: over the {MAX_MEMBER_BYTES:,}-byte limit for one image")
+        return data
+
+    def close(self) -> None:
+        if self._zf is not None:
+            self._zf.close()
+            self._zf = None
+
+
+def _list(path: Path) -> tuple[list[tuple[str, Callable[[], bytes]]], list[str], str, Callable[[], None]]:
     """(image files as (relative path, reader)), skipped non-image paths, and a fingerprint of the listing."""
     entries: list[tuple[str, Callable[[], bytes]]] = []
     skipped: list[str] = []
+    close: Callable[[], None] = lambda: None  # noqa: E731
     digest = hashlib.sha1()
     if path.is_dir():
         for dirpath, dirnames, filenames in os.walk(path):
@@ -78,16 +110,18 @@ def _list(path: Path) -> tuple[list[tuple[str, Callable[[], bytes]]], list[str],
         st = path.stat()
         digest.update(f"zip\0{st.st_size}\0{st.st_mtime_ns}".encode())
         try:
-            zf = zipfile.ZipFile(path)
-            infos = sorted((i for i in zf.infolist() if not i.is_dir()), key=lambda i: i.filename)
+            with zipfile.ZipFile(path) as zf:
+                infos = sorted((i for i in zf.infolist() if not i.is_dir()), key=lambda i: i.filename)
         except (zipfile.BadZipFile, OSError) as err:
             raise DataFileError(f"{path}: unreadable zip file ({err})") from None
+        members = _ZipMembers(path)
+        close = members.close
         for info in infos:
             rel = info.filename
             if _hidden(rel):
                 continue
             if PurePosixPath(rel).suffix.lower() in IMAGE_SUFFIXES:
-                entries.append((rel, lambda i=info: zf.read(i)))
+                entries.append((rel, lambda i=info: members.read(i)))
             else:
                 skipped.append(rel)
     elif path.exists():
@@ -95,7 +129,7 @@ def _list(path: Path) -> tuple[list[tuple[str, Callable[[], bytes]]], list[str],
     else:
         raise UsageError(f"folder:{path}: no such directory or zip file")
     entries.sort(key=lambda e: e[0])
-    return entries, sorted(skipped), digest.hexdigest()
+    return entries, sorted(skipped), digest.hexdigest(), close
 
 
 def fingerprint(arg: str) -> str:
@@ -184,14 +218,17 @@ def _load_folder(root: Path, split: str, cache: bool, arg: str | None, size: int
     path = Path(arg).expanduser().resolve()
     if size is not None:
         size = check_positive_int(f"folder:{arg}", "size", size)
-    entries, skipped, fingerprint = _list(path)
+    entries, skipped, fingerprint, close = _list(path)
     if not entries:
         raise UsageError(f"folder:{path}: no PNG or JPEG images found"
                          + (f" (only {len(skipped)} other file(s))" if skipped else ""))
     key = {"path": str(path), "size": size, "split": split, "files": fingerprint}
 
     def build() -> dict[str, np.ndarray]:
-        arrays, classes = _build(path, entries, skipped, split, size)
+        try:
+            arrays, classes = _build(path, entries, skipped, split, size)
+        finally:
+            close()
         if classes is not None:
             arrays["classes"] = np.array(classes)
         return arrays
