@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from rlgen.errors import UsageError
 from rlgen.rl import reinforce as rf
 
 
@@ -162,3 +163,11 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, bad_input):
     run_dir = tmp_path / "never"
     bad_input(rf.main, rf.Args, [*argv, "--run-dir", str(run_dir)], message)
     assert not run_dir.exists()
+
+
+def test_pongs_preprocessing_is_refused_on_another_game_and_the_default_follows_the_game(tmp_path):
+    with pytest.raises(UsageError, match="--preprocess karpathy"):
+        rf.main(rf.Args(env="Breakout", preprocess="karpathy", run_dir=str(tmp_path / "r")))
+    assert not (tmp_path / "r").exists()
+    assert rf.resolve(rf.Args(env="Breakout"))[0].preprocess == "stack"
+    assert rf.resolve(rf.Args(env="Pong"))[0].preprocess == "karpathy"

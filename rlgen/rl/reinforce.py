@@ -81,8 +81,9 @@ class Args(RunArgs):
     """backbone from rlgen.nets (mlp, nature_cnn, convnet; default mlp for vectors, nature_cnn for pixels)"""
     hidden: str | None = None
     """hidden widths of the mlp backbone, comma-separated"""
-    preprocess: Literal["karpathy", "stack"] = "karpathy"
-    """Atari frames: karpathy (80×80 difference of binarised frames) or stack (84×84 grey, 4 stacked)"""
+    preprocess: Literal["karpathy", "stack"] | None = None
+    """Atari frames: karpathy (Pong only: 80×80 difference of binarised frames, Pong's crop and colours) or stack
+    (84×84 grey, 4 stacked, any game); default karpathy for Pong, stack for every other game"""
     max_episode_steps: int | None = None
     """cap on agent steps per episode (default: the registry's time limit)"""
     solve_threshold: float | None = None
@@ -267,6 +268,12 @@ def resolve(args: Args) -> tuple[Args, dict[str, Any]]:
     table = {**DEFAULTS["*"], **DEFAULTS.get("atari" if atari else env_id, {})}
     filled = {k: (getattr(args, k) if getattr(args, k) is not None else table[k]) for k in RESOLVED}
     args = dataclasses.replace(args, env=env_id, **filled)
+    if atari:
+        pong = env_id == resolve_atari_id("Pong")
+        if args.preprocess == "karpathy" and not pong:
+            raise UsageError(f"--preprocess karpathy crops and colours Pong's screen; {env_id} is another game "
+                             "(accepted there: --preprocess stack)")
+        args = dataclasses.replace(args, preprocess=args.preprocess or ("karpathy" if pong else "stack"))
     cli.check_numbers(args)  # the per-environment values filled in just now, and every flag given
     hidden = cli.int_list(args.hidden, "hidden")
     env = make_env(args)
