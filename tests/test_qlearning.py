@@ -201,3 +201,18 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, bad_input):
     run_dir = tmp_path / "never"
     bad_input(ql.main, ql.Args, [*argv, "--run-dir", str(run_dir)], message)
     assert not run_dir.exists()
+
+
+def test_every_file_a_run_writes_is_written_whole_by_a_rename(tmp_path, monkeypatch):
+    import os
+
+    from rlgen import utils
+
+    renamed = []
+    real = os.replace
+    monkeypatch.setattr(utils.os, "replace", lambda src, dst: (renamed.append(os.path.basename(dst)), real(src, dst)))
+    run_dir = tmp_path / "run"
+    ql.main(ql.Args(env="FrozenLake", slippery=False, seed=0, run_dir=str(run_dir), episodes=300, eval_episodes=5))
+    written = {p.name for p in run_dir.iterdir() if p.is_file() and p.name != "metrics.jsonl"}
+    assert {"q_table.npz", "policy.txt"} <= written
+    assert written <= set(renamed), written - set(renamed)  # nothing written in place, where a reader sees half

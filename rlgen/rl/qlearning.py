@@ -48,7 +48,7 @@ from rlgen.errors import UsageError
 from rlgen.lifecycle import Run
 from rlgen.rl import envs as envlib
 from rlgen.track import RunArgs
-from rlgen.utils import seed_everything, write_json
+from rlgen.utils import atomic_open, atomic_write_bytes, seed_everything, write_json
 
 ALGO = "qlearning"
 
@@ -572,7 +572,8 @@ def save_policy_png(path: Path, policy: np.ndarray, values: np.ndarray, problem:
     ax.set_yticks([])
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_open(path) as fh:
+        fig.savefig(fh, format="png")
     plt.close(fig)
     return path
 
@@ -674,11 +675,12 @@ def main(args: Args) -> dict[str, Any]:
 
         # -- artefacts -----------------------------------------------------------------------------
         extra = {"optimal_q": optimal_q} if optimal_q is not None else {}
-        np.savez(run_dir / "q_table.npz", q=q_arr, policy=policy, visits=np.asarray(visits), **extra)
+        with atomic_open(run_dir / "q_table.npz") as fh:
+            np.savez(fh, q=q_arr, policy=policy, visits=np.asarray(visits), **extra)
         write_json(run_dir / "policy.json", {"env": problem.env_id, "policy": policy.tolist()})
         text = policy_text(policy, problem)
         if text is not None:
-            (run_dir / "policy.txt").write_text(text, encoding="utf-8")
+            atomic_write_bytes(run_dir / "policy.txt", text.encode("utf-8"))
             png = save_policy_png(run_dir / "policy.png", policy, q_arr.max(axis=1), problem,
                                   f"greedy policy, {problem.env_id}")
             tracker.log_image("policy", png)
