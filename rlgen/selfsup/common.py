@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.distributed as dist
@@ -26,6 +26,7 @@ from rlgen.lifecycle import Run
 from rlgen.nets import BACKBONES
 from rlgen.plots import save_learning_curve
 from rlgen.selfsup.losses import world
+from rlgen.track import RunArgs
 from rlgen.utils import seed_everything, use_amp, warmup_cosine
 
 
@@ -266,6 +267,49 @@ def with_default_lr(args: Any) -> Any:
     if args.lr is None:
         return dataclasses.replace(args, lr=LR_BY_BACKBONE.get(args.backbone, DEFAULT_LR))
     return args
+
+
+@dataclasses.dataclass
+class PretrainArgs(RunArgs):
+    """The flags of the contrastive pretraining commands (simclr, moco); each adds its own loss's."""
+
+    THREADS: ClassVar[int] = 2
+
+    data: str = "mnist5k"
+    """dataset (mnist5k, mnist, fashion-mnist, cifar10, faces, folder:PATH, atari-frames:GAME, atari-stacks:GAME)"""
+    backbone: str = "convnet"
+    """encoder by name from rlgen.nets (convnet, resnet18, atari_cnn, mlp, nature_cnn, nature_cnn_same)"""
+    recipe: str = "auto"
+    """augmentation recipe (digits, fashion, cifar, color, frames, dqn); auto picks the data's default"""
+    pairs: Literal["augment", "temporal"] = "augment"
+    """positives: two views of one image, or (frame data) views of nearby frames of one episode"""
+    max_gap: int = 4
+    """temporal pairs: the partner is 1..max-gap frames away"""
+    frames: int | None = None
+    """atari-frames / atari-stacks: how many training frames to collect (default: the dataset's)"""
+    proj_hidden: int = 512
+    """projection head hidden width"""
+    proj_dim: int = 128
+    """projection head output width (the space the contrastive loss works in)"""
+    total_steps: int = 3000
+    """optimizer steps (sets the learning-rate schedule)"""
+    minutes: float | None = None
+    """pretraining wall-time budget; when given, the schedule follows elapsed time (default: no time limit)"""
+    batch_size: int = 256
+    """global batch (pairs per step, over all processes)"""
+    lr: float | None = None
+    """peak AdamW learning rate, warm-up then cosine to zero (default: 2e-3; 2e-4 for nature_cnn and
+    nature_cnn_same, whose 7,744×512 layer left the loss at chance on Pong at 2e-3)"""
+    weight_decay: float = 1e-4
+    """AdamW weight decay"""
+    knn_every: int = 500
+    """optimizer steps between kNN-monitor evaluations (cosine, k 200, τ 0.1, on the held-out split)"""
+    log_every: int = 20
+    """optimizer steps between logged losses"""
+    checkpoint_every: int = 1000
+    """optimizer steps between checkpoints (0: only at the end)"""
+    amp: Literal["auto", "on", "off"] = "auto"
+    """bfloat16 autocast for the encoder (auto: on CUDA and on CPUs with bf16 matrix units); the loss stays float32"""
 
 
 def check_common(args: Any) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,10 +28,18 @@ from rlgen import cli
 from rlgen.errors import UsageError
 from rlgen.lifecycle import Run
 from rlgen.nets import polyak_update
-from rlgen.selfsup.common import Method, check_common, launch_rank, local_slice, prepare, pretrain, with_default_lr
+from rlgen.selfsup.common import (
+    Method,
+    PretrainArgs,
+    check_common,
+    launch_rank,
+    local_slice,
+    prepare,
+    pretrain,
+    with_default_lr,
+)
 from rlgen.selfsup.losses import InfoNCEQueueLoss, KeyQueue
 from rlgen.selfsup.simclr import SimCLR
-from rlgen.track import RunArgs
 
 ALGO = "moco"
 # What a continued run may change: its budget, its logging and monitor cadence.
@@ -39,21 +47,7 @@ RESUME_CHANGEABLE = frozenset({"total_steps", "minutes", "checkpoint_every", "lo
 
 
 @dataclasses.dataclass
-class Args(RunArgs):
-    THREADS: ClassVar[int] = 2
-
-    data: str = "mnist5k"
-    """dataset (mnist5k, mnist, fashion-mnist, cifar10, faces, folder:PATH, atari-frames:GAME, atari-stacks:GAME)"""
-    backbone: str = "convnet"
-    """encoder by name from rlgen.nets (convnet, resnet18, atari_cnn, mlp, nature_cnn, nature_cnn_same)"""
-    recipe: str = "auto"
-    """augmentation recipe (digits, fashion, cifar, color, frames, dqn); auto picks the data's default"""
-    pairs: Literal["augment", "temporal"] = "augment"
-    """positives: two views of one image, or (frame data) views of nearby frames of one episode"""
-    max_gap: int = 4
-    """temporal pairs: the partner is 1..max-gap frames away"""
-    frames: int | None = None
-    """atari-frames / atari-stacks: how many training frames to collect (default: the dataset's)"""
+class Args(PretrainArgs):
     queue_size: int = 4096
     """keys in the queue of negatives (a multiple of the global batch)"""
     momentum: float = 0.99
@@ -62,30 +56,6 @@ class Args(RunArgs):
     """InfoNCE temperature τ (MoCo v2 uses 0.2; 0.3 probed better on the 4,000 mnist5k images)"""
     bn_splits: int = 4
     """chunks with their own BatchNorm statistics (emulates MoCo's cross-GPU shuffle); 1: off"""
-    proj_hidden: int = 512
-    """projection head hidden width"""
-    proj_dim: int = 128
-    """projection head output width"""
-    total_steps: int = 3000
-    """optimizer steps (sets the learning-rate schedule)"""
-    minutes: float | None = None
-    """pretraining wall-time budget; when given, the schedule follows elapsed time (default: no time limit)"""
-    batch_size: int = 256
-    """global batch (pairs per step, over all processes)"""
-    lr: float | None = None
-    """peak AdamW learning rate, warm-up then cosine to zero (default: 2e-3; 2e-4 for nature_cnn and
-    nature_cnn_same, whose 7,744×512 layer brought the loss back to chance on Pong at 2e-3)"""
-    weight_decay: float = 1e-4
-    """AdamW weight decay"""
-    knn_every: int = 500
-    """steps between kNN-monitor evaluations (cosine, k 200, τ 0.1, on the held-out split)"""
-    log_every: int = 20
-    """steps between logged losses"""
-    checkpoint_every: int = 1000
-    """steps between checkpoints (0: only at the end)"""
-    amp: Literal["auto", "on", "off"] = "auto"
-    """bfloat16 autocast for the encoder (auto: on CUDA and on CPUs with bf16 matrix units); the loss stays float32"""
-
 
 def resolve(args: Args) -> Args:
     check_common(args)

@@ -23,7 +23,7 @@ DQN sees them) the pretrained trunk starts a DQN agent (the ATC idea, Stooke et 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,6 +33,7 @@ from rlgen.lifecycle import Run
 from rlgen.nets import ProjectionHead, make_backbone
 from rlgen.selfsup.common import (
     Method,
+    PretrainArgs,
     check_common,
     global_batchnorm,
     launch_rank,
@@ -42,7 +43,6 @@ from rlgen.selfsup.common import (
     with_default_lr,
 )
 from rlgen.selfsup.losses import NTXentLoss
-from rlgen.track import RunArgs
 
 ALGO = "simclr"
 # What a continued run may change: its budget, its logging and monitor cadence.
@@ -50,47 +50,9 @@ RESUME_CHANGEABLE = frozenset({"total_steps", "minutes", "checkpoint_every", "lo
 
 
 @dataclasses.dataclass
-class Args(RunArgs):
-    THREADS: ClassVar[int] = 2
-
-    data: str = "mnist5k"
-    """dataset (mnist5k, mnist, fashion-mnist, cifar10, faces, folder:PATH, atari-frames:GAME, atari-stacks:GAME)"""
-    backbone: str = "convnet"
-    """encoder by name from rlgen.nets (convnet, resnet18, atari_cnn, mlp, nature_cnn, nature_cnn_same)"""
-    recipe: str = "auto"
-    """augmentation recipe (digits, fashion, cifar, color, frames, dqn); auto picks the data's default"""
-    pairs: Literal["augment", "temporal"] = "augment"
-    """positives: two views of one image, or (frame data) views of nearby frames of one episode"""
-    max_gap: int = 4
-    """temporal pairs: the partner is 1..max-gap frames away"""
-    frames: int | None = None
-    """atari-frames / atari-stacks: how many training frames to collect (default: the dataset's)"""
+class Args(PretrainArgs):
     temperature: float = 0.5
     """NT-Xent temperature τ (0.5: the paper's CIFAR value)"""
-    proj_hidden: int = 512
-    """projection head hidden width"""
-    proj_dim: int = 128
-    """projection head output width (the space NT-Xent works in)"""
-    total_steps: int = 3000
-    """optimizer steps (sets the learning-rate schedule)"""
-    minutes: float | None = None
-    """pretraining wall-time budget; when given, the schedule follows elapsed time (default: no time limit)"""
-    batch_size: int = 256
-    """global batch (pairs per step, over all processes)"""
-    lr: float | None = None
-    """peak AdamW learning rate, warm-up then cosine to zero (default: 2e-3; 2e-4 for nature_cnn and
-    nature_cnn_same, whose 7,744×512 layer left the loss at chance on Pong at 2e-3)"""
-    weight_decay: float = 1e-4
-    """AdamW weight decay"""
-    knn_every: int = 500
-    """steps between kNN-monitor evaluations (cosine, k 200, τ 0.1, on the held-out split)"""
-    log_every: int = 20
-    """steps between logged losses"""
-    checkpoint_every: int = 1000
-    """steps between checkpoints (0: only at the end)"""
-    amp: Literal["auto", "on", "off"] = "auto"
-    """bfloat16 autocast for the encoder (auto: on CUDA and on CPUs with bf16 matrix units); the loss stays float32"""
-
 
 def resolve(args: Args) -> Args:
     check_common(args)
