@@ -50,12 +50,13 @@ ZOO = {
 CLEANRL = {"CartPole-v1": "488.7 ± 16.1", "Acrobot-v1": "−91.5 ± 7.2", "MountainCar-v0": "−195.0 ± 8.5"}
 
 
-def run_rlgen(env: str, seed: int, opts: argparse.Namespace) -> dict:
-    """rlgen's DQN with its defaults for ``env`` (evaluation schedule from the bench)."""
+def run_rlgen(env: str, seed: int, opts: argparse.Namespace, **speed: bool) -> dict:
+    """rlgen's DQN with its defaults for ``env`` (evaluation schedule from the bench); ``speed`` sets its speed
+    paths (``flat_params``, ``fused_clip``)."""
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         s = dqn.main(dqn.Args(env=env, seed=seed, eval_every=opts.eval_every, eval_episodes=opts.eval_episodes,
                               final_eval_episodes=opts.final_episodes, run_dir=f"{tmp}/run", wandb="disabled",
-                              gif=False, checkpoint_every=0))
+                              gif=False, checkpoint_every=0, **speed))
     return {"steps": s["solved_at_env_step"], "seconds": s["solved_at_train_seconds"],
             "cpu": s["solved_at_train_cpu_seconds"], "train_seconds": s["train_seconds"],
             "final": s["final_eval_return_mean"], "final_std": s["final_eval_return_std"],
@@ -123,15 +124,13 @@ def machine() -> str:
 
 def ablate(env: str, seeds: list[int], opts: argparse.Namespace) -> dict:
     """Time to first solve with each special path for speed turned off in turn (same process, same seeds)."""
-    variants = {"all on": {}, **{f"{name} off": {name: False} for name in dqn.FAST_PATHS},
-                "all off": dict.fromkeys(dqn.FAST_PATHS, False)}
-    saved = dict(dqn.FAST_PATHS)
+    paths = ("flat_params", "fused_clip")
+    variants = {"all on": {}, **{f"{name} off": {name: False} for name in paths},
+                "all off": dict.fromkeys(paths, False)}
     table: dict[str, list[dict]] = {v: [] for v in variants}
     for seed in seeds:  # seeds outermost, variants interleaved, so drift in machine speed hits all alike
         for v, change in variants.items():
-            dqn.FAST_PATHS.update({**saved, **change})
-            table[v].append(run_rlgen(env, seed, opts))
-        dqn.FAST_PATHS.update(saved)
+            table[v].append(run_rlgen(env, seed, opts, **change))
     base = median_solve(table["all on"], "seconds")
     print(f"\nSpecial paths of rlgen's DQN on {env} (seeds {seeds}; {machine()})")
     print(f"{'variant':>16} | {'median s to solve':>17} | {'vs all on':>9} | {'median train s':>14} | solve steps")

@@ -29,22 +29,12 @@ def machine() -> str:
 def norms_of_run(game: str, steps: int, seed: int) -> np.ndarray:
     """The global gradient norm of every update of the preset's first ``steps`` steps on ``game``, unclipped."""
     seen: list[float] = []
-    plain = dqn.clip_grad_norm
-
-    def recorded(params: list, max_norm: float):  # type: ignore[no-untyped-def]
-        norm = plain(params, max_norm)
-        seen.append(float(norm))
-        return norm
-
-    dqn.clip_grad_norm = recorded  # main binds it when it starts, so this is what it calls
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            dqn.main(dqn.Args(env=game, preset="atari100k", seed=seed, threads=0, wandb="disabled",
-                              total_steps=steps, max_grad_norm=1e9, eval_every=10**9, eval_episodes=1,
-                              final_eval_episodes=1, gif=False, checkpoint_every=10**9, save_replay=False,
-                              run_dir=str(Path(tmp) / "run")))
-    finally:
-        dqn.clip_grad_norm = plain
+    with tempfile.TemporaryDirectory() as tmp:
+        # a clip at 1e9 never acts, but makes each update measure its norm, which on_update hears
+        dqn.main(dqn.Args(env=game, preset="atari100k", seed=seed, threads=0, wandb="disabled",
+                          total_steps=steps, max_grad_norm=1e9, eval_every=10**9, eval_episodes=1,
+                          final_eval_episodes=1, gif=False, checkpoint_every=10**9, save_replay=False,
+                          run_dir=str(Path(tmp) / "run")), on_update=lambda _, norm: seen.append(norm))
     return np.array(seen)
 
 

@@ -349,3 +349,13 @@ def test_a_flag_that_would_do_nothing_is_refused(tmp_path, kw, words):
     with pytest.raises(UsageError, match=words):
         dqn.main(dqn.Args(run_dir=str(tmp_path / "run"), **kw))
     assert not (tmp_path / "run").exists()
+
+
+def test_the_speed_paths_are_parameters_that_change_no_number(tmp_path):
+    kw = dict(env="CartPole", total_steps=1200, learning_starts=200, eval_every=600, eval_episodes=2,
+              final_eval_episodes=3, gif=False, wandb="disabled")
+    fast = dqn.main(dqn.Args(run_dir=str(tmp_path / "fast"), **kw))
+    plain = dqn.main(dqn.Args(run_dir=str(tmp_path / "plain"), flat_params=False, fused_clip=False, **kw))
+    assert fast["updates"] > 0
+    for key in ("eval_return_mean", "best_eval_return", "updates"):
+        assert fast[key] == pytest.approx(plain[key], rel=1e-6), key

@@ -68,15 +68,12 @@ from rlgen.track import RunArgs
 from rlgen.utils import keep_freed_memory, seed_everything, use_amp
 
 ALGO = "dqn"
-# Special paths for speed, each switchable so that experiments/bench_dqn_cartpole.py --ablate can measure
-# what it buys: one flat parameter buffer for an MLP, and a gradient clip in fewer tensor calls.
-FAST_PATHS = {"flat": True, "clip": True}
 BEST_FILENAME = "best.pt"
 # The smallest batch of observations that acting runs in bf16 autocast when --amp is on (see act_greedy).
 AMP_MIN_BATCH = 8
 # What a resumed run may change: its budget, evaluation and checkpoint cadence, and what it writes at the end.
 RESUME_CHANGEABLE = frozenset({"total_steps", "eval_every", "eval_episodes", "final_eval_episodes",
-                               "checkpoint_every", "stop_on_solve", "gif"})
+                               "checkpoint_every", "stop_on_solve", "gif", "flat_params", "fused_clip"})
 
 
 @dataclass
@@ -173,6 +170,12 @@ class Args(RunArgs):
     27,000 steps, i.e. 108,000 frames, the cap of Machado et al. 2018 that the Atari 100k benchmark uses)."""
     compile: bool = False
     """torch.compile the Q-network (worth it for long Atari runs)."""
+    flat_params: bool = True
+    """Classic control: keep the MLP's weights in one flat buffer, so zeroing, clipping and Adam are one call each
+    (a speed path with the same numbers; experiments/bench_dqn_cartpole.py --ablate measures it)."""
+    fused_clip: bool = True
+    """Clip the gradient norm in a few tensor calls rather than with torch.nn.utils.clip_grad_norm_ (the same
+    numbers, faster for a small MLP; measured by experiments/bench_dqn_cartpole.py --ablate)."""
     amp: Literal["auto", "on", "off"] = "auto"
     """bfloat16 autocast for the network passes (auto: on for Atari where the CPU has bf16 units (AMX/AVX-512
     BF16) or on CUDA; off for classic control, whose small MLPs gain nothing)."""
@@ -539,8 +542,9 @@ def atari_task(args: Args, device: torch.device, env_seed: int) -> Task:
     return Task(pool, replay, q_net, prepare, make, None, record, augment)
 
 
-def main(args: Args) -> dict[str, Any]:
-    """Train, evaluate and save; returns the summary written to ``summary.json``."""
+def main(args: Args, on_update: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Train, evaluate and save; returns the summary written to ``summary.json``. ``on_update(updates, norm)``,
+    where given, hears the gradient's global norm before clipping after every update (with --max-grad-norm > 0)."""
     # Atari: Adam's decaying averages of idle weights reach the denormal range, which tripled Boxing's late updates
     run = Run(args, ALGO, what=args.env.split("-v")[0], changeable=RESUME_CHANGEABLE, check=resolve_args,
               denormals_as_zero=lambda a: is_atari(a.env))
@@ -564,7 +568,7 @@ def main(args: Args) -> dict[str, Any]:
     run.record(encoder_record={**task.encoder_record, "weights": "q_net" if avg_net is None else "avg_net"})
     # An MLP's update is bound by per-call overhead, so its weights live in one flat buffer: zeroing, clipping and
     # Adam are then one call each (a CNN keeps its channels-last weights).
-    flat = not atari and FAST_PATHS["flat"]
+    flat = not atari and args.flat_params
     params = [flatten_parameters(q_net)] if flat else [p for p in q_net.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.lr, eps=args.adam_eps, fused=device.type in ("cpu", "cuda"))
     learner = torch.compile(q_net) if args.compile else q_net
@@ -572,7 +576,7 @@ def main(args: Args) -> dict[str, Any]:
     # DrQ(ε)'s augmentation of replayed states and successors, each drawn on its own (seeded, resumable)
     aug_gen = torch.Generator().manual_seed(args.seed)
     prepare_train = (lambda frames: task.augment(frames, aug_gen)) if args.augment else prepare  # type: ignore[misc]
-    clip = clip_grad_norm if FAST_PATHS["clip"] else torch.nn.utils.clip_grad_norm_
+    clip = clip_grad_norm if args.fused_clip else torch.nn.utils.clip_grad_norm_
 
     # Everything a checkpoint keeps; on --resume it comes back here.
     kept: dict[str, Any] = dict(q_net=q_net, target_net=target_net, optimizer=optimizer, rng=rng)
@@ -648,7 +652,9 @@ def main(args: Args) -> dict[str, Any]:
                         optimizer.zero_grad(set_to_none=not flat)
                         loss.backward()
                         if args.max_grad_norm:
-                            clip(params, args.max_grad_norm)
+                            norm = clip(params, args.max_grad_norm)
+                            if on_update is not None:
+                                on_update(updates + 1, float(norm))
                         optimizer.step()
                         updates += 1
                         if not shared_target and updates % args.target_update == 0:
