@@ -42,7 +42,7 @@ def probe(run_root: Path, name: str, threads: int, **source: Any) -> dict[str, A
 
 def pretrain(row: str, seed: int, minutes: float, run_root: Path, threads: int, quick: bool,
              amp: str = "auto") -> dict[str, Any]:
-    """Train one encoder; returns its summary (``train_minutes`` is the pretraining wall time)."""
+    """Train one encoder; returns its summary (``train_seconds`` is the pretraining time)."""
     run_dir = str(run_root / f"{row}-seed{seed}")
     common = dict(run_dir=run_dir, wandb="disabled", threads=threads, seed=seed)
     if row in ("simclr", "moco"):
@@ -78,7 +78,7 @@ def mnist_section(args: argparse.Namespace, run_root: Path) -> list[dict[str, An
                                      seed=seed), 0.0
             else:
                 summary = pretrain(row, seed, args.minutes, run_root, args.threads, args.quick, args.amp)
-                minutes = float(summary.get("train_minutes", 0.0))
+                minutes = float(summary.get("train_seconds", 0.0)) / 60
                 res = probe(run_root, f"{row}-seed{seed}", args.threads, checkpoint=summary.get("run_dir")
                             or str(run_root / f"{row}-seed{seed}"))
             rows.append({"row": row, "seed": seed, "linear_top1": res["linear_top1"], "knn_top1": res["knn_top1"],
@@ -141,7 +141,7 @@ def atari_section(args: argparse.Namespace, run_root: Path) -> dict[str, Any]:
             budget = dict(minutes=None, total_steps=5) if args.quick else dict(minutes=args.atari_minutes)
             stdim.main(stdim.Args(data=f"atari-frames:{game.lower()}", frames=frames, run_dir=run_dir,
                                   wandb="disabled", threads=args.threads, **budget))  # type: ignore[arg-type]
-        minutes = json.loads((Path(run_dir) / "summary.json").read_text()).get("train_minutes")
+        minutes = json.loads((Path(run_dir) / "summary.json").read_text())["train_seconds"] / 60
         stdim_row = atari_probe.probe_encoder(load_encoder(run_dir), game, data=data,
                                               epochs=3 if args.quick else 100)
         rows = {"random-init": random_row, f"ST-DIM ({minutes:.1f} min)" if minutes else "ST-DIM": stdim_row}

@@ -290,11 +290,11 @@ TINY = dict(data="atari-frames:breakout", frames=FRAMES, batch_size=16, lr=1e-3,
 def test_tiny_stdim_run_learns_and_its_encoder_can_be_probed(run_dir, capsys):
     out = stdim.main(stdim.Args(run_dir=str(run_dir), total_steps=40, checkpoint_every=0, **TINY))
     curve = [row["loss"] for row in map(json.loads, open(run_dir / "metrics.jsonl"))]
-    assert out["steps"] == 40 and len(curve) == 8
+    assert out["updates"] == 40 and len(curve) == 8
     assert curve[-1] < curve[0] - 0.15 and curve[-1] == min(curve), curve  # down from about 2 ln 16 = 5.5
     assert curve[0] == pytest.approx(2 * math.log(16), abs=0.5)
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["algo"] == "stdim" and summary["steps"] == 40 and (run_dir / "loss_curve.png").exists()
+    assert summary["algo"] == "stdim" and summary["updates"] == 40 and (run_dir / "loss_curve.png").exists()
     # Pretraining saw only the probe's train episodes.
     assert summary["train_episodes"] < len(torch.unique(ap.load_atari_frames("breakout", n=FRAMES).episode))
     frozen = load_encoder(run_dir)
@@ -309,7 +309,7 @@ def test_tiny_stdim_run_learns_and_its_encoder_can_be_probed(run_dir, capsys):
     assert "paper: ST-DIM" in printed
     # Both runs end with their results in words (issue 16, bug 13).
     chance = 2 * math.log(16)
-    assert f"final InfoNCE loss {summary['final_loss']:.3f} nats (chance {chance:.3f}) after 40 steps" in printed
+    assert f"final InfoNCE loss {summary['final_loss']:.3f} nats (chance {chance:.3f}) after 40 updates" in printed
     assert f": mean weighted F1 {res['mean_f1']:.3f} (the mean over " in printed
 
 
@@ -321,7 +321,7 @@ def test_stdim_resume_after_kill_gives_the_same_encoder(tmp_path, kill_after_sav
         stdim.main(stdim.Args(run_dir=str(tmp_path / "b"), total_steps=6, checkpoint_every=3, **TINY))
     disarm()
     resumed = stdim.main(stdim.Args(resume=str(tmp_path / "b")))
-    assert resumed["steps"] == ref["steps"] == 6
+    assert resumed["updates"] == ref["updates"] == 6
     a, b = (checkpoint.load(tmp_path / r, algo="stdim")["encoder"] for r in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -35,13 +35,13 @@ TINY: dict[str, tuple[dict[str, Any], str, Any, Any, str, tuple[str, str]]] = {
                            "episodes", 10, 14, "episodes", ("--lr", "0.0123")),
     "rlgen.selfsup.stdim": (dict(data="atari-frames:breakout", frames=1400, batch_size=16, lr=1e-3, minutes=None,
                                  checkpoint_every=3, log_every=5, amp="off"),
-                            "total_steps", 6, 9, "steps", ("--batch-size", "8")),
+                            "total_steps", 6, 9, "updates", ("--batch-size", "8")),
     "rlgen.selfsup.simclr": (dict(data="mnist5k", batch_size=64, log_every=5, knn_every=10, checkpoint_every=10,
                                   threads=1),
-                             "total_steps", 30, 35, "steps", ("--batch-size", "32")),
+                             "total_steps", 30, 35, "updates", ("--batch-size", "32")),
     "rlgen.selfsup.moco": (dict(data="mnist5k", batch_size=64, log_every=5, knn_every=10, checkpoint_every=10,
                                 threads=1, queue_size=512),
-                           "total_steps", 30, 35, "steps", ("--batch-size", "32")),
+                           "total_steps", 30, 35, "updates", ("--batch-size", "32")),
     "rlgen.gen.vae": (dict(data="mnist5k", arch="mlp", hidden="64", latent_dim=4, batch_size=200, iwae_k=0,
                            eval_every=1, kl_warmup=0, checkpoint_every=1),
                       "epochs", 2, 3, "epochs", ("--batch-size", "100")),
@@ -52,7 +52,7 @@ TINY: dict[str, tuple[dict[str, Any], str, Any, Any, str, tuple[str, str]]] = {
                                 checkpoint_every=3, samples=2, completions=1),
                            "epochs", 2, 3, "epochs", ("--batch-size", "8")),
     "rlgen.selfsup.supervised": (dict(data="mnist5k", batch_size=64, log_every=5, checkpoint_every=10, threads=1),
-                                 "total_steps", 30, 35, "steps", ("--batch-size", "32")),
+                                 "total_steps", 30, 35, "updates", ("--batch-size", "32")),
 }
 
 

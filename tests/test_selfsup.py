@@ -161,7 +161,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, kill_after_s
     disarm()
     assert checkpoint.load(tmp_path / "cut")["step"] == 15
     resumed = mod.main(mod.Args(resume=str(tmp_path / "cut"), wandb="disabled"))
-    assert resumed["steps"] == 30 and resumed["resumes"] == 1
+    assert resumed["updates"] == 30 and resumed["resumes"] == 1
     assert resumed["final_loss"] == pytest.approx(full["final_loss"], abs=1e-6)
     a, b = checkpoint.load(tmp_path / "full")["encoder"], checkpoint.load(tmp_path / "cut")["encoder"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
@@ -181,8 +181,8 @@ def test_resume_with_a_larger_budget_ends_at_it(tmp_path, kill_after_saves, bad_
               "--data digits differs from the run being resumed")
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == saved
     summary = mod.main(mod.Args(resume=str(tmp_path / "run"), total_steps=35, wandb="disabled"))
-    assert summary["steps"] == 35 and checkpoint.load(tmp_path / "run")["step"] == 35
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 35
+    assert summary["updates"] == 35 and checkpoint.load(tmp_path / "run")["step"] == 35
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["updates"] == 35
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [5, 10, 15, 20, 25, 30, 35]
 
@@ -335,10 +335,10 @@ def test_supervised_resumes_and_ends_at_a_larger_budget(tmp_path, kill_after_sav
               "--lr 0.1 differs from the run being resumed")
     assert (tmp_path / "cut" / "checkpoint.pt").read_bytes() == saved
     resumed = supervised.main(supervised.Args(resume=str(tmp_path / "cut"), wandb="disabled"))
-    assert resumed["steps"] == 30 and resumed["end_to_end_top1"] == full["end_to_end_top1"]
+    assert resumed["updates"] == 30 and resumed["end_to_end_top1"] == full["end_to_end_top1"]
     a, b = checkpoint.load(tmp_path / "full")["encoder"], checkpoint.load(tmp_path / "cut")["encoder"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     longer = supervised.main(supervised.Args(resume=str(tmp_path / "cut"), total_steps=40, wandb="disabled"))
-    assert longer["steps"] == 40 and longer["resumes"] == 2
-    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["steps"] == 40
+    assert longer["updates"] == 40 and longer["resumes"] == 2
+    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["updates"] == 40
     assert load_encoder(tmp_path / "cut").input_shape == (1, 28, 28)

@@ -353,7 +353,7 @@ def pretraining_results(summary: dict[str, Any], loss_name: str) -> list[str]:
                      f"probe the encoder with rlgen.selfsup.probe for linear / 20-NN accuracy)")
     if summary.get("final_loss") is not None:
         lines.append(f"final {loss_name} loss {summary['final_loss']:.3f} nats (chance {summary['loss_chance']:.3f}) "
-                     f"after {summary['steps']:,} steps, {summary['train_minutes']:.1f} min of training")
+                     f"after {summary['updates']:,} updates, {summary['train_seconds'] / 60:.1f} min of training")
         if summary.get("collapsed"):
             lines.append(f"warning: the loss ended at chance, so the encoder has learned nothing (collapsed); "
                          f"a lower --lr than {summary['lr']:g} usually lets it start")
@@ -487,7 +487,7 @@ def pretrain(run: Run, args: Any, s: Setting, method: Method) -> dict[str, Any]:
                 if log_now:
                     metrics.update({"loss": all_mean(running / seen), "loss_chance": method.chance,
                                     **method.metrics(), "lr": method.optimizer.param_groups[0]["lr"],
-                                    "train_minutes": run.train_clock.seconds / 60})
+                                    "train_seconds": run.train_clock.seconds})
                     running, seen = 0.0, 0
                 if knn_now:
                     metrics["knn_top1"] = knn_accuracy(method.encoder, data)
@@ -506,10 +506,10 @@ def pretrain(run: Run, args: Any, s: Setting, method: Method) -> dict[str, Any]:
                                title=f"{method.name} on {args.data}", ylabel=f"{method.loss_name} loss",
                                chance=method.chance)
         summary: dict[str, Any] = {
-            "data": args.data, "backbone": args.backbone, "steps": step, "batch_size": args.batch_size,
+            "data": args.data, "backbone": args.backbone, "updates": step, "batch_size": args.batch_size,
             "processes": s.size, "temperature": args.temperature, **method.summary, "pairs": args.pairs,
             "recipe": s.recipe_name, "recipe_detail": s.recipe.describe(), "amp": s.amp,
-            "train_minutes": round(run.train_clock.seconds / 60, 3),
+            "train_seconds": run.train_clock.seconds,
             "final_loss": history["loss"][-1] if history["loss"] else None, "loss_chance": method.chance,
             "knn_top1": knn, "params": sum(p.numel() for p in method.encoder.parameters()), "lr": args.lr,
         }

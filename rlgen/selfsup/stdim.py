@@ -255,7 +255,7 @@ def main(args: Args) -> dict[str, Any]:
                         history[key].append(float(value))
                     seconds = run.train_clock.seconds
                     tracker.log({"loss": mean[0], "global_local": mean[1], "local_local": mean[2],
-                                 "train_minutes": seconds / 60,
+                                 "train_seconds": seconds,
                                  "steps_per_second": (step - start_step) / max(seconds - start_seconds, 1e-9)},
                                 step)
                     window[:], in_window = 0.0, 0
@@ -274,8 +274,8 @@ def main(args: Args) -> dict[str, Any]:
         summary: dict[str, Any] = {
             "data": args.data, "split_seed": args.split_seed,
             "data_seed": args.data_seed, "frames": args.frames, "gap": args.gap, "batch_size": args.batch_size,
-            "lr": args.lr, "amp": amp, "steps": step, "pairs_seen": step * args.batch_size,
-            "train_minutes": round(train_seconds / 60, 3),
+            "lr": args.lr, "amp": amp, "updates": step, "pairs_seen": step * args.batch_size,
+            "train_seconds": train_seconds,
             "steps_per_second": round(step / max(train_seconds, 1e-9), 3),
             "final_loss": history["loss"][-1] if history["loss"] else None,
             "final_global_local": history["global_local"][-1] if history["loss"] else None,
@@ -291,8 +291,8 @@ def main(args: Args) -> dict[str, Any]:
                                 f"chance (2 ln {args.batch_size})": ([0, step], [chance, chance])},
                                xlabel="update", ylabel="InfoNCE loss (nats)", title=f"ST-DIM on {args.data}")
             tracker.log_image("loss_curve", path)
-        results = [f"final InfoNCE loss {summary['final_loss']:.3f} nats (chance {chance:.3f}) after {step:,} steps, "
-                   f"{summary['train_minutes']:.1f} min of training"] if summary["final_loss"] is not None else []
+        results = [f"final InfoNCE loss {summary['final_loss']:.3f} nats (chance {chance:.3f}) after {step:,} updates, "
+                   f"{summary['train_seconds'] / 60:.1f} min of training"] if summary["final_loss"] is not None else []
         if args.probe:
 
             with run.after_clock:
@@ -301,7 +301,7 @@ def main(args: Args) -> dict[str, Any]:
                 res = probe_encoder(frozen, game_of(args.data), frames=args.frames, seed=args.split_seed,
                                     data_seed=args.data_seed, log=lambda m: print(m, flush=True), bar=probe_bar)
                 probe_bar.close()
-            print(format_table(res["game"], {f"ST-DIM {summary['train_minutes']:.1f} min": res}))
+            print(format_table(res["game"], {f"ST-DIM {summary['train_seconds'] / 60:.1f} min": res}))
             summary.update(probe_mean_f1=res["mean_f1"], probe_category_f1=res["category_f1"], probe_f1=res["f1"],
                            probe_seconds=res["seconds"]["total"])
             results.append(f"AtariARI probe: mean weighted F1 {summary['probe_mean_f1']:.3f} on {game_of(args.data)}")

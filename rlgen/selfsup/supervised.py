@@ -112,8 +112,8 @@ def main(args: Args) -> dict[str, Any]:
         run.save(step, image_shape=list(image_shape))
         with run.after_clock, torch.no_grad():
             top1 = float((head(embed(encoder, data.test)).argmax(1) == data.test_labels).float().mean())
-        summary = {"data": args.data, "backbone": args.backbone, "steps": step, "recipe": args.recipe,
-                   "train_minutes": round(run.train_clock.seconds / 60, 3), "end_to_end_top1": top1}
+        summary = {"data": args.data, "backbone": args.backbone, "updates": step, "recipe": args.recipe,
+                   "train_seconds": run.train_clock.seconds, "end_to_end_top1": top1}
         return run.finish(summary, results=[f"end-to-end test top-1 {100 * top1:.1f}% ({args.backbone} + linear "
                                             f"layer, {step:,} steps)"])
 
