@@ -44,7 +44,9 @@ def diff(a_path: str, b_path: str) -> None:
     def load(path: str) -> dict:
         text = open(path).read()
         return json.loads(text[text.rindex("\n{\n") + 1 if "\n{\n" in text else text.index("{"):])
-    a, b = load(a_path), load(b_path)
+    # the optimizer-step counter was called steps in some summaries before it was updates in all
+    a, b = ({cmd: {("updates" if k == "steps" else k): v for k, v in d.items()} for cmd, d in load(p).items()}
+            for p in (a_path, b_path))
     for cmd in a:
         changed = [f"{k}: {a[cmd].get(k)} -> {b.get(cmd, {}).get(k)}" for k in sorted(set(a[cmd]) | set(b.get(cmd, {})))
                    if a[cmd].get(k) != b.get(cmd, {}).get(k)]
