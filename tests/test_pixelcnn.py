@@ -152,7 +152,7 @@ def test_nll_by_hand():
 
 def test_train_resume_checkpoint_roundtrip(run_dir, kill_after_saves, capsys):
     arm, disarm = kill_after_saves
-    base = dict(channels=8, layers=2, head_channels=16, epochs=3, batch_size=16, lr=0.02, train_limit=128, val_size=64,
+    base = dict(width=8, layers=2, head_channels=16, epochs=3, batch_size=16, lr=0.02, train_limit=128, val_size=64,
                 checkpoint_every=5, samples=4, completions=2, conditional=True, run_dir=str(run_dir))
     arm(1)
     with pytest.raises(KeyboardInterrupt):
@@ -160,7 +160,7 @@ def test_train_resume_checkpoint_roundtrip(run_dir, kill_after_saves, capsys):
     disarm()
     assert checkpoint.load(run_dir)["step"] == 5
     summary = pc.main(pc.Args(resume=str(run_dir)))
-    assert summary["steps"] == 24 and summary["epochs"] == 3  # 8 steps per epoch, continued from step 5
+    assert summary["updates"] == 24 and summary["epochs"] == 3  # 8 steps per epoch, continued from step 5
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [10, 20]
     vals = [r["val_nll"] for r in rows if "val_nll" in r]
@@ -168,8 +168,11 @@ def test_train_resume_checkpoint_roundtrip(run_dir, kill_after_saves, capsys):
     assert summary["test_nll_nats"] < 0.8 * 784 * math.log(2)  # far better than a coin per pixel
     # The run ends with its result in words and units (issue 16, bug 13), then the run folder.
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[-2].startswith(f"test NLL {summary['test_nll_nats']:.2f} nats per image "
-                              f"({summary['test_bits_per_dim']:.3f} bits/dim), exact, on 1,000 test images")
+    assert out[-2] == (f"test NLL {summary['test_nll_nats']:.2f} nats per image "
+                       f"({summary['test_bits_per_dim']:.3f} bits/dim), exact, on 1,000 test images; 24 updates in "
+                       f"{summary['train_seconds'] / 60:.1f} min")
+    assert "steps" not in summary and "train_minutes" not in summary
+    assert all("train_minutes" not in r for r in rows) and all("train_seconds" in r for r in rows if "loss" in r)
     assert out[-1] == f"run folder: {run_dir}"
     for name in ("samples.png", "samples_by_class.png", "completions.png", "summary.json"):
         assert (run_dir / name).exists()
@@ -188,7 +191,7 @@ def test_train_resume_checkpoint_roundtrip(run_dir, kill_after_saves, capsys):
 
 def test_resume_with_more_epochs_ends_at_the_new_budget(run_dir, kill_after_saves, bad_input):
     arm, disarm = kill_after_saves
-    base = dict(channels=8, layers=1, head_channels=8, epochs=2, batch_size=16, train_limit=64, checkpoint_every=3,
+    base = dict(width=8, layers=1, head_channels=8, epochs=2, batch_size=16, train_limit=64, checkpoint_every=3,
                 samples=2, completions=1, run_dir=str(run_dir))
     arm(1)
     with pytest.raises(KeyboardInterrupt):
@@ -201,11 +204,11 @@ def test_resume_with_more_epochs_ends_at_the_new_budget(run_dir, kill_after_save
         bad_input(pc.main, pc.Args, ["--resume", str(run_dir), *argv], argv[0])
     assert (run_dir / "checkpoint.pt").read_bytes() == before
     summary = pc.main(pc.Args(resume=str(run_dir), epochs=3))  # 4 steps per epoch
-    assert (summary["steps"], summary["epochs"], summary["resumes"]) == (12, 3, 1)
+    assert (summary["updates"], summary["epochs"], summary["resumes"]) == (12, 3, 1)
     assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 3
     # The finished run's checkpoint keeps its training state, so it can go on again.
     summary = pc.main(pc.Args(resume=str(run_dir), epochs=4))
-    assert (summary["steps"], summary["epochs"], summary["resumes"]) == (16, 4, 2)
+    assert (summary["updates"], summary["epochs"], summary["resumes"]) == (16, 4, 2)
     assert summary["eval_seconds"] > 0
 
 
@@ -217,3 +220,24 @@ def test_bad_input(bad_input):
     model = tiny(True, n_classes=10)
     with pytest.raises(UsageError, match="out of range"):
         model.sample(2, y=12)
+
+
+def test_width_flag_log_every_and_a_model_saved_under_the_old_flag_name(run_dir, capsys, bad_input):
+    """PixelCNN's width is --width, as the GAN's (the VAE's --channels is a list of widths); --log-every counts
+    optimizer steps, as --checkpoint-every does."""
+    from rlgen import cli
+
+    with pytest.raises(SystemExit):
+        cli.run(pc.main, pc.Args, ["--channels", "8"])
+    assert "--channels" in capsys.readouterr().err
+    bad_input(pc.main, pc.Args, ["--data", "faces", "--likelihood", "categorical", "--width", "8",
+                                 "--run-dir", str(run_dir)], "--width and --head-channels divisible by 3")
+    summary = pc.main(pc.Args(width=8, layers=1, head_channels=8, epochs=1, batch_size=16, train_limit=64,
+                              log_every=3, samples=0, completions=0, run_dir=str(run_dir)))
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert summary["updates"] == 4 and [r["step"] for r in rows if "loss" in r] == [3]
+    ckpt = checkpoint.load(run_dir)
+    assert ckpt["args"]["width"] == 8 and "channels" not in ckpt["args"]
+    ckpt["args"]["channels"] = ckpt["args"].pop("width")
+    model = pc.sampler_from_checkpoint(ckpt, torch.device("cpu"))
+    assert model.stem.weight.shape[0] == 16  # 2h channels of the residual stream, h = 8

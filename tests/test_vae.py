@@ -1,11 +1,12 @@
 import dataclasses
 import json
 import math
+import os
 
 import pytest
 import torch
 
-from rlgen import checkpoint
+from rlgen import checkpoint, cli
 from rlgen.gen import generate, metrics, vae
 from rlgen.gen.common import binarize, slerp
 
@@ -126,7 +127,7 @@ def test_tiny_vae_learns_and_writes_its_pictures(run_dir, capsys):
                  "summary.json", "checkpoint.pt"):
         assert (run_dir / name).stat().st_size > 0, name
     saved = json.loads((run_dir / "summary.json").read_text())
-    assert saved["test_neg_elbo_nats"] == summary["test_neg_elbo_nats"] and saved["steps"] == 3 * 20
+    assert saved["test_neg_elbo_nats"] == summary["test_neg_elbo_nats"] and saved["updates"] == 3 * 20
 
 
 def test_two_dimensional_latent_writes_the_manifold(run_dir):
@@ -143,7 +144,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, kill_after_s
     disarm()
     assert checkpoint.load(tmp_path / "cut")["epoch"] == 2
     resumed = vae.main(vae.Args(resume=str(tmp_path / "cut"), wandb="disabled"))
-    assert resumed["steps"] == full["steps"] == 60
+    assert resumed["updates"] == full["updates"] == 60
     assert resumed["test_neg_elbo_nats"] == pytest.approx(full["test_neg_elbo_nats"], abs=1e-9)
 
 
@@ -160,7 +161,7 @@ def test_resume_with_more_epochs_stretches_the_schedule_and_ends_at_the_new_budg
     bad_input(vae.main, vae.Args, ["--resume", str(tmp_path / "cut"), "--batch-size", "100"], "--batch-size 100")
     assert ckpt.read_bytes() == before
     resumed = vae.main(vae.Args(resume=str(tmp_path / "cut"), epochs=4, wandb="disabled"))
-    assert (resumed["epochs"], resumed["steps"], resumed["resumes"]) == (4, 4 * 20, 1)
+    assert (resumed["epochs"], resumed["updates"], resumed["resumes"]) == (4, 4 * 20, 1)
     assert json.loads((tmp_path / "cut" / "summary.json").read_text())["epochs"] == 4
     assert checkpoint.load(tmp_path / "cut")["args"]["epochs"] == 4
     rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
@@ -168,6 +169,31 @@ def test_resume_with_more_epochs_stretches_the_schedule_and_ends_at_the_new_budg
     # The one-cycle schedule, rebuilt for 80 steps at step 20: past its peak, then down to its floor at the end.
     lrs = [r["lr"] for r in rows]
     assert lrs[1] > lrs[0] * 0.5 and lrs[1] > lrs[2] > lrs[3] and lrs[3] < 1e-5
+
+
+@pytest.mark.parametrize("binarize", ["threshold", "stochastic"])
+def test_an_epoch_cut_by_minutes_is_not_counted_and_a_resume_finishes_it(tmp_path, binarize):
+    """A --minutes budget that ends a run inside its first epoch: the summary counts no epoch (it counted the
+    cut one as whole), and a resume trains the rest of that epoch and the next, exactly as an uninterrupted
+    run does (it skipped the rest)."""
+    full = vae.main(tiny_args(tmp_path / "full", epochs=2, binarize=binarize))
+    cut = vae.main(tiny_args(tmp_path / "cut", epochs=2, binarize=binarize, minutes=1e-6))  # one minibatch
+    assert (cut["epochs"], cut["updates"]) == (0, 1)
+    rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [pytest.approx(1 / 20)]
+    resumed = vae.main(vae.Args(resume=str(tmp_path / "cut"), minutes=60.0, wandb="disabled"))
+    assert (resumed["epochs"], resumed["updates"]) == (full["epochs"], full["updates"]) == (2, 40)
+    assert resumed["test_neg_elbo_nats"] == full["test_neg_elbo_nats"]
+    a, b = checkpoint.load(tmp_path / "cut"), checkpoint.load(tmp_path / "full")
+    assert a["history"] == b["history"] and a["epoch_in_progress"] is None
+    assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
+
+
+def test_log_every_counts_epochs(run_dir):
+    vae.main(tiny_args(run_dir, epochs=5, log_every=2, eval_every=5))
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], "train_neg_elbo" in r, "test_neg_elbo" in r) for r in rows] == [
+        (2, True, False), (4, True, False), (5, True, True)]
 
 
 def test_the_k_sample_bound_after_a_minutes_budget_is_sized_to_it(run_dir):
@@ -218,6 +244,11 @@ def test_generate_round_trip_gives_identical_images(tmp_path):
     assert outs[0] == outs[1]
     generate.main(generate.Args(checkpoint=str(run), n=16, out=str(tmp_path / "c.png"), seed=4))
     assert (tmp_path / "c.png").read_bytes() != outs[0]
+    # the shared --device and --threads flags, read as the training commands read them
+    generate.main(cli.parse(generate.Args, ["--checkpoint", str(run), "--n", "16", "--out", str(tmp_path / "d.png"),
+                                            "--seed", "3", "--device", "cpu", "--threads", "0"]))
+    assert (tmp_path / "d.png").read_bytes() == outs[0] and torch.get_num_threads() == (os.cpu_count() or 1)
+    torch.set_num_threads(1)
     model, _ = vae.sampler_from_checkpoint(checkpoint.load(run), torch.device("cpu")), None
     a = model.sample(4, torch.Generator().manual_seed(1))
     b = model.sample(4, torch.Generator().manual_seed(1))

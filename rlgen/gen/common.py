@@ -27,6 +27,7 @@ from rlgen import checkpoint
 from rlgen.data import load_dataset
 from rlgen.errors import UsageError
 from rlgen.images import resize
+from rlgen.utils import pick_device
 
 # Algorithm name in a checkpoint → the module that can rebuild its sampler.
 SAMPLERS = {"vae": "rlgen.gen.vae", "gan": "rlgen.gen.gan", "pixelcnn": "rlgen.gen.pixelcnn"}
@@ -81,9 +82,41 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255.0)
 
 
+def class_balanced_subset(labels: torch.Tensor | None, size: int, n: int, seed: int) -> torch.Tensor:
+    """Indices of ``n`` of ``size`` images, in split order: every class equally often (counts differ by at most
+    one where each class has enough images), drawn from a generator seeded with ``seed``; a seeded random subset
+    when there are no labels; all of them, in order, when ``n`` covers the split.
+
+    The test splits are sorted by class, so their first ``n`` images would be a few classes only.
+    """
+    if n >= size:
+        return torch.arange(size)
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(size, generator=gen)
+    if labels is None:
+        return perm[:n].sort().values
+    shuffled = labels[perm]
+    rank = torch.empty(size, dtype=torch.long)  # each image's place among its class, in shuffled order
+    for c in shuffled.unique():
+        where = shuffled == c
+        rank[where] = torch.arange(int(where.sum()))
+    # The first image of every class, then the second of every class, ...: ties broken by the shuffle
+    order = torch.argsort(rank * size + torch.arange(size))
+    return perm[order[:n]].sort().values
+
+
 # ---------------------------------------------------------------------------------------------
 # Samplers from checkpoints
 # ---------------------------------------------------------------------------------------------
+def use_device(device: str, threads: int | None, default_threads: int) -> torch.device:
+    """The shared ``--device`` and ``--threads`` flags of a command that trains nothing (``generate``,
+    ``inception``), read as :class:`rlgen.lifecycle.Run` reads them for the training commands: torch's CPU threads
+    (None: ``default_threads``; 0: all cores), then the device (auto: CUDA when available)."""
+    threads = default_threads if threads is None else threads
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    return pick_device(device)
+
+
 def load_sampler(run_dir_or_file: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Sampler, dict]:
     """The sampler saved in a run folder (or checkpoint file), in eval mode, and its checkpoint."""
     ckpt = checkpoint.load(run_dir_or_file)

@@ -81,6 +81,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from rlgen import cli
@@ -95,8 +96,8 @@ from rlgen.lifecycle import Run
 from rlgen.nets import polyak_update, ramped_tau
 from rlgen.nets.discriminator import Discriminator, dcgan_init
 from rlgen.plots import moving_average, save_gif
-from rlgen.track import RunArgs
-from rlgen.utils import seed_everything, use_amp
+from rlgen.track import RunArgs, Tracker
+from rlgen.utils import atomic_open, atomic_write_bytes, seed_everything, use_amp
 
 ALGO = "gan"
 DCGAN_SIZES = (16, 32, 64, 128)
@@ -163,9 +164,9 @@ class Args(RunArgs):
     sample_every: int | None = None
     """save the fixed-noise sample grid every this many steps (default: about 25 grids per run)"""
     log_every: int = 50
-    """log the mean losses and scores of the last this many steps"""
+    """generator updates between logged rows: each logs the mean losses and scores of the updates since the last"""
     checkpoint_every: int = 500
-    """save a checkpoint every this many steps (0: only at the end)"""
+    """generator updates (optimizer steps of G) between checkpoints (0: only at the end)"""
     fid_samples: int = 1000
     """images scored by the classifier Fréchet distance at the end (0: skip)"""
     collapse_threshold: float = 0.05
@@ -463,7 +464,6 @@ def save_loss_curves(path: Path, history: np.ndarray, loss: str, collapse_line: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     steps = np.arange(1, len(history) + 1)
     window = max(1, min(200, len(history) // 25))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
@@ -482,7 +482,8 @@ def save_loss_curves(path: Path, history: np.ndarray, loss: str, collapse_line: 
         ax.legend(loc="best", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_open(path) as fh:  # a reader never sees half a picture
+        fig.savefig(fh, format="png")
     plt.close(fig)
     return path
 
@@ -539,29 +540,64 @@ def load_training_images(args: Args) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# Main
+# Training
 # ---------------------------------------------------------------------------------------------
-def main(args: Args) -> dict[str, Any]:
-    """Train; returns the summary that is also written to ``summary.json``."""
-    run = Run(args, ALGO, what=args.data, changeable=RESUME_CHANGEABLE, check=resolve)
-    args, device = run.args, run.device
-    amp = use_amp(args.amp, device)
-    # channels-last convolutions: with bf16 about 1.5× faster again on the CPU (oneDNN's preferred layout)
-    layout = torch.channels_last if args.arch == "dcgan" else torch.contiguous_format
-    images = load_training_images(args)
+def resolve_budget(args: Args, run: Run, images: torch.Tensor) -> Args:
+    """The sizes and budget that depend on the loaded images: the mlp's native size, --epochs as steps, the grid
+    cadence."""
     n_images = len(images)
-    image_shape = tuple(int(s) for s in images.shape[1:])
     if args.image_size is None:  # mlp at the native size: record it, so the checkpoint says what G makes
-        args = dataclasses.replace(args, image_size=image_shape[-1])
+        args = dataclasses.replace(args, image_size=int(images.shape[-1]))
     # --epochs sets the budget on a new run, or when a resume changes it; else --total-steps (saved, or a new one)
     if args.epochs is not None and (run.ckpt is None or args.epochs != run.ckpt["args"].get("epochs")):
         args = dataclasses.replace(args, total_steps=max(1, math.ceil(args.epochs * n_images
                                                                       / (args.batch_size * args.d_steps))))
     if args.sample_every is None:  # fixed at the first budget, so a longer resumed run keeps the grid cadence
         args = dataclasses.replace(args, sample_every=max(1, args.total_steps // 25))
-    run.args = args  # the checkpoint and config.json hold the resolved budget and sizes
+    return args
 
-    # -- networks, optimisers, data order, noise ---------------------------------------------------
+
+@dataclass
+class Training:
+    """Everything the training loop reads and changes: the networks and their optimisers, the random streams, the
+    counters and the per-step history (STATS rows). ``pending`` holds per-step stats still on the device, so there
+    is one device sync per log rather than per step."""
+
+    args: Args
+    run: Run
+    device: torch.device
+    amp: bool
+    layout: torch.memory_format  # channels-last for dcgan (oneDNN's preferred layout)
+    image_shape: tuple[int, int, int]
+    n_images: int
+    G: Generator
+    D: Discriminator
+    averaged: Generator | None  # the weight average (--ema), or None
+    g_opt: torch.optim.Optimizer
+    d_opt: torch.optim.Optimizer
+    ops: tuple[str, ...]  # DiffAugment's ops
+    aug_gen: torch.Generator  # DiffAugment's draws: their own seeded stream
+    batches: Batches
+    noise: torch.Generator  # z on the CPU: the same numbers on any device
+    fixed_z: torch.Tensor  # the noise of the sample grids
+    monitor: CollapseMonitor
+    floor: float  # the lowest loss D can reach
+    step: int = 0
+    images_seen: int = 0
+    last_log: int = 0
+    history: list[list[float]] = dataclasses.field(default_factory=list)
+    pending: list[torch.Tensor] = dataclasses.field(default_factory=list)
+
+    @property
+    def grid_dir(self) -> Path:
+        return self.run.run_dir / "samples"
+
+
+def build_training(run: Run, args: Args, images: torch.Tensor, amp: bool) -> Training:
+    """Networks, optimisers, data order and noise, seeded; on a resume, their saved state and counters."""
+    device = run.device
+    layout = torch.channels_last if args.arch == "dcgan" else torch.contiguous_format
+    image_shape = tuple(int(s) for s in images.shape[1:])
     seed_everything(args.seed)
     G = Generator(args.arch, args.latent_dim, image_shape, args.width).to(device, memory_format=layout)
     D = Discriminator(args.arch, image_shape, args.width, bool(args.spectral_norm)).to(device, memory_format=layout)
@@ -570,226 +606,270 @@ def main(args: Args) -> dict[str, Any]:
         kwargs={"arch": args.arch, "width": args.width, "spectral_norm": bool(args.spectral_norm)},
         description=f"GAN ({args.arch}) discriminator without its last layer"))
     averaged = copy.deepcopy(G).requires_grad_(False) if args.ema else None
-    g_opt = torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=(args.beta1, args.beta2))
-    d_opt = torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=(args.beta1, args.beta2))
-    ops = parse_diff_augment(args.diffaugment)
-    aug_gen = torch.Generator().manual_seed(args.seed + 6)  # DiffAugment's draws: their own seeded stream
-
-    def seen_by_d(x: torch.Tensor) -> torch.Tensor:
-        """What D is shown: the images, through DiffAugment when the run has a policy."""
-        return diff_augment(x, ops, aug_gen).contiguous(memory_format=layout) if ops else x
-    d_loss_fn, g_loss_fn = LOSSES[args.loss]
-    batches = Batches(images.to(device), args.batch_size, seed=args.seed + 1)
-    noise = torch.Generator().manual_seed(args.seed + 2)  # z on the CPU: the same numbers on any device
-    fixed_z = torch.randn(64, args.latent_dim, generator=torch.Generator().manual_seed(args.seed + 3))
-    equilibrium = EQUILIBRIUM_D_LOSS[args.loss]
-    floor = d_loss_floor(args.loss, args.label_smoothing)
-    monitor = CollapseMonitor(args.collapse_threshold * equilibrium, args.collapse_patience)
+    t = Training(
+        args=args, run=run, device=device, amp=amp, layout=layout, image_shape=image_shape,  # type: ignore[arg-type]
+        n_images=len(images), G=G, D=D, averaged=averaged,
+        g_opt=torch.optim.Adam(G.parameters(), lr=args.lr_g, betas=(args.beta1, args.beta2)),
+        d_opt=torch.optim.Adam(D.parameters(), lr=args.lr_d, betas=(args.beta1, args.beta2)),
+        ops=parse_diff_augment(args.diffaugment), aug_gen=torch.Generator().manual_seed(args.seed + 6),
+        batches=Batches(images.to(device), args.batch_size, seed=args.seed + 1),
+        noise=torch.Generator().manual_seed(args.seed + 2),
+        fixed_z=torch.randn(64, args.latent_dim, generator=torch.Generator().manual_seed(args.seed + 3)),
+        monitor=CollapseMonitor(args.collapse_threshold * EQUILIBRIUM_D_LOSS[args.loss], args.collapse_patience),
+        floor=d_loss_floor(args.loss, args.label_smoothing))
     ema = {"ema_generator": averaged} if averaged is not None else {}
-    step, images_seen, last_log, saved_history = run.restore(
-        generator=G, discriminator=D, **ema, g_optimizer=g_opt, d_optimizer=d_opt, batches=batches, noise=noise,
-        aug_rng=aug_gen, monitor=monitor, counters=dict(step=0, images_seen=0, last_log=0, history=torch.zeros(0, 4)))
-    history: list[list[float]] = saved_history.tolist()
-    pending: list[torch.Tensor] = []  # per-step stats still on the device: one sync per log, not per step
+    t.step, t.images_seen, t.last_log, saved_history = run.restore(
+        generator=G, discriminator=D, **ema, g_optimizer=t.g_opt, d_optimizer=t.d_opt, batches=t.batches,
+        noise=t.noise, aug_rng=t.aug_gen, monitor=t.monitor,
+        counters=dict(step=0, images_seen=0, last_log=0, history=torch.zeros(0, 4)))
+    t.history = saved_history.tolist()
+    return t
 
-    def flush() -> None:
-        """Move pending stats into the history and feed the collapse monitor."""
-        if not pending:
-            return
-        rows = torch.stack(pending).cpu().tolist()
-        pending.clear()
-        for row in rows:
-            history.append(row)
-            s = len(history)
-            if monitor.update(row[0] - floor, s) and args.collapse_threshold > 0:
-                warnings.warn(f"GAN: the discriminator's loss collapsed (running mean {monitor.mean + floor:.3g}, "
-                              f"less than {monitor.threshold:.3g} above its lowest possible value {floor:.3g}, for "
-                              f"{args.collapse_patience} steps, at step {s}); {COLLAPSE_ADVICE[args.loss]}",
-                              RuntimeWarning, stacklevel=2)
 
-    def sampler() -> Generator:
-        """What samples are drawn from, in eval mode: the weight average with its own BatchNorm statistics, or G
-        with its running ones. The caller puts G back in training mode."""
-        if averaged is None:
-            return G.eval()
-        return recalibrate_batchnorm(averaged, seed=args.seed + 5)
+def seen_by_d(t: Training, x: torch.Tensor) -> torch.Tensor:
+    """What D is shown: the images, through DiffAugment when the run has a policy."""
+    return diff_augment(x, t.ops, t.aug_gen).contiguous(memory_format=t.layout) if t.ops else x
 
-    def save_checkpoint() -> None:
-        flush()
-        if averaged is not None:  # the saved average carries its own BatchNorm statistics
-            recalibrate_batchnorm(averaged, seed=args.seed + 5)
-        run.save(step, image_shape=list(image_shape), images_seen=images_seen, last_log=last_log,
-                 history=torch.tensor(history, dtype=torch.float64).reshape(-1, 4))
 
-    def log_window() -> None:
-        """Log the means of the steps since the last log."""
-        nonlocal last_log
-        flush()
-        means = dict(zip(STATS, np.asarray(history[last_log:step]).mean(0).tolist()))
-        tracker.log({**means, "d_loss_running": monitor.mean + floor, "d_collapsed": int(monitor.collapsed),
-                     "epoch": images_seen / n_images}, step)
-        last_log = step
+def train_step(t: Training) -> None:
+    """One step of Algorithm 1: ``--d-steps`` updates of D, each on a fresh real batch and fresh noise, then one
+    update of G on fresh noise; then the weight average, and the step's stats into ``pending``."""
+    args, device = t.args, t.device
+    d_loss_fn, g_loss_fn = LOSSES[args.loss]
+    for k in range(args.d_steps):
+        real = seen_by_d(t, t.batches.next().contiguous(memory_format=t.layout))
+        z = torch.randn(args.batch_size, args.latent_dim, generator=t.noise).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.amp):
+            with torch.no_grad():
+                fake = seen_by_d(t, t.G(z))
+            real_out, fake_out = t.D(real).float(), t.D(fake).float()
+        d_loss = d_loss_fn(real_out, fake_out, args.label_smoothing)
+        t.d_opt.zero_grad(set_to_none=True)
+        if args.r1 and (t.step * args.d_steps + k) % args.r1_every == 0:
+            # in float32: the penalty is a gradient of a gradient, too fine for bf16
+            (args.r1 * args.r1_every * r1_penalty(t.D, real.float())).backward()
+        d_loss.backward()
+        t.d_opt.step()
+        t.images_seen += args.batch_size
+    # D's weights need no gradient in G's update
+    z = torch.randn(args.batch_size, args.latent_dim, generator=t.noise).to(device)
+    t.D.requires_grad_(False)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.amp):
+        g_out = t.D(seen_by_d(t, t.G(z))).float()
+    g_loss = g_loss_fn(g_out)
+    t.g_opt.zero_grad(set_to_none=True)
+    g_loss.backward()
+    t.g_opt.step()
+    t.D.requires_grad_(True)
+    t.step += 1
+    if t.averaged is not None:
+        polyak_update(t.averaged, t.G, ramped_tau(args.ema, t.step))
+    with torch.no_grad():
+        t.pending.append(torch.stack([d_loss.detach(), g_loss.detach(), d_score(real_out, args.loss).mean(),
+                                      d_score(fake_out, args.loss).mean()]))
 
-    grid_dir = run.run_dir / "samples"
 
-    def score_samples(progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
-        """sample_quality of --fid-samples images from the sampler (always the same noise), plus ``fid_raw``, the
-        raw G's distance, when the sampler is the weight average; {} for data without labels. ``progress(1)`` is
-        called after each generator scored."""
+def flush(t: Training) -> None:
+    """Move pending stats into the history and feed the collapse monitor (which warns once when D has won)."""
+    if not t.pending:
+        return
+    rows = torch.stack(t.pending).cpu().tolist()
+    t.pending.clear()
+    args, monitor, floor = t.args, t.monitor, t.floor
+    for row in rows:
+        t.history.append(row)
+        s = len(t.history)
+        if monitor.update(row[0] - floor, s) and args.collapse_threshold > 0:
+            warnings.warn(f"GAN: the discriminator's loss collapsed (running mean {monitor.mean + floor:.3g}, "
+                          f"less than {monitor.threshold:.3g} above its lowest possible value {floor:.3g}, for "
+                          f"{args.collapse_patience} steps, at step {s}); {COLLAPSE_ADVICE[args.loss]}",
+                          RuntimeWarning, stacklevel=2)
 
-        def score(model: Generator) -> dict[str, Any] | None:
-            images = model.sample(args.fid_samples, generator=torch.Generator().manual_seed(args.seed + 4))
-            quality = sample_quality(args.data, images, args.image_size, n=args.fid_samples)
-            if progress is not None:
-                progress(1)
-            return quality
 
-        was_training = G.training
-        quality = score(sampler()) or {}
-        if quality and averaged is not None:
-            raw = score(G.eval())
-            quality["fid_raw"] = raw["fid"] if raw else None
-        G.train(was_training)
-        return quality
+def log_window(t: Training, tracker: Tracker) -> None:
+    """Log the means of the steps since the last log."""
+    flush(t)
+    means = dict(zip(STATS, np.asarray(t.history[t.last_log:t.step]).mean(0).tolist()))
+    tracker.log({**means, "d_loss_running": t.monitor.mean + t.floor, "d_collapsed": int(t.monitor.collapsed),
+                 "epoch": t.images_seen / t.n_images}, t.step)
+    t.last_log = t.step
 
-    def save_fixed_grid() -> Path:
-        was_training = G.training
-        with torch.no_grad():  # the final sampler's weights and statistics: the grid shows what it will give
-            imgs = sampler().decode(fixed_z.to(device)).cpu()
-        G.train(was_training)
-        path = save_grid(grid_dir / f"step_{step:06d}.png", imgs, nrow=8, title=f"{args.arch} {args.loss}, step {step}")
-        tracker.log_image("samples", path, step=step)
-        return path
 
-    with run.start(bar_keys=("d_loss", "g_loss", "d_real", "d_fake")) as tracker:
-        if step == 0:
-            save_fixed_grid()
-        bar = tracker.progress(args.total_steps, initial=step)
-        G.train()
-        D.train()
+def sampler(t: Training) -> Generator:
+    """What samples are drawn from, in eval mode: the weight average with its own BatchNorm statistics, or G with
+    its running ones. The caller puts G back in training mode."""
+    if t.averaged is None:
+        return t.G.eval()
+    return recalibrate_batchnorm(t.averaged, seed=t.args.seed + 5)
+
+
+def save_checkpoint(t: Training) -> None:
+    flush(t)
+    if t.averaged is not None:  # the saved average carries its own BatchNorm statistics
+        recalibrate_batchnorm(t.averaged, seed=t.args.seed + 5)
+    t.run.save(t.step, image_shape=list(t.image_shape), images_seen=t.images_seen, last_log=t.last_log,
+               history=torch.tensor(t.history, dtype=torch.float64).reshape(-1, 4))
+
+
+def save_fixed_grid(t: Training, tracker: Tracker) -> Path:
+    """The sampler's images of the fixed noise, as ``samples/step_NNNNNN.png``."""
+    was_training = t.G.training
+    with torch.no_grad():  # the final sampler's weights and statistics: the grid shows what it will give
+        imgs = sampler(t).decode(t.fixed_z.to(t.device)).cpu()
+    t.G.train(was_training)
+    path = save_grid(t.grid_dir / f"step_{t.step:06d}.png", imgs, nrow=8,
+                     title=f"{t.args.arch} {t.args.loss}, step {t.step}")
+    tracker.log_image("samples", path, step=t.step)
+    return path
+
+
+def score_samples(t: Training, progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
+    """sample_quality of --fid-samples images from the sampler (always the same noise), plus ``fid_raw``, the raw
+    G's distance, when the sampler is the weight average; {} for data without labels. ``progress(1)`` is called
+    after each generator scored."""
+    was_training = t.G.training
+    quality = score_generator(t.args, sampler(t), progress) or {}
+    if quality and t.averaged is not None:
+        raw = score_generator(t.args, t.G.eval(), progress)
+        quality["fid_raw"] = raw["fid"] if raw else None
+    t.G.train(was_training)
+    return quality
+
+
+def score_generator(args: Args, model: Generator, progress: Callable[[int], Any] | None) -> dict[str, Any] | None:
+    """sample_quality of --fid-samples images of ``model`` from the scoring noise; ``progress(1)`` after."""
+    images = model.sample(args.fid_samples, generator=torch.Generator().manual_seed(args.seed + 4))
+    quality = sample_quality(args.data, images, args.image_size, n=args.fid_samples)
+    if progress is not None:
+        progress(1)
+    return quality
+
+
+def save_final_pictures(t: Training, tracker: Tracker) -> None:
+    """``samples.png`` (the last grid), ``training.gif`` (up to about 60 grids) and ``losses.png``."""
+    args, run, step = t.args, t.run, t.step
+    grids = sorted(t.grid_dir.glob("step_*.png"))
+    final = [p for p in grids if int(p.stem.split("_")[1]) <= step]  # not those of a longer run killed here
+    samples_png = run.run_dir / "samples.png"
+    atomic_write_bytes(samples_png, final[-1].read_bytes())
+    tracker.log_image("samples_final", samples_png, step=step)
+    keep = final[:: max(1, math.ceil(len(final) / 60))]
+    if keep[-1] != final[-1]:
+        keep.append(final[-1])
+    frames = [np.asarray(Image.open(p).convert("RGB")) for p in keep]
+    gif = save_gif(run.run_dir / "training.gif", frames, fps=4)
+    # Pictures go to the last training step: W&B's own next step would run ahead of it and drop the quality
+    # metrics logged at that step.
+    tracker.log_video("training", gif, step=step)
+    curves = save_loss_curves(run.run_dir / "losses.png", history_array(t), args.loss,
+                              t.monitor.threshold + t.floor if args.collapse_threshold > 0 else None,
+                              f"GAN ({args.loss}, {args.arch}) on {args.data}, {args.image_size} px, "
+                              f"seed {args.seed}")
+    tracker.log_image("losses", curves, step=step)
+
+
+def final_scores(t: Training, tracker: Tracker) -> dict[str, Any]:
+    """The classifier Fréchet distance of --fid-samples images and, with --inception-samples, the standard FID,
+    each with its own progress bar; logged at the last step."""
+    args = t.args
+    quality: dict[str, Any] = {}
+    if args.fid_samples:
+        what = f"Fréchet distance of {args.fid_samples:,} samples"
+        bar = tracker.progress(2 if t.averaged is not None else 1, unit="generator",
+                               desc=f"{ALGO} final evaluation ({what})")
+        quality = score_samples(t, bar.update)
+        bar.close()
+    if args.inception_samples:
+        images = sampler(t).sample(args.inception_samples, generator=torch.Generator().manual_seed(args.seed + 7))
+        bar = tracker.progress(3 * args.inception_samples, unit="image",
+                               desc=f"{ALGO} final evaluation (Inception FID, {args.inception_samples:,} "
+                                    "samples and as many real train and test images)")
+        quality.update(inception_fid(args.data, images, args.image_size, args.inception_samples,
+                                     progress=bar.update))
+        bar.close()
+    if quality:
+        tracker.log({k: v for k, v in quality.items() if isinstance(v, (int, float))}, t.step)
+    return quality
+
+
+def history_array(t: Training) -> np.ndarray:
+    """The per-step STATS rows as a float64 (steps, 4) array."""
+    return np.asarray(t.history, dtype=np.float64).reshape(-1, 4)
+
+
+def gan_summary(t: Training, quality: dict[str, Any], stopped_early: bool) -> dict[str, Any]:
+    """The run's own summary fields: its settings, counts, the means of the last --log-every steps and the
+    scores."""
+    args = t.args
+    hist = history_array(t)
+    tail = hist[-min(len(hist), args.log_every):]
+    return {
+        "data": args.data, "recipe": args.recipe, "loss": args.loss, "arch": args.arch,
+        "image_size": args.image_size, "spectral_norm": args.spectral_norm, "diffaugment": args.diffaugment,
+        "r1": args.r1, "lr_g": args.lr_g, "lr_d": args.lr_d, "beta1": args.beta1, "beta2": args.beta2,
+        "updates": t.step, "epochs": round(t.images_seen / t.n_images, 3), "stopped_by_minutes": stopped_early,
+        "d_loss": float(tail[:, 0].mean()) if len(tail) else None,
+        "g_loss": float(tail[:, 1].mean()) if len(tail) else None,
+        "d_real": float(tail[:, 2].mean()) if len(tail) else None,
+        "d_fake": float(tail[:, 3].mean()) if len(tail) else None,
+        "d_collapsed_at": t.monitor.collapsed_at,
+        "ema": args.ema, "amp": t.amp, "threads": args.threads,
+        "fid": quality.get("fid"), "fid_floor": quality.get("fid_floor"),
+        "class_entropy": quality.get("class_entropy"),
+        **{k: v for k, v in quality.items() if k not in ("fid", "fid_floor", "class_entropy")},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+def main(args: Args) -> dict[str, Any]:
+    """Train; returns the summary that is also written to ``summary.json``."""
+    run = Run(args, ALGO, what=args.data, changeable=RESUME_CHANGEABLE, check=resolve)
+    images = load_training_images(run.args)
+    run.args = args = resolve_budget(run.args, run, images)  # the checkpoint and config.json hold them resolved
+    amp = use_amp(args.amp, run.device)
+    t = build_training(run, args, images, amp)
+
+    with run.start(bar_keys=STATS) as tracker:
+        if t.step == 0:
+            save_fixed_grid(t, tracker)
+        bar = tracker.progress(args.total_steps, initial=t.step)
+        t.G.train()
+        t.D.train()
         stopped_early = False
-        while step < args.total_steps:
+        while t.step < args.total_steps:
             if args.minutes is not None and run.train_clock.seconds >= 60.0 * args.minutes:
                 stopped_early = True
                 break
             with run.train_clock:  # the step, its logs, grids and checkpoints; not the scoring below
-                # -- k discriminator updates, each on a fresh real batch and fresh noise -----------------
-                for k in range(args.d_steps):
-                    real = seen_by_d(batches.next().contiguous(memory_format=layout))
-                    z = torch.randn(args.batch_size, args.latent_dim, generator=noise).to(device)
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                        with torch.no_grad():
-                            fake = seen_by_d(G(z))
-                        real_out, fake_out = D(real).float(), D(fake).float()
-                    d_loss = d_loss_fn(real_out, fake_out, args.label_smoothing)
-                    d_opt.zero_grad(set_to_none=True)
-                    if args.r1 and (step * args.d_steps + k) % args.r1_every == 0:
-                        # in float32: the penalty is a gradient of a gradient, too fine for bf16
-                        (args.r1 * args.r1_every * r1_penalty(D, real.float())).backward()
-                    d_loss.backward()
-                    d_opt.step()
-                    images_seen += args.batch_size
-                # -- one generator update; D's weights need no gradient here ------------------------
-                z = torch.randn(args.batch_size, args.latent_dim, generator=noise).to(device)
-                D.requires_grad_(False)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    g_out = D(seen_by_d(G(z))).float()
-                g_loss = g_loss_fn(g_out)
-                g_opt.zero_grad(set_to_none=True)
-                g_loss.backward()
-                g_opt.step()
-                D.requires_grad_(True)
-                step += 1
-                if averaged is not None:
-                    polyak_update(averaged, G, ramped_tau(args.ema, step))
-                with torch.no_grad():
-                    pending.append(torch.stack([d_loss.detach(), g_loss.detach(), d_score(real_out, args.loss).mean(),
-                                                d_score(fake_out, args.loss).mean()]))
-
-                if step % args.log_every == 0 or step == args.total_steps:
-                    log_window()
-                    bar.update(step - bar.n)
-                if step % args.sample_every == 0:
-                    save_fixed_grid()
-                if run.checkpoint_due(step - 1, step, args.checkpoint_every):
-                    save_checkpoint()
-            if args.fid_every and args.fid_samples and step % args.fid_every == 0:
-                scores = score_samples()
-                tracker.log({k: v for k, v in scores.items() if k in ("fid", "fid_raw", "fid_floor")}, step)
+                train_step(t)
+                if t.step % args.log_every == 0 or t.step == args.total_steps:
+                    log_window(t, tracker)
+                    bar.update(t.step - bar.n)
+                if t.step % args.sample_every == 0:
+                    save_fixed_grid(t, tracker)
+                if run.checkpoint_due(t.step - 1, t.step, args.checkpoint_every):
+                    save_checkpoint(t)
+            if args.fid_every and args.fid_samples and t.step % args.fid_every == 0:
+                scores = score_samples(t)
+                tracker.log({k: v for k, v in scores.items() if k in ("fid", "fid_raw", "fid_floor")}, t.step)
         bar.close()
-        if last_log < step:  # stopped by --minutes between two logs
-            log_window()
-        if step % args.sample_every != 0:
-            save_fixed_grid()
-        save_checkpoint()
+        if t.last_log < t.step:  # stopped by --minutes between two logs
+            log_window(t, tracker)
+        if t.step % args.sample_every != 0:
+            save_fixed_grid(t, tracker)
+        save_checkpoint(t)
 
         with run.after_clock:  # pictures and the Fréchet distance: eval_seconds
-            # -- pictures ------------------------------------------------------------------------------------
-            grids = sorted(grid_dir.glob("step_*.png"))
-            final = [p for p in grids if int(p.stem.split("_")[1]) <= step]  # not those of a longer run killed here
-            samples_png = run.run_dir / "samples.png"
-            samples_png.write_bytes(final[-1].read_bytes())
-            tracker.log_image("samples_final", samples_png, step=step)
-            from PIL import Image
-
-            keep = final[:: max(1, math.ceil(len(final) / 60))]
-            if keep[-1] != final[-1]:
-                keep.append(final[-1])
-            frames = [np.asarray(Image.open(p).convert("RGB")) for p in keep]
-            gif = save_gif(run.run_dir / "training.gif", frames, fps=4)
-            # Pictures go to the last training step: W&B's own next step would run ahead of it and drop the quality
-            # metrics logged at that step below.
-            tracker.log_video("training", gif, step=step)
-            hist = np.asarray(history, dtype=np.float64).reshape(-1, 4)
-            curves = save_loss_curves(run.run_dir / "losses.png", hist, args.loss,
-                                      monitor.threshold + floor if args.collapse_threshold > 0 else None,
-                                      f"GAN ({args.loss}, {args.arch}) on {args.data}, {args.image_size} px, "
-                                      f"seed {args.seed}")
-            tracker.log_image("losses", curves, step=step)
-
-            # -- sample quality ------------------------------------------------------------------------------
-            quality: dict[str, Any] = {}
-            if args.fid_samples:
-                what = f"Fréchet distance of {args.fid_samples:,} samples"
-                bar = tracker.progress(2 if averaged is not None else 1, unit="generator",
-                                       desc=f"{ALGO} final evaluation ({what})")
-                quality = score_samples(bar.update)
-                bar.close()
-            if args.inception_samples:
-
-                model = sampler()
-                images = model.sample(args.inception_samples, generator=torch.Generator().manual_seed(args.seed + 7))
-                bar = tracker.progress(3 * args.inception_samples, unit="image",
-                                       desc=f"{ALGO} final evaluation (Inception FID, {args.inception_samples:,} "
-                                            "samples and as many real train and test images)")
-                quality.update(inception_fid(args.data, images, args.image_size, args.inception_samples,
-                                             progress=bar.update))
-                bar.close()
-            if quality:
-                tracker.log({k: v for k, v in quality.items() if isinstance(v, (int, float))}, step)
-
-        tail = hist[-min(len(hist), args.log_every):]
-        summary = {
-            "data": args.data, "recipe": args.recipe, "loss": args.loss, "arch": args.arch,
-            "image_size": args.image_size, "spectral_norm": args.spectral_norm, "diffaugment": args.diffaugment,
-            "r1": args.r1, "lr_g": args.lr_g, "lr_d": args.lr_d, "beta1": args.beta1, "beta2": args.beta2,
-            "steps": step, "epochs": round(images_seen / n_images, 3), "stopped_by_minutes": stopped_early,
-            "train_minutes": round(run.train_clock.seconds / 60.0, 3),
-            "d_loss": float(tail[:, 0].mean()) if len(tail) else None,
-            "g_loss": float(tail[:, 1].mean()) if len(tail) else None,
-            "d_real": float(tail[:, 2].mean()) if len(tail) else None,
-            "d_fake": float(tail[:, 3].mean()) if len(tail) else None,
-            "d_collapsed_at": monitor.collapsed_at,
-            "ema": args.ema, "amp": amp, "threads": args.threads,
-            "fid": quality.get("fid"), "fid_floor": quality.get("fid_floor"),
-            "class_entropy": quality.get("class_entropy"),
-            **{k: v for k, v in quality.items() if k not in ("fid", "fid_floor", "class_entropy")},
-        }
-        return run.finish(summary, results=gan_results(summary))
+            save_final_pictures(t, tracker)
+            quality = final_scores(t, tracker)
+        summary = gan_summary(t, quality, stopped_early)
+        return run.finish(summary, results=gan_results(run.summary(**summary), args.fid_samples))
 
 
-def gan_results(summary: dict[str, Any]) -> list[str]:
-    """The closing lines: the Fréchet distance beside its floor (or the final losses when there is none)."""
+def gan_results(summary: dict[str, Any], fid_samples: int) -> list[str]:
+    """The closing lines: the Fréchet distance beside its floor (or why there is none), then the final losses."""
     if summary.get("fid") is not None:
         n = f", {summary['fid_samples']:,} samples" if summary.get("fid_samples") is not None else ""
         line = (f"Fréchet distance {summary['fid']:.1f} (real-data floor {summary['fid_floor']:.1f}; classifier "
@@ -800,15 +880,16 @@ def gan_results(summary: dict[str, Any]) -> list[str]:
         if summary.get("class_entropy") is not None and summary.get("class_entropy_max") is not None:
             lines.append(f"predicted-class entropy {summary['class_entropy']:.2f} nats of "
                          f"{summary['class_entropy_max']:.2f} for full coverage")
+    elif not fid_samples:
+        lines = ["no Fréchet distance (--fid-samples 0)"]
     else:
-        lines = ["no Fréchet distance (--fid-samples 0, or the data has no class labels to train its classifier)"]
+        lines = [f"no Fréchet distance: {summary['data']} has no class labels to train its feature classifier on"]
     if summary.get("inception_fid") is not None:
-
         lines.append(describe(summary))
     if summary.get("d_loss") is not None:
         lines.append(f"last steps: D loss {summary['d_loss']:.3f}, G loss {summary['g_loss']:.3f}, D(x) "
-                     f"{summary['d_real']:.2f}, D(G(z)) {summary['d_fake']:.2f}; {summary['steps']:,} steps in "
-                     f"{summary['train_minutes']:.1f} min")
+                     f"{summary['d_real']:.2f}, D(G(z)) {summary['d_fake']:.2f}; {summary['updates']:,} generator "
+                     f"updates in {summary['train_seconds'] / 60:.1f} min")
     return lines
 
 

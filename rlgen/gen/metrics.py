@@ -32,7 +32,7 @@ from rlgen import checkpoint
 from rlgen.data import data_root
 from rlgen.data.folder import fingerprint
 from rlgen.errors import UsageError
-from rlgen.gen.common import load_images, to_unit
+from rlgen.gen.common import class_balanced_subset, load_images, to_unit
 from rlgen.nets import ConvEncoder
 
 FEATURES = 128
@@ -176,25 +176,31 @@ def predict(model: FeatureClassifier, images: torch.Tensor) -> torch.Tensor:
 
 def sample_quality(data: str, samples: torch.Tensor, image_size: int | None = None,
                    n: int | None = None, seed: int = 0) -> dict[str, Any] | None:
-    """``fid``, ``fid_floor``, ``class_entropy`` and the classifier's real-test accuracy, or None.
+    """``fid``, ``fid_floor``, ``class_entropy`` and the classifier's real-test accuracy; None when there is
+    nothing to score: ``n`` is 0, or ``data`` has no class labels to train the classifier on.
 
-    ``samples`` are float (N, C, H, W) in [0, 1]. The reference is the test split (its first
-    ``n`` images, ``n`` ≤ its size); the floor compares ``n`` random training images with the same
-    reference, so both numbers carry the same small-sample bias; it is the mean over ``FLOOR_DRAWS``
-    training subsets (their min and max are reported too). None when the data has no labels.
+    ``samples`` are float (N, C, H, W) in [0, 1]. The reference is ``n`` images of the test split (``n`` ≤ its
+    size), a seeded subset with every class equally often (:func:`rlgen.gen.common.class_balanced_subset`: test
+    splits are sorted by class, so their first ``n`` images would be a few classes only); the floor compares
+    ``n`` random training images with the same reference, so both numbers carry the same small-sample bias; it is
+    the mean over ``FLOOR_DRAWS`` training subsets (their min and max are reported too). Any other problem (an
+    unknown dataset, samples of the wrong shape) is an error.
     """
-    try:
-        model, info = classifier_for(data, image_size)
-    except UsageError:
+    if n == 0:
         return None
-    test_x, _, _ = load_images(data, "test", image_size)
-    train_x, _, _ = load_images(data, "train", image_size)
+    train_x, train_y, _ = load_images(data, "train", image_size)
+    if train_y is None or train_y.dim() != 1:
+        return None
+    model, info = classifier_for(data, image_size)
+    test_x, test_y, _ = load_images(data, "test", image_size)
     if tuple(samples.shape[1:]) != tuple(test_x.shape[1:]):
         raise UsageError(f"samples of shape {tuple(samples.shape[1:])} do not match {data} images "
                          f"{tuple(test_x.shape[1:])}")
     n = min(n or len(samples), len(samples), len(test_x), len(train_x))
+    if n < 2:
+        raise UsageError(f"a Fréchet distance needs at least 2 samples (a covariance), got {n}")
     gen = torch.Generator().manual_seed(seed)
-    f_test, _ = extract(model, to_unit(test_x[:n]))
+    f_test, _ = extract(model, to_unit(test_x[class_balanced_subset(test_y, len(test_x), n, seed)]))
     ref = gaussian_stats(f_test)
     # One training subset's distance varies about 2× at n = 1,000, so the floor averages several.
     floors = []

@@ -83,7 +83,7 @@ class Args(RunArgs):
     binarize: Literal["threshold", "stochastic", "none"] = "threshold"
     """how grey images become {0, 1} for the Bernoulli model: threshold at 128, stochastic (redrawn
     every epoch, the test set once with a fixed seed), or none (keep 256 levels)"""
-    channels: int | None = None
+    width: int | None = None
     """feature channels (PixelCNN: h of the 2h-wide residual stream; gated: per stack); default per model"""
     layers: int | None = None
     """residual blocks (PixelCNN) or gated layers; default per model"""
@@ -119,8 +119,10 @@ class Args(RunArgs):
     """images held out from the training split (never the test split) to pick the best epoch by; 0: none"""
     eval_every: int = 1
     """evaluate validation NLL every this many epochs"""
+    log_every: int = 10
+    """optimizer steps between logged rows of the training loss and learning rate"""
     checkpoint_every: int = 0
-    """save a checkpoint every this many optimizer steps (0: at the end only)"""
+    """optimizer steps between checkpoints (0: only at the end)"""
     samples: int = 64
     """images in the samples grid at the end (0: none)"""
     sample_class: int | None = None
@@ -136,7 +138,8 @@ class Args(RunArgs):
 
 # What a continued run (--resume) may change: its budget (the learning-rate schedule stretches to it), cadences and
 # the pictures drawn at the end.
-RESUME_CHANGEABLE = frozenset({"epochs", "minutes", "checkpoint_every", "eval_every", "samples", "sample_class",
+RESUME_CHANGEABLE = frozenset({"epochs", "minutes", "checkpoint_every", "log_every", "eval_every", "samples",
+                               "sample_class",
                                "completions"})
 
 
@@ -144,9 +147,11 @@ DEFAULTS: dict[bool, dict[str, Any]] = {
     # Picked by validation NLL (400 images held out of the training split) after 8-minute runs on one
     # CPU thread: narrow and deep beats wide at this budget, and PixelCNN gains from smaller batches. A 7×7
     # first layer (as in both papers) took the gated model from 72.0 to 68.3 nats at the same budget.
-    False: dict(channels=16, layers=10, head_channels=32, lr=6e-3, batch_size=16, first_kernel=7),  # PixelCNN
-    True: dict(channels=16, layers=8, head_channels=32, lr=3e-3, batch_size=32, first_kernel=7),  # Gated
+    False: dict(width=16, layers=10, head_channels=32, lr=6e-3, batch_size=16, first_kernel=7),  # PixelCNN
+    True: dict(width=16, layers=8, head_channels=32, lr=3e-3, batch_size=32, first_kernel=7),  # Gated
 }
+# Args fields under their earlier names, so models saved then still sample
+RENAMED = {"channels": "width"}
 BINARY_DATA = ("mnist", "mnist5k", "fashion-mnist", "digits")
 
 
@@ -582,15 +587,16 @@ def build_model(args: Args, image_shape: tuple[int, int, int], likelihood: str, 
                 ) -> AutoregressiveModel:
     """The model ``args`` describe (resolved args: no None sizes)."""
     if args.gated:
-        return GatedPixelCNN(image_shape, likelihood, args.channels, args.layers, args.kernel, args.head_channels,
+        return GatedPixelCNN(image_shape, likelihood, args.width, args.layers, args.kernel, args.head_channels,
                              n_classes, first_kernel=args.first_kernel)
-    return PixelCNN(image_shape, likelihood, args.channels, args.layers, args.kernel, args.first_kernel,
+    return PixelCNN(image_shape, likelihood, args.width, args.layers, args.kernel, args.first_kernel,
                     args.head_channels, n_classes)
 
 
 def sampler_from_checkpoint(ckpt: dict[str, Any], device: torch.device) -> AutoregressiveModel:
     """Rebuild the model a checkpoint's args describe and load its weights (for ``rlgen.gen.generate``)."""
-    args = Args(**{k: v for k, v in ckpt["args"].items() if k in {f.name for f in dataclasses.fields(Args)}})
+    saved = {RENAMED.get(k, k): v for k, v in ckpt["args"].items()}
+    args = Args(**{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(Args)}})
     model = build_model(args, tuple(ckpt["image_shape"]), ckpt["likelihood"], int(ckpt["n_classes"]))
     # A finished run's final weights (averaged, best epoch); a run still training: its weight average, else the raw
     model.load_state_dict(ckpt.get("sampler") or ckpt.get("ema") or ckpt["model"])
@@ -631,9 +637,9 @@ def prepare(args: Args) -> tuple[Args, dict[str, Any]]:
     if likelihood == "bernoulli" and args.binarize == "none" and not bool(((train == 0) | (train == 255)).all()):
         raise UsageError(f"--binarize none keeps {args.data}'s 256 grey levels, but the Bernoulli model takes binary "
                          "images: use --binarize threshold|stochastic or --likelihood categorical")
-    if likelihood == "categorical" and c == 3 and (args.channels % 3 or args.head_channels % 3):
-        raise UsageError(f"RGB images need --channels and --head-channels divisible by 3 (one group per colour), "
-                         f"got {args.channels} and {args.head_channels}")
+    if likelihood == "categorical" and c == 3 and (args.width % 3 or args.head_channels % 3):
+        raise UsageError(f"RGB images need --width and --head-channels divisible by 3 (one group per colour), "
+                         f"got {args.width} and {args.head_channels}")
     n_classes = 0
     if args.conditional:
         if labels is None or classes is None:
@@ -771,8 +777,8 @@ def main(args: Args) -> dict[str, Any]:
                     polyak_update(averaged, model, ramped_tau(args.ema, step))
                 batch_in_epoch += 1
             bar.update(1)
-            if step % 10 == 0:
-                tracker.log({"loss": loss.item(), "lr": lr, "train_minutes": run.train_clock.seconds / 60}, step)
+            if step % args.log_every == 0:
+                tracker.log({"loss": loss.item(), "lr": lr, "train_seconds": run.train_clock.seconds}, step)
             if batch_in_epoch >= steps_per_epoch:
                 epoch += 1
                 perm = None
@@ -808,7 +814,7 @@ def main(args: Args) -> dict[str, Any]:
         summary = {
             "model": "gated_pixelcnn" if args.gated else "pixelcnn", "data": args.data,
             "epochs": round(epoch + (batch_in_epoch / steps_per_epoch if perm is not None else 0.0), 3),
-            "steps": step, "train_minutes": round(run.train_clock.seconds / 60, 3), "test_nll_nats": test_nll,
+            "updates": step, "test_nll_nats": test_nll,
             "test_bits_per_dim": test_nll / (dims * LN2), "likelihood": args.likelihood, "binarize": args.binarize,
             "conditional": args.conditional, "params": sum(p.numel() for p in model.parameters()),
             "threads": args.threads, "amp": amp, "ema": args.ema, "val_nll": best_val if args.val_size else None,
@@ -817,8 +823,8 @@ def main(args: Args) -> dict[str, Any]:
         }
         nats, bpd = summary["test_nll_nats"], summary["test_bits_per_dim"]
         return run.finish(summary, results=[f"test NLL {nats:.2f} nats per image ({bpd:.3f} bits/dim), exact, on "
-                                            f"{len(test_x):,} test images; {step:,} steps in "
-                                            f"{summary['train_minutes']:.1f} min"])
+                                            f"{len(test_x):,} test images; {step:,} updates in "
+                                            f"{run.summary()['train_seconds'] / 60:.1f} min"])
 
 
 def picture_count(args: Args, n_classes: int, n_test: int) -> int:

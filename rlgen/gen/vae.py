@@ -79,7 +79,8 @@ class Args(RunArgs):
     epochs: int = 80
     """passes over the training split (sets the one-cycle learning-rate schedule; a resume with more stretches it)"""
     minutes: float | None = None
-    """also stop at the first minibatch after this much training wall time (default: no time limit)"""
+    """also stop at the first minibatch after this much training wall time (default: no time limit); only whole
+    epochs count as done, and a --resume finishes the cut one"""
     batch_size: int = 64
     """minibatch size"""
     lr: float = 2e-3
@@ -95,15 +96,18 @@ class Args(RunArgs):
     iwae_images: int | None = None
     """test images the k-sample bound averages over, a seeded subset spread over the classes (default: the whole
     test split; with --minutes M, 125·M images, at least 100, so the bound does not outlast training)"""
+    log_every: int = 1
+    """epochs between logged rows of the training ELBO, KL weight and learning rate (the last epoch's)"""
     eval_every: int = 10
-    """epochs between test-ELBO evaluations"""
+    """epochs between test-ELBO evaluations (logged with them)"""
     checkpoint_every: int = 10
     """epochs between checkpoints (0: only at the end)"""
 
 
 # What a continued run (--resume) may change: its budget (a larger --epochs stretches the one-cycle schedule),
 # cadences and the work done only at the end.
-RESUME_CHANGEABLE = frozenset({"epochs", "minutes", "checkpoint_every", "eval_every", "iwae_k", "iwae_images"})
+RESUME_CHANGEABLE = frozenset({"epochs", "minutes", "checkpoint_every", "log_every", "eval_every", "iwae_k",
+                               "iwae_images"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,6 +355,51 @@ def iwae_subset(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return x[pick.sort().values]
 
 
+@dataclass
+class EpochInProgress:
+    """One pass over the training images: their order, this epoch's binarization (when re-drawn each epoch), the
+    minibatches done and the running sums of the ELBO. Saved with the run when a --minutes budget ends it early,
+    so a resume finishes the very same epoch, as an uninterrupted run would have."""
+
+    train: torch.Tensor
+    perm: torch.Tensor
+    redrawn: bool  # a stochastic binarization of this epoch's own (saved with it)
+    batches_done: int = 0
+    sums: float = 0.0
+    seen: int = 0
+
+    @classmethod
+    def start(cls, args: Args, data: dict[str, torch.Tensor | None], gen: torch.Generator) -> EpochInProgress:
+        """A new epoch: the stochastic binarization re-drawn (when asked for), then the order, both from ``gen``."""
+        redrawn = args.likelihood == "bernoulli" and args.binarize == "stochastic"
+        train = binarize(data["train_raw"], "stochastic", gen) if redrawn else data["train"]  # type: ignore[arg-type]
+        assert train is not None
+        return cls(train, torch.randperm(len(train), generator=gen), redrawn)
+
+    def remaining(self, batch_size: int) -> list[torch.Tensor]:
+        """The index batches not trained on yet."""
+        return list(self.perm.split(batch_size))[self.batches_done:]
+
+    def add(self, elbo_sum: float, n: int) -> None:
+        """One minibatch done, with the sum of its images' ELBOs."""
+        self.sums += elbo_sum
+        self.seen += n
+        self.batches_done += 1
+
+    def state(self) -> dict[str, Any]:
+        return {"perm": self.perm, "batches_done": self.batches_done, "sums": self.sums, "seen": self.seen,
+                "train": self.train.to(torch.uint8) if self.redrawn else None}  # {0, 1} pixels: bytes suffice
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None, data: dict[str, torch.Tensor | None]) -> EpochInProgress | None:
+        if state is None:
+            return None
+        redrawn = state["train"] is not None
+        train = state["train"].float() if redrawn else data["train"]
+        assert train is not None
+        return cls(train, state["perm"], redrawn, state["batches_done"], state["sums"], state["seen"])
+
+
 # ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
@@ -379,21 +428,20 @@ def main(args: Args) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, pct_start=0.1, last_epoch=step - 1,
                                                 total_steps=max(args.epochs * steps_per_epoch, step, 1))
 
+    # An epoch a --minutes budget cut short, saved with the run: a resume finishes it where it stopped
+    part = EpochInProgress.from_state((run.ckpt or {}).get("epoch_in_progress"), data)
+
     with run.start(bar_keys=("train_neg_elbo", "test_neg_elbo")) as tracker:
         budget = args.minutes * 60 if args.minutes is not None else math.inf
         bar = tracker.progress(args.epochs, initial=epoch, unit="epoch")
         model.train()
         while epoch < args.epochs and run.train_clock.seconds < budget:
             with run.train_clock:
-                if args.likelihood == "bernoulli" and args.binarize == "stochastic":
-                    train = binarize(train_raw, "stochastic", order_gen)
-                else:
-                    train = data["train"]
-                assert train is not None
-                sums, seen = 0.0, 0
+                if part is None:
+                    part = EpochInProgress.start(args, data, order_gen)
                 beta = min(1.0, (epoch + 1) / args.kl_warmup) if args.kl_warmup > 0 else 1.0
-                for idx in torch.randperm(len(train), generator=order_gen).split(args.batch_size):
-                    x = random_shift(train[idx].to(device), args.shift, order_gen)
+                for idx in part.remaining(args.batch_size):
+                    x = random_shift(part.train[idx].to(device), args.shift, order_gen)
                     elbo, rec, kl = model.elbo(x, beta=beta)
                     loss = -elbo.mean()
                     opt.zero_grad(set_to_none=True)
@@ -401,26 +449,36 @@ def main(args: Args) -> dict[str, Any]:
                     opt.step()
                     sched.step()
                     step += 1
-                    sums += float((rec - kl).sum().detach())
-                    seen += len(x)
+                    part.add(float((rec - kl).sum().detach()), len(x))
                     if run.train_clock.seconds >= budget:
                         break
+            if part.batches_done < steps_per_epoch:  # cut by --minutes: only whole epochs count
+                tracker.log({"train_neg_elbo": -part.sums / part.seen, "kl_weight": beta,
+                             "lr": sched.get_last_lr()[0], "epoch": epoch + part.batches_done / steps_per_epoch},
+                            step)
+                break
             epoch += 1
             # Logged as −ELBO (nats per image, lower is better), the sign the summary uses too.
-            metrics = {"train_neg_elbo": -sums / seen, "kl_weight": beta, "lr": sched.get_last_lr()[0], "epoch": epoch}
             history["epoch"].append(epoch)
-            history["train_elbo"].append(sums / seen)
+            history["train_elbo"].append(part.sums / part.seen)
+            metrics: dict[str, float] = {}
+            if epoch % args.log_every == 0 or epoch == args.epochs:
+                metrics.update(train_neg_elbo=-part.sums / part.seen, kl_weight=beta, lr=sched.get_last_lr()[0],
+                               epoch=epoch)
+            part = None
             if epoch % args.eval_every == 0 or epoch == args.epochs:
                 ev = evaluate_elbo(model, test, device, seed=args.seed)
-                metrics.update(test_neg_elbo=-ev["elbo"], test_rec_loss=-ev["rec"], test_kl=ev["kl"])
+                metrics.update(test_neg_elbo=-ev["elbo"], test_rec_loss=-ev["rec"], test_kl=ev["kl"], epoch=epoch)
                 history["eval_epoch"].append(epoch)
                 history["test_elbo"].append(ev["elbo"])
-            tracker.log(metrics, step)
+            if metrics:
+                tracker.log(metrics, step)
             bar.update(1)
             if run.checkpoint_due(epoch - 1, epoch, args.checkpoint_every):
-                run.save(step, epoch=epoch, history=history, image_shape=list(image_shape))
+                run.save(step, epoch=epoch, history=history, image_shape=list(image_shape), epoch_in_progress=None)
         bar.close()
-        run.save(step, epoch=epoch, history=history, image_shape=list(image_shape))
+        run.save(step, epoch=epoch, history=history, image_shape=list(image_shape),
+                 epoch_in_progress=part.state() if part is not None else None)
 
         # -- after training: its own bar and clock (the k-sample bound can outlast a --minutes budget) ----------
         with run.after_clock:
@@ -440,8 +498,7 @@ def main(args: Args) -> dict[str, Any]:
         # Every likelihood number is a negated bound: positive nats per image, an upper bound on the NLL.
         summary: dict[str, Any] = {
             "data": args.data, "arch": args.arch, "likelihood": args.likelihood, "latent_dim": args.latent_dim,
-            "epochs": epoch, "steps": step, "binarize": args.binarize,
-            "train_minutes": round(run.train_clock.seconds / 60, 3),
+            "epochs": epoch, "updates": step, "binarize": args.binarize,
             "test_neg_elbo_nats": -final["elbo"], "test_rec_loss_nats": -final["rec"], "test_kl_nats": final["kl"],
             "test_images": len(test), "iwae_k": args.iwae_k, "iwae_images": len(iwae_x) if iwae is not None else None,
             "test_neg_iwae_nats": -iwae if iwae is not None else None,
@@ -511,7 +568,7 @@ def vae_results(summary: dict[str, Any], likelihood: str) -> list[str]:
     if summary.get("test_neg_iwae_nats") is not None:
         lines.append(f"k = {summary['iwae_k']:,} importance-weighted bound: NLL ≤ {summary['test_neg_iwae_nats']:.1f} "
                      f"nats per image{per_dim('test_neg_iwae_bits_per_dim')} ({summary['iwae_images']:,} test images, "
-                     f"{summary['eval_seconds']:.0f} s of evaluation after {summary['train_minutes']:.1f} min of "
+                     f"{summary['eval_seconds']:.0f} s of evaluation after {summary['train_seconds'] / 60:.1f} min of "
                      "training)")
     return lines
 
