@@ -215,12 +215,15 @@ def report_pretraining(jobs: list[tuple[str, str, int, Path]], results: Path | N
     if not done:
         return {}
     print("\nencoders: SimCLR (temporal pairs, dqn recipe) on random-agent frames as DQN sees them")
-    print(f"{'game':<10} {'frames':>8} {'steps':>7} {'minutes':>8} {'NT-Xent':>8} {'chance':>7}")
+    print(f"{'game':<10} {'frames':>8} {'updates':>7} {'minutes':>8} {'NT-Xent':>8} {'chance':>7}")
     out = {}
     for game, s in done.items():
-        out[game] = {"frames": s["frames"], "steps": s["steps"], "train_minutes": s["train_minutes"],
+        # records written before summaries said updates and train_seconds say steps and train_minutes
+        updates = s["updates"] if "updates" in s else s["steps"]
+        minutes = s["train_seconds"] / 60 if "train_seconds" in s else s["train_minutes"]
+        out[game] = {"frames": s["frames"], "updates": updates, "train_minutes": round(minutes, 3),
                      "final_loss": s["final_loss"], "loss_chance": s["loss_chance"]}
-        print(f"{game:<10} {s['frames']:>8} {s['steps']:>7} {s['train_minutes']:>8.1f} "
+        print(f"{game:<10} {s['frames']:>8} {updates:>7} {minutes:>8.1f} "
               f"{s['final_loss']:>8.3f} {s['loss_chance']:>7.3f}")
     return out
 

@@ -282,7 +282,7 @@ def test_bench_atari100k_runs_reuses_and_reports(tmp_path):
     assert json.loads((preset / "bench.json").read_text())["launches"] == 2
     assert json.loads((preset / "summary.json").read_text())["resumes"] == 1
     out = json.loads((tmp_path / "out.json").read_text())
-    assert out["pretraining"]["Boxing"]["steps"] == 2 and out["pretraining"]["Boxing"]["frames"] == 300
+    assert out["pretraining"]["Boxing"]["updates"] == 2 and out["pretraining"]["Boxing"]["frames"] == 300
     assert out["variants"]["frozen"]["games"]["Boxing"]["runs"]
     agent = json.loads((tmp_path / "runs" / "frozen-Boxing-s0" / "config.json").read_text())
     assert agent["encoder"] == str(tmp_path / "runs" / "simclr-Boxing") and agent["freeze_encoder"]
@@ -371,7 +371,7 @@ def test_simclr_on_atari_stacks_gives_a_dqn_encoder(tmp_path, bad_input):
     s = simclr.main(simclr.Args(data="atari-stacks:boxing", frames=300, backbone="nature_cnn_same",
                                 pairs="temporal", batch_size=16, total_steps=12, log_every=4,
                                 run_dir=str(pre), wandb="disabled", amp="off"))
-    assert s["steps"] == 12
+    assert s["updates"] == 12
     source = checkpoint.load(pre, algo="simclr")["encoder"]
     after = tiny_boxing_agent(tmp_path / "agent", pre, freeze=True, total_steps=260)
     assert all(torch.equal(after[f"backbone.{k}"], v) for k, v in source.items())
