@@ -22,7 +22,7 @@ with the agent's own trunk (``nature_cnn_same``). Its minutes are reported apart
 protocol; ``--variants sb3`` makes that run alone. ``--profile`` times the parts of one
 preset step in isolation: acting, the environment, replay sampling, augmentation, the update; with
 ``--profile-state RUN_DIR`` the network and Adam's state are a finished run's, as late in training, and
-``--keep-denormals`` times them as they are without ``rlgen.utils.flush_denormals`` (what the flush buys).
+``--keep-denormals`` times them as they are without ``rlgen.machine.flush_denormals`` (what the flush buys).
 
 Ctrl-C (or SIGTERM) stops the bench cleanly: each running run saves a checkpoint at its next step and
 the same command later continues it; its minutes so far are kept in ``bench.json``.
@@ -50,8 +50,8 @@ from typing import Any
 
 import numpy as np
 
+from rlgen.machine import bf16_cpu, cpu_name
 from rlgen.rl.atari import RANDOM_HUMAN, game_name, human_normalized
-from rlgen.utils import bf16_cpu, cpu_name
 
 # Published per-game means (Agarwal et al. 2021's re-runs, 100 runs per game; ../shared/REFERENCE.md).
 PUBLISHED: dict[str, dict[str, float]] = {
@@ -294,7 +294,7 @@ def eval_speed(run_dir: Path, games: int, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads or os.cpu_count() or 1)
     ckpt = checkpoint.load(run_dir, algo="dqn")
     a = ckpt["args"]
-    weights = ckpt.get("avg_net", ckpt["q_net"])
+    weights = ckpt.get("ema_net", ckpt["q_net"])
     net = QNetwork(make_backbone(a["backbone"], (4, 84, 84)), weights["head.adv.weight"].shape[0],
                    dueling=a["dueling"])
     net.load_state_dict(weights)
@@ -403,7 +403,7 @@ def profile(game: str, threads: int, repeats: int, malloc_default: bool, state: 
     ``state``, the network and Adam's state are those of that finished run (its game), as late in training."""
     import torch
 
-    from rlgen.utils import flush_denormals, keep_freed_memory
+    from rlgen.machine import flush_denormals, keep_freed_memory
 
     if not keep_denormals:
         flush_denormals()  # as dqn.main does, before the first parallel op
@@ -411,6 +411,8 @@ def profile(game: str, threads: int, repeats: int, malloc_default: bool, state: 
         keep_freed_memory()  # as dqn.main does
 
     from rlgen.rl import dqn
+    from rlgen.rl.atari import atari_task
+    from rlgen.rl.tasks import GreedyPolicy
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
     ckpt = torch.load(Path(state) / "checkpoint.pt", weights_only=True, mmap=True) if state else None
@@ -419,7 +421,7 @@ def profile(game: str, threads: int, repeats: int, malloc_default: bool, state: 
     args = dqn.resolve_args(dqn.Args(env=game, preset="atari100k"))
     device = torch.device("cpu")
     amp = dqn.uses_amp(args, device)
-    task = dqn.atari_task(args, device, 0)
+    task = atari_task(args, device, 0)
     rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
     task.replay.start(task.pool.obs)
     for _ in range(3_000):  # a replay with something in it
@@ -437,11 +439,10 @@ def profile(game: str, threads: int, repeats: int, malloc_default: bool, state: 
               f"{sum(b.size for b in bits):,} numbers in Adam's state are denormal")
     batch = task.replay.sample(32, rng)
 
-    def act() -> None:  # one observation: as dqn.act_greedy, in float32 below its AMP_MIN_BATCH
-        obs = task.pool.obs
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
-                                                    enabled=amp and len(obs) >= dqn.AMP_MIN_BATCH):
-            net(task.prepare(torch.as_tensor(obs))).argmax(dim=1)
+    greedy = GreedyPolicy(net, task.prepare, device, amp)
+
+    def act() -> None:  # one observation, as training acts (float32 below the policy's AMP_MIN_BATCH)
+        greedy(task.pool.obs)
 
     # the update takes views augmented beforehand, so the augmentation is timed once, on its own line
     views = {id(batch.obs): task.augment(batch.obs, gen), id(batch.next_obs): task.augment(batch.next_obs, gen)}

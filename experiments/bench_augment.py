@@ -50,8 +50,8 @@ from rlgen import cli
 from rlgen.augment import RECIPES, Recipe, augment, blur_kernel_size
 from rlgen.data import load
 from rlgen.errors import UsageError
+from rlgen.files import write_json
 from rlgen.nets import make_backbone
-from rlgen.utils import write_json
 
 
 @dataclasses.dataclass

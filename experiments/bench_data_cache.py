@@ -18,7 +18,7 @@ import time
 import torch
 
 from rlgen import cli
-from rlgen.utils import write_json
+from rlgen.files import write_json
 
 
 @dataclasses.dataclass

@@ -24,9 +24,9 @@ import time
 
 import torch
 
+from rlgen.machine import pick_device
 from rlgen.rl import dqn
 from rlgen.track import read_metrics
-from rlgen.utils import pick_device
 
 ZOO = dict(buffer_size=100_000, learning_rate=1e-4, batch_size=32, train_freq=4, gradient_steps=1,
            target_update_interval=1000, exploration_final_eps=0.01, optimize_memory_usage=False)

@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from rlgen.envnames import resolve_env_id
+from rlgen.machine import bf16_cpu, cpu_name
 from rlgen.rl import dqn
 from rlgen.rl.envs import evaluate, make_env
-from rlgen.utils import bf16_cpu, cpu_name
 
 # RL-Zoo's DQN settings (hyperparams/dqn.yml) as ../shared/REFERENCE.md records them; SB3 runs on CartPole only.
 ZOO = {

@@ -42,8 +42,8 @@ from typing import Any
 
 import torch
 
+from rlgen.files import atomic_write_bytes
 from rlgen.gen.common import binarize, load_images
-from rlgen.utils import atomic_write_bytes
 
 DIMS = 28 * 28
 PEER = {"bernoulli": ("207.7", ""), "vae-mlp": ("", ""), "vae-conv": ("91.2", "80.3"),

@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(goal < 10 GB: {'met' if million['peak_rss_bytes'] < 10e9 else 'NOT met'}), "
               f"filled in {million['fill_seconds']:.0f} s")
     if args.json:
-        from rlgen.utils import write_json
+        from rlgen.files import write_json
 
         write_json(args.json, report)
     return 0

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rlgen.machine import bf16_cpu, cpu_name
 from rlgen.rl import dqn
-from rlgen.utils import bf16_cpu, cpu_name
 
 
 def machine() -> str:

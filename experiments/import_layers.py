@@ -22,7 +22,7 @@ from pathlib import Path
 # Bottom to top. A name is a module or package under rlgen; the first entry that prefixes a module wins.
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
-    ("utils",),
+    ("files", "machine", "seeding", "schedules"),
     ("track",),
     ("checkpoint",),
     ("cli",),

@@ -152,7 +152,7 @@ def atari_section(args: argparse.Namespace, run_root: Path) -> dict[str, Any]:
         print(f"goal {data.game}: random-init {random_row['mean_f1']:.3f} vs paper {paper['random_cnn']:.2f} "
               f"(within 0.10: {'met' if rand_ok else 'MISSED'}); ST-DIM {stdim_row['mean_f1']:.3f} vs CPC "
               f"{paper['cpc']:.2f} ({'beaten' if beat else 'NOT beaten'}) after {minutes} min of pretraining")
-        results[data.game] = {"random_init": {k: random_row[k] for k in ("mean_f1", "category_f1", "f1")},
+        results[data.game] = {"random-init": {k: random_row[k] for k in ("mean_f1", "category_f1", "f1")},
                               "stdim": {k: stdim_row[k] for k in ("mean_f1", "category_f1", "f1")},
                               "stdim_run": run_dir, "stdim_minutes": minutes, "paper": paper,
                               "goal_random_within_0.10": rand_ok, "goal_beats_cpc": beat}

@@ -2,14 +2,15 @@
 numbers of its summary (clocks left out) as JSON, to compare two revisions:
 
     git worktree add /tmp/base REV
-    PYTHONPATH=/tmp/base python experiments/same_numbers.py old > old.json
-    PYTHONPATH=. python experiments/same_numbers.py new > new.json
+    PYTHONPATH=/tmp/base python experiments/same_numbers.py run > old.json
+    PYTHONPATH=. python experiments/same_numbers.py run > new.json
     python experiments/same_numbers.py --diff old.json new.json
 
-``old`` maps the flags renamed since the base (the GAN's --steps, stdim's boolean --amp, PixelCNN's --channels,
-now --width). Runs on one thread;
-the same CPU gives the same numbers.
+Flags renamed since earlier revisions (the GAN's --steps, PixelCNN's --channels, stdim's boolean --amp) are
+given by their old names where the revision run has those. Runs on one thread; the same CPU gives the same
+numbers.
 """
+import dataclasses
 import importlib
 import json
 import os
@@ -39,7 +40,7 @@ C = {
                                threads=1, queue_size=512, total_steps=35),
     "rlgen.selfsup.supervised": dict(data="mnist5k", batch_size=64, log_every=5, threads=1, total_steps=35),
     "rlgen.selfsup.stdim": dict(data="atari-frames:breakout", frames=1400, batch_size=16, lr=1e-3, minutes=None,
-                                checkpoint_every=3, log_every=5, total_steps=9),
+                                checkpoint_every=3, log_every=5, amp="off", total_steps=9),
 }
 def diff(a_path: str, b_path: str) -> None:
     def load(path: str) -> dict:
@@ -57,19 +58,18 @@ def diff(a_path: str, b_path: str) -> None:
 if sys.argv[1] == "--diff":
     diff(sys.argv[2], sys.argv[3])
     sys.exit(0)
-old = sys.argv[1] == "old"
+# Flags renamed since earlier revisions (new name: old name), applied where the revision run lacks the new one.
+RENAMED = {"rlgen.gen.gan": {"total_steps": "steps"}, "rlgen.gen.pixelcnn": {"width": "channels"}}
 out = {}
 for mod_name, kw in C.items():
     kw = dict(kw)
-    if old and mod_name == "rlgen.gen.gan":
-        kw["steps"] = kw.pop("total_steps")
-    if old and mod_name == "rlgen.gen.pixelcnn":
-        kw["channels"] = kw.pop("width")
-    if old and mod_name == "rlgen.selfsup.stdim":
-        kw["amp"] = False
-    if mod_name == "rlgen.selfsup.stdim" and not old:
-        kw["amp"] = "off"
     mod = importlib.import_module(mod_name)
+    fields = {f.name: f for f in dataclasses.fields(mod.Args)}
+    for new_name, old_name in RENAMED.get(mod_name, {}).items():
+        if new_name not in fields and old_name in fields:
+            kw[old_name] = kw.pop(new_name)
+    if "amp" in kw and isinstance(fields["amp"].default, bool):  # stdim's --amp was a switch
+        kw["amp"] = False
     with tempfile.TemporaryDirectory() as d:
         s = mod.main(mod.Args(run_dir=d + "/r", **kw))
     out[mod_name] = {k: v for k, v in s.items() if isinstance(v, (int, float)) and not k.endswith("seconds")

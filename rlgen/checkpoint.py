@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import torch
 
 from rlgen.errors import UsageError
-from rlgen.utils import atomic_open
+from rlgen.files import atomic_open
 
 T = TypeVar("T")
 

@@ -149,14 +149,26 @@ def from_record(ckpt: dict[str, Any], record: dict[str, Any], device: torch.devi
                   description, record)
 
 
+def _fits(algo: str, record: dict[str, Any], run_dir: str | os.PathLike, input_shape: tuple[int, ...], name: str,
+          inputs: str) -> None:
+    if tuple(record["input_shape"]) != tuple(input_shape):
+        raise UsageError(f"{name} {os.fspath(run_dir)}: its {algo} encoder takes input of shape "
+                         f"{tuple(record['input_shape'])}, but {inputs} have shape {tuple(input_shape)}")
+
+
+def check_fitting_encoder(run_dir: str | os.PathLike, input_shape: tuple[int, ...], name: str, inputs: str) -> None:
+    """A UsageError unless the run's encoder takes ``input_shape``; reads only its record, not its weights."""
+    ckpt = checkpoint.load(run_dir)
+    _fits(str(ckpt.get("algo")), _record_of(ckpt, f"checkpoint {os.fspath(run_dir)!r}"), run_dir, input_shape, name,
+          inputs)
+
+
 def load_fitting_encoder(run_dir: str | os.PathLike, input_shape: tuple[int, ...], name: str, inputs: str,
                          device: str | torch.device = "cpu") -> FrozenEncoder:
     """:func:`load_encoder`, then a UsageError unless it takes ``input_shape``; ``name`` (the flag or argument)
     and ``inputs`` (what is fed) word the error. The net exposes ``out_dim``, as every backbone does."""
     enc = load_encoder(run_dir, device)
-    if tuple(enc.input_shape) != tuple(input_shape):
-        raise UsageError(f"{name} {os.fspath(run_dir)}: its {enc.algo} encoder takes input of shape "
-                         f"{tuple(enc.input_shape)}, but {inputs} have shape {tuple(input_shape)}")
+    _fits(enc.algo, enc.record, run_dir, input_shape, name, inputs)
     if not hasattr(enc.net, "out_dim"):
         enc.net.out_dim = enc.out_dim
     return enc
@@ -166,8 +178,12 @@ def load_encoder(run_dir_or_file: str | os.PathLike, device: str | torch.device 
     """The frozen encoder stored in a run folder (or checkpoint file) of any command that trains one."""
     ckpt = checkpoint.load(run_dir_or_file)
     where = f"checkpoint {os.fspath(run_dir_or_file)!r}"
+    return from_record(ckpt, _record_of(ckpt, where), torch.device(device), str(ckpt.get("algo")), where)
+
+
+def _record_of(ckpt: dict[str, Any], where: str) -> dict[str, Any]:
     record = ckpt.get(RECORD_KEY)
     if record is None:
         raise UsageError(f"{where} (algo {ckpt.get('algo')!r}) holds no {RECORD_KEY}: it is not a run that trains "
                          "an encoder (simclr, moco, supervised, stdim, vae, gan, dqn), or an older rlgen wrote it")
-    return from_record(ckpt, record, torch.device(device), str(ckpt.get("algo")), where)
+    return record

@@ -51,8 +51,9 @@ import torch
 
 from rlgen import checkpoint, cli
 from rlgen.errors import Stopped, UsageError
+from rlgen.machine import flush_denormals, pick_device
+from rlgen.seeding import rng_state, set_rng_state
 from rlgen.track import Tracker, default_run_dir, resolve_wandb_mode
-from rlgen.utils import flush_denormals, pick_device, rng_state, set_rng_state
 
 A = TypeVar("A")
 
@@ -131,7 +132,7 @@ class Run(Generic[A]):
 
     It also sets torch's threads (``--threads``, else the command's ``THREADS``) and picks ``device``; where
     ``denormals_as_zero(args)`` holds (args as given or resumed, before ``check``) it first calls
-    ``rlgen.utils.flush_denormals``, before anything can start torch's threads, which copy the flags then.
+    ``rlgen.machine.flush_denormals``, before anything can start torch's threads, which copy the flags then.
     ``what`` names the default run folder (``runs/<algo>-<what>-<time>``): a string, or a function of the checked
     args. ``check(args) -> args`` is the command's own validation (filling per-environment defaults); it runs after
     the resumed args are restored, so a continued run is checked like a new one. ``lead=False`` (the other

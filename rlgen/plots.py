@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlgen.utils import atomic_open
+from rlgen.files import atomic_open
 
 
 def moving_average(values: Sequence[float], window: int) -> np.ndarray:

@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 from rlgen.errors import Stopped, UsageError
-from rlgen.utils import atomic_write_bytes, write_json
+from rlgen.files import atomic_write_bytes, write_json
 
 WANDB_MODES = ("offline", "online", "disabled")
 # The oldest wandb that takes ``reinit="create_new"`` (several runs in one process); keep in step with pyproject.

@@ -57,6 +57,6 @@ def kill_after_saves(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _denormals_kept():
-    """An Atari DQN run flushes denormals for its process (rlgen.utils.flush_denormals); tests stay independent."""
+    """An Atari DQN run flushes denormals for its process (rlgen.machine.flush_denormals); tests stay independent."""
     yield
     torch.set_flush_denormal(False)

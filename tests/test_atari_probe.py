@@ -234,7 +234,7 @@ def test_probe_cli_random_init_backbone(run_dir, capsys):
     s = ap.main(ap.Args(game="breakout", random_init="atari_cnn", frames=FRAMES, epochs=2, run_dir=str(run_dir)))
     assert s["encoder"] == "random-init" and s["algo"] == "atari_probe" and s["resumes"] == 0
     assert s["eval_seconds"] > 0 and 0 <= s["mean_f1"] <= 1
-    assert json.loads((run_dir / "summary.json").read_text())["encoder_algo"] == "random_init"
+    assert json.loads((run_dir / "summary.json").read_text())["encoder_algo"] == "random-init"
     assert "random-init on Breakout: mean weighted F1" in capsys.readouterr().out
 
 

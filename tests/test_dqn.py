@@ -117,7 +117,7 @@ def test_replay_discounts_stop_only_at_terminations():
     (["--batch-size", "128", "--buffer-size", "64"], "--batch-size 128 is larger than --buffer-size 64"),
     (["--gamma", "1.5"], "--gamma 1.5 must be a number in [0, 1]"),
     (["--num-envs", "0"], "--num-envs 0 must be a positive integer"),
-    (["--policy-average", "2"], "--policy-average 2.0 must be a number in [0, 1]"),
+    (["--ema", "1"], "--ema 1.0 must be a number in [0, 1)"),
     (["--lr-end", "nan"], "--lr-end nan must be a number ≥ 0"),
     (["--adam-eps", "0"], "--adam-eps 0.0 must be a positive number"),
     (["--final-eval-episodes", "0"], "--final-eval-episodes 0 must be a positive integer"),
@@ -359,3 +359,11 @@ def test_the_speed_paths_are_parameters_that_change_no_number(tmp_path):
     assert fast["updates"] > 0
     for key in ("eval_return_mean", "best_eval_return", "updates"):
         assert fast[key] == pytest.approx(plain[key], rel=1e-6), key
+
+
+def test_log_every_sets_the_cadence_of_the_training_rows(run_dir):
+    s = dqn.main(dqn.Args(env="CartPole", total_steps=800, learning_starts=100, eval_every=800, eval_episodes=1,
+                          final_eval_episodes=1, gif=False, log_every=4, wandb="disabled", run_dir=str(run_dir)))
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    logged = [r["updates"] for r in rows if "loss" in r]
+    assert s["updates"] >= 50 and logged == list(range(4, s["updates"] + 1, 4))  # two updates per round of 8 envs

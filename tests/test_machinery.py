@@ -15,7 +15,7 @@ from rlgen.errors import UsageError
 from rlgen.nets import ConvDecoder, QHead, QNetwork, flatten_parameters, make_backbone, polyak_update, ramped_tau
 from rlgen.plots import write_gif
 from rlgen.rl.replay import ReplayBuffer
-from rlgen.rl.schedules import linear_schedule
+from rlgen.schedules import linear_schedule
 from rlgen.track import Tracker, read_metrics, resolve_wandb_mode
 
 
@@ -392,7 +392,7 @@ def test_dependency_floors():
 
 _DENORMALS = """
 import sys, numpy as np, torch
-from rlgen.utils import flush_denormals
+from rlgen.machine import flush_denormals
 x = torch.from_numpy(np.full(1 << 22, 0x000AE398, dtype=np.uint32).view(np.float32))  # about 1e-39, by its bits
 first = float(x[0] * 1.0)  # one number, in this thread
 if sys.argv[1] == "late":

@@ -153,14 +153,15 @@ def test_nll_by_hand():
 def test_train_resume_checkpoint_roundtrip(run_dir, kill_after_saves, capsys):
     arm, disarm = kill_after_saves
     base = dict(width=8, layers=2, head_channels=16, epochs=3, batch_size=16, lr=0.02, train_limit=128, val_size=64,
-                checkpoint_every=5, samples=4, completions=2, conditional=True, run_dir=str(run_dir))
+                checkpoint_every=1, samples=4, completions=2, conditional=True, run_dir=str(run_dir))
     arm(1)
     with pytest.raises(KeyboardInterrupt):
         pc.main(pc.Args(**base))
     disarm()
-    assert checkpoint.load(run_dir)["step"] == 5
+    ckpt = checkpoint.load(run_dir)
+    assert (ckpt["step"], ckpt["epoch"]) == (8, 1)  # --checkpoint-every counts epochs, as --epochs does
     summary = pc.main(pc.Args(resume=str(run_dir)))
-    assert summary["updates"] == 24 and summary["epochs"] == 3  # 8 steps per epoch, continued from step 5
+    assert summary["updates"] == 24 and summary["epochs"] == 3  # 8 steps per epoch, continued from step 8
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [10, 20]
     vals = [r["val_nll"] for r in rows if "val_nll" in r]
@@ -191,14 +192,14 @@ def test_train_resume_checkpoint_roundtrip(run_dir, kill_after_saves, capsys):
 
 def test_resume_with_more_epochs_ends_at_the_new_budget(run_dir, kill_after_saves, bad_input):
     arm, disarm = kill_after_saves
-    base = dict(width=8, layers=1, head_channels=8, epochs=2, batch_size=16, train_limit=64, checkpoint_every=3,
+    base = dict(width=8, layers=1, head_channels=8, epochs=2, batch_size=16, train_limit=64, checkpoint_every=1,
                 samples=2, completions=1, run_dir=str(run_dir))
     arm(1)
     with pytest.raises(KeyboardInterrupt):
         pc.main(pc.Args(**base))
     disarm()
     ckpt = checkpoint.load(run_dir)
-    assert ckpt["step"] == 3 and "optimizer" in ckpt and "opt" not in ckpt
+    assert ckpt["step"] == 4 and "optimizer" in ckpt and "opt" not in ckpt
     before = (run_dir / "checkpoint.pt").read_bytes()
     for argv in (["--gated"], ["--batch-size", "8"], ["--data", "digits"]):
         bad_input(pc.main, pc.Args, ["--resume", str(run_dir), *argv], argv[0])
@@ -224,7 +225,7 @@ def test_bad_input(bad_input):
 
 def test_width_flag_log_every_and_a_model_saved_under_the_old_flag_name(run_dir, capsys, bad_input):
     """PixelCNN's width is --width, as the GAN's (the VAE's --channels is a list of widths); --log-every counts
-    optimizer steps, as --checkpoint-every does."""
+    optimizer steps (the loss is logged within an epoch); --checkpoint-every counts epochs, as the budget does."""
     from rlgen import cli
 
     with pytest.raises(SystemExit):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rlgen.rl import qlearning as ql
+from rlgen.rl import tables
 
 
 # -- the math by hand ---------------------------------------------------------------------------
@@ -53,13 +54,13 @@ def test_epsilon_schedule_is_linear_then_flat():
 
 # -- discretiser ----------------------------------------------------------------------------------
 def test_bin_edges():
-    np.testing.assert_allclose(ql.bin_edges(-1.0, 1.0, 4), [-0.5, 0.0, 0.5])
-    np.testing.assert_allclose(ql.bin_edges(0.0, 3.0, 3), [1.0, 2.0])
-    assert ql.bin_edges(-2.4, 2.4, 1).size == 0
+    np.testing.assert_allclose(tables.bin_edges(-1.0, 1.0, 4), [-0.5, 0.0, 0.5])
+    np.testing.assert_allclose(tables.bin_edges(0.0, 3.0, 3), [1.0, 2.0])
+    assert tables.bin_edges(-2.4, 2.4, 1).size == 0
 
 
 def test_discretiser_cells_and_index():
-    d = ql.Discretiser([1, 2, 4], [-1.0, -1.0, 0.0], [1.0, 1.0, 4.0])
+    d = tables.Discretiser([1, 2, 4], [-1.0, -1.0, 0.0], [1.0, 1.0, 4.0])
     assert d.n_states == 8
     assert d.cell([0.3, -0.5, 0.5]) == (0, 0, 0)
     assert d([0.3, -0.5, 0.5]) == 0
@@ -74,13 +75,13 @@ def test_discretiser_cells_and_index():
 
 def test_parse_bins_needs_bounds_for_unbounded_dims():
     space = gym.make("CartPole-v1").observation_space
-    d = ql.parse_bins("1,1,6,12", "-2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5", space)
+    d = tables.parse_bins("1,1,6,12", "-2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5", space)
     assert d.n_states == 72
     np.testing.assert_allclose(d.edges[2], np.linspace(-0.21, 0.21, 7)[1:-1])
     with pytest.raises(ql.UsageError, match="unbounded"):
-        ql.parse_bins("1,3,1,1", None, space)
+        tables.parse_bins("1,3,1,1", None, space)
     with pytest.raises(ql.UsageError, match="4 positive integers"):
-        ql.parse_bins("3,3", None, space)
+        tables.parse_bins("3,3", None, space)
 
 
 # -- the fast steppers are gymnasium's processes ---------------------------------------------------
@@ -89,7 +90,7 @@ def test_table_env_steps_like_gymnasium(env_id):
     env = gym.make(env_id)
     env.reset(seed=3)
     inner = env.unwrapped
-    table = ql.TableEnv(inner.P, inner.initial_state_distrib, inner.observation_space.n, inner.action_space.n)
+    table = tables.TableEnv(inner.P, inner.initial_state_distrib, inner.observation_space.n, inner.action_space.n)
     inner.np_random = np.random.default_rng(11)  # both draw the same uniforms
     ours = np.random.default_rng(11)
     actions = np.random.default_rng(5).integers(inner.action_space.n, size=2000)
@@ -115,8 +116,8 @@ def test_fast_evaluation_equals_stepping_gymnasium(env_name, monkeypatch):
 
 def test_cartpole_physics_match_gymnasium_bit_for_bit():
     env = gym.make("CartPole-v1").unwrapped
-    d = ql.Discretiser([1, 1, 6, 12], [-2.4, -3, -0.21, -3.5], [2.4, 3, 0.21, 3.5])
-    ours = ql.CartPoleTable(d)
+    d = tables.Discretiser([1, 1, 6, 12], [-2.4, -3, -0.21, -3.5], [2.4, 3, 0.21, 3.5])
+    ours = tables.CartPoleTable(d)
     rng = np.random.default_rng(0)
     for episode in range(5):
         env.reset(seed=episode)
@@ -206,11 +207,11 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, bad_input):
 def test_every_file_a_run_writes_is_written_whole_by_a_rename(tmp_path, monkeypatch):
     import os
 
-    from rlgen import utils
+    from rlgen import files
 
     renamed = []
     real = os.replace
-    monkeypatch.setattr(utils.os, "replace", lambda src, dst: (renamed.append(os.path.basename(dst)), real(src, dst)))
+    monkeypatch.setattr(files.os, "replace", lambda src, dst: (renamed.append(os.path.basename(dst)), real(src, dst)))
     run_dir = tmp_path / "run"
     ql.main(ql.Args(env="FrozenLake", slippery=False, seed=0, run_dir=str(run_dir), episodes=300, eval_episodes=5))
     written = {p.name for p in run_dir.iterdir() if p.is_file() and p.name != "metrics.jsonl"}

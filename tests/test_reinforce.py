@@ -171,3 +171,14 @@ def test_pongs_preprocessing_is_refused_on_another_game_and_the_default_follows_
     assert not (tmp_path / "r").exists()
     assert rf.resolve(rf.Args(env="Breakout"))[0].preprocess == "stack"
     assert rf.resolve(rf.Args(env="Pong"))[0].preprocess == "karpathy"
+
+
+def test_log_every_averages_the_episodes_since_the_last_row(run_dir):
+    from rlgen import checkpoint
+
+    rf.main(rf.Args(env="CartPole", episodes=6, batch_episodes=1, log_every=2, stop_on_solve=False, eval_episodes=1,
+                    gif=False, device="cpu", run_dir=str(run_dir)))
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    logged = [r["return"] for r in rows if "return" in r]
+    returns = checkpoint.load(run_dir)["history"]["return"]
+    assert logged == pytest.approx([np.mean(returns[i:i + 2]) for i in (0, 2, 4)])

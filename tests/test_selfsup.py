@@ -16,7 +16,8 @@ from rlgen import checkpoint
 from rlgen.encoders import load_encoder
 from rlgen.errors import UsageError
 from rlgen.selfsup import moco, probe, simclr
-from rlgen.selfsup.common import knn_predict, temporal_partners
+from rlgen.selfsup.common import temporal_partners
+from rlgen.selfsup.knn import knn_predict
 from rlgen.selfsup.losses import InfoNCEQueueLoss, KeyQueue, NTXentLoss
 
 

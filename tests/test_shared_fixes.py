@@ -9,7 +9,7 @@ from torch import nn
 
 from rlgen.nets import make_backbone
 from rlgen.rl import envs
-from rlgen.selfsup import common
+from rlgen.selfsup import distributed
 
 
 @pytest.mark.parametrize("name,shape", [("convnet", (1, 28, 28)), ("resnet18", (3, 32, 32))])
@@ -24,9 +24,9 @@ def test_a_fresh_backbone_keeps_batchnorms_initial_statistics(name, shape):
 
 
 def test_reductions_run_where_the_backend_reduces(monkeypatch):
-    assert common.reduction_device("gloo") == torch.device("cpu")
+    assert distributed.reduction_device("gloo") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    assert common.reduction_device("nccl") == torch.device("cuda", 0)
+    assert distributed.reduction_device("nccl") == torch.device("cuda", 0)
 
 
 def test_all_mean_reduces_on_a_gloo_group(tmp_path, monkeypatch):
@@ -34,9 +34,9 @@ def test_all_mean_reduces_on_a_gloo_group(tmp_path, monkeypatch):
     try:
         seen = []
         reduce = dist.all_reduce
-        monkeypatch.setattr(common, "world", lambda: (0, 2))  # as if a second process had sent 0.0
+        monkeypatch.setattr(distributed, "world", lambda: (0, 2))  # as if a second process had sent 0.0
         monkeypatch.setattr(dist, "all_reduce", lambda t: (seen.append(t.device), reduce(t))[1])
-        assert common.all_mean(3.0) == 1.5
+        assert distributed.all_mean(3.0) == 1.5
         assert seen == [torch.device("cpu")]
     finally:
         dist.destroy_process_group()
@@ -105,3 +105,26 @@ def test_a_resumed_run_keeps_no_second_copy_of_what_it_restored(tmp_path):
     assert step >= 300 and "backbone.net.0.weight" in net.state and replay.state
     assert "q_net" not in run.ckpt and "replay" not in run.ckpt  # only plain values stay behind
     assert run.ckpt["step"] == step and "envs" in run.ckpt
+
+
+def test_the_atari_pool_is_closed_when_a_run_fails_before_training(tmp_path, monkeypatch):
+    """The pool (ale-py's C++ threads) was built before the try/finally that closes it."""
+    from rlgen.lifecycle import Run
+    from rlgen.rl import atari, dqn
+
+    closed = []
+    real_close = atari.AtariPool.close
+
+    def close(self):
+        closed.append(self)
+        real_close(self)
+
+    def fail(*a, **k):
+        raise RuntimeError("restore failed")
+
+    monkeypatch.setattr(atari.AtariPool, "close", close)
+    monkeypatch.setattr(Run, "restore", fail)
+    with pytest.raises(RuntimeError, match="restore failed"):
+        dqn.main(dqn.Args(env="Breakout", total_steps=64, learning_starts=32, buffer_size=64, batch_size=8,
+                          num_envs=1, gif=False, wandb="disabled", threads=1, run_dir=str(tmp_path / "run")))
+    assert len(closed) == 1

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rlgen.utils import atomic_open, atomic_write_bytes
+from rlgen.files import atomic_open, atomic_write_bytes
 
 CACHE_FORMAT = 1
 

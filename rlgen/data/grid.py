@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from rlgen.utils import atomic_write_bytes
+from rlgen.files import atomic_write_bytes
 
 
 def _to_numpy(images: Any) -> np.ndarray:

@@ -27,7 +27,7 @@ from rlgen import checkpoint
 from rlgen.data import load_dataset
 from rlgen.errors import UsageError
 from rlgen.images import resize
-from rlgen.utils import pick_device
+from rlgen.machine import pick_device
 
 # Algorithm name in a checkpoint → the module that can rebuild its sampler.
 SAMPLERS = {"vae": "rlgen.gen.vae", "gan": "rlgen.gen.gan", "pixelcnn": "rlgen.gen.pixelcnn"}

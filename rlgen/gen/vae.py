@@ -52,8 +52,8 @@ from rlgen.gen.common import binarize, latent_walk, load_images, to_uint8_frames
 from rlgen.lifecycle import Run
 from rlgen.nets import MLP, ConvDecoder, ConvEncoder
 from rlgen.plots import save_curves, save_gif
+from rlgen.seeding import seed_everything
 from rlgen.track import RunArgs
-from rlgen.utils import seed_everything
 
 ALGO = "vae"
 

@@ -53,26 +53,24 @@ import torch
 import torch.nn.functional as F
 
 from rlgen import cli, plots
-from rlgen.augment import drq_augment
-from rlgen.encoders import FrozenEncoder, encoder_record, load_fitting_encoder
+from rlgen.encoders import check_fitting_encoder
 from rlgen.envnames import is_atari, resolve_atari_id, resolve_env_id
 from rlgen.errors import UsageError
 from rlgen.lifecycle import Run
-from rlgen.nets import QNetwork, flatten_parameters, make_backbone, polyak_update, ramped_tau, xavier_init_
+from rlgen.machine import keep_freed_memory, use_amp
+from rlgen.nets import flatten_parameters, make_backbone, polyak_update, ramped_tau
 from rlgen.rl import envs as envlib
-from rlgen.rl.atari import episode_frames, evaluate_games, human_normalized, make_atari_env, make_atari_vector_env
-from rlgen.rl.atari_replay import FrameReplay, check_replay_args
-from rlgen.rl.replay import ReplayBuffer
-from rlgen.rl.schedules import linear_schedule
+from rlgen.rl.atari import atari_task, human_normalized
+from rlgen.rl.atari_replay import check_replay_args
+from rlgen.rl.tasks import GreedyPolicy, hidden_widths, vector_task
+from rlgen.schedules import linear_schedule
+from rlgen.seeding import seed_everything
 from rlgen.track import RunArgs
-from rlgen.utils import keep_freed_memory, seed_everything, use_amp
 
 ALGO = "dqn"
 BEST_FILENAME = "best.pt"
-# The smallest batch of observations that acting runs in bf16 autocast when --amp is on (see act_greedy).
-AMP_MIN_BATCH = 8
-# What a resumed run may change: its budget, evaluation and checkpoint cadence, and what it writes at the end.
-RESUME_CHANGEABLE = frozenset({"total_steps", "eval_every", "eval_episodes", "final_eval_episodes",
+# What a resumed run may change: its budget, evaluation, logging and checkpoint cadence, what it writes at the end.
+RESUME_CHANGEABLE = frozenset({"total_steps", "eval_every", "eval_episodes", "final_eval_episodes", "log_every",
                                "checkpoint_every", "stop_on_solve", "gif", "flat_params", "fused_clip"})
 
 
@@ -124,10 +122,11 @@ class Args(RunArgs):
     """Hidden widths of the MLP backbone, comma-separated (e.g. 128,128)."""
     layer_norm: bool | None = None
     """LayerNorm after each hidden layer of the MLP (classic control)."""
-    policy_average: float | None = None
-    """Evaluate and keep a running average of the Q-network's weights (Polyak & Juditsky 1992; Nikishin et al.
-    2018), moved towards the online weights after each update by this weight, or by 9 / (10 + updates) while
-    that is larger (an equal average of the run's weights at first); 0: the online network itself."""
+    ema: float | None = None
+    """Evaluate and keep an exponential moving average of the Q-network's weights with this decay per update
+    (Polyak & Juditsky 1992; Nikishin et al. 2018), ramped as the GAN's --ema is: the decay is
+    min(ema, (1 + updates) / (10 + updates)), an equal average of the run's weights at first; 0: the online
+    network itself."""
     double: bool = True
     """Double DQN target (van Hasselt et al. 2016)."""
     dueling: bool | None = None
@@ -157,7 +156,9 @@ class Args(RunArgs):
     eval_epsilon: float | None = None
     """ε during evaluation (0 for classic control, 0.05 for Atari as in Mnih et al. 2015)."""
     checkpoint_every: int | None = None
-    """Environment steps between checkpoints (0: only at the end)."""
+    """Environment steps between checkpoints, as --total-steps counts them (0: only at the end)."""
+    log_every: int = 100
+    """Updates between logged training metrics (the TD loss)."""
     save_replay: bool | None = None
     """Keep the replay in the checkpoint so --resume continues exactly (default: on for classic
     control, off for Atari, where it is gigabytes)."""
@@ -190,65 +191,41 @@ class Args(RunArgs):
         return {name: describe_default(name) for name in ENV_DEFAULTS["default"] if name in cls.__dataclass_fields__}
 
 
-# One table of per-environment defaults; anything not listed falls back to "default".
-# Classic control learns with the squared TD error, LayerNorm in the MLP and a learning rate decaying linearly
-# to zero. Measured here (experiments/bench_dqn_cartpole.py and the sweeps in the README): with the Huber loss
-# the Q-values on CartPole diverged to thousands (the deadly triad; the true values are at most 100) and
-# the policy collapsed in 9 of 10 seeds; the Huber loss also weighs a rare failure (TD error ~100) no more
-# than an ordinary transition, so a policy that drifts off the track never learns the edge's low value.
-# LayerNorm keeps the TD fixed point stable (Gallici et al. 2024, "Simplifying Deep Temporal Difference
-# Learning"); the decaying step size lets the policy settle instead of oscillating around a solution.
+# One table of per-environment defaults; anything not listed falls back to "default". One reason per value here;
+# the measurements behind them are in docs/dqn_defaults.md.
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Classic control: the squared TD error (the Huber loss let CartPole's Q-values diverge), LayerNorm in the
+    # MLP (a stable TD fixed point) and a learning rate decaying to zero (the policy settles).
     "default": dict(total_steps=100_000, lr=1e-3, lr_end=0.0, adam_eps=1e-8, loss="mse", layer_norm=True,
                     batch_size=64, buffer_size=50_000, learning_starts=1_000, num_envs=1, gamma=0.99, train_freq=4,
                     gradient_steps=1, target_update=100, tau=1.0, exploration_fraction=0.2, eps_end=0.01,
                     hidden="128,128", eval_every=5_000, eval_episodes=20, final_eval_episodes=100, eval_epsilon=0.0,
-                    policy_average=0.0, checkpoint_every=5_000, save_replay=True, threads=1, n_step=1,
+                    ema=0.0, checkpoint_every=5_000, save_replay=True, threads=1, n_step=1,
                     max_grad_norm=10.0, dueling=False, augment=False, eps_warmup=False, backbone="mlp", init="torch"),
-    # RL-Zoo's Atari settings (hyperparams/dqn.yml); target_update counts gradient steps, so 250 is
-    # the zoo's 1,000 environment steps at train_freq 4. Rewards are clipped, so the Huber loss of Mnih et al.
+    # RL-Zoo's Atari settings (hyperparams/dqn.yml); target_update counts gradient steps (250 = the zoo's 1,000
+    # environment steps at train_freq 4); rewards are clipped, so the Huber loss of Mnih et al.
     "atari": dict(total_steps=10_000_000, lr=1e-4, lr_end=None, loss="huber", layer_norm=False, batch_size=32,
                   buffer_size=100_000, learning_starts=100_000, num_envs=4, gamma=0.99, train_freq=4, gradient_steps=1,
                   target_update=250, tau=1.0, exploration_fraction=0.1, eps_end=0.01, hidden="", eval_every=250_000,
                   eval_episodes=10, final_eval_episodes=10, eval_epsilon=0.05, checkpoint_every=250_000,
                   save_replay=False, threads=0, backbone="nature_cnn"),
-    # DrQ(ε) for the Atari 100k benchmark (Kaiser et al. 2019), as Dopamine configures it
-    # (dopamine/labs/atari_100k/configs/DrQ_eps.gin; Agarwal et al. 2021 for the ε values; Kostrikov et al. 2021
-    # for the augmentation): 100k agent steps in one environment; an update of batch 32 every step after 1,600
-    # random ones; 10-step double-DQN targets from the online network itself (target period 1); dueling; Adam
-    # lr 1e-4, ε 1.5e-4 (van Hasselt et al. 2019); ε from 1 to 0.01 over the 5,000 steps after the warm-up;
-    # evaluation ε 0.001 over 100 episodes. Dopamine's replay holds every transition (its capacity 1M is a
-    # proxy for unbounded), so 100k here. Its network is the Nature CNN with Flax's default SAME padding and
-    # Glorot-uniform initialisation (dopamine/jax/networks.py, FullRainbowNetwork). Like Dopamine's optimizer it
-    # does not clip the gradient: 11 of Boxing's first 2,000 unclipped updates had norms above 10 (up to 58), no
-    # late one did (0.6–3.6), and a clip's pass over the 4M-weight gradient cost 0.7–0.9 ms of a 17 ms step.
-    # Two differences, kept: FIRE is pressed at a game's start, and shifts are drawn from −4..4 (Dopamine: −4..3;
-    # see random_shift). Checkpoints keep the replay (about 0.7 GB), so a stopped run resumes with it (only the
-    # games in progress restart).
+    # DrQ(ε) on Atari 100k as Dopamine configures it (labs/atari_100k/configs/DrQ_eps.gin; Agarwal et al. 2021;
+    # Kostrikov et al. 2021); no gradient clip, as Dopamine; the differences kept are listed in the docs page.
     "atari100k": dict(total_steps=100_000, num_envs=1, train_freq=1, gradient_steps=1, learning_starts=1_600,
                       batch_size=32, buffer_size=100_000, n_step=10, target_update=1, tau=1.0, dueling=True,
                       lr=1e-4, lr_end=None, adam_eps=1.5e-4, gamma=0.99, eps_end=0.01, exploration_fraction=0.05,
                       eps_warmup=True, eval_epsilon=0.001, eval_every=25_000, eval_episodes=10,
                       final_eval_episodes=100, checkpoint_every=25_000, augment=True, loss="huber", max_grad_norm=0.0,
                       backbone="nature_cnn_same", init="xavier", save_replay=True),
-    # Eight environments acting together halve the forward passes of acting; one update per 4 environment
-    # steps; the target copied every 25 updates, since the failure signal propagates back one Bellman backup
-    # per copy.
-    # The agent evaluated and kept is a running average of the weights (--policy-average): it smooths the
-    # policy's swings in the steps after the first solve (post-solve fraction ≥ 0.9 on 7 of 10 seeds against 3).
-    # 75,000 steps rather than 50,000: on an Intel Xeon, 3 of 35 seeds (the default seed 0 among them) were
-    # still learning when 50,000 ran out; with 75,000 every seed solved and 32 of 35 ended ≥ 475 against 28
-    # (docs/dqn_stability.md).
+    # Eight environments halve the acting passes; a target copy every 25 updates spreads the failure signal
+    # sooner; the weight average keeps the policy solved after its first solve; 75,000 steps let every seed of
+    # 35 solve (docs/dqn_stability.md).
     "CartPole-v1": dict(total_steps=75_000, lr=1e-3, batch_size=512, buffer_size=50_000, learning_starts=1_000,
                         num_envs=8, gamma=0.99, train_freq=8, gradient_steps=2, target_update=25, tau=1.0,
                         exploration_fraction=0.1, eps_end=0.02, hidden="64,64", eval_every=2_500,
-                        policy_average=0.001),
-    # The generic settings. The greedy policy can hold one torque from the resting start and never swing up
-    # (the earlier defaults, seed 5: greedy −500 at every evaluation, always the same action, while ε-greedy
-    # training episodes reached about −113): with 5% random actions training almost never stays in that
-    # state, so ε ends at 0.01; and the value of a state that leads back to itself falls only by a factor γ
-    # per target copy, so the target is copied every 100 updates rather than 250 (seeds 0-4: 5/5 ≥ −100
-    # against 4/5).
+                        ema=0.999),
+    # The generic settings: ε ends at 0.01 and the target is copied every 100 updates, so the greedy policy does
+    # not get stuck holding one torque from the resting start.
     "Acrobot-v1": dict(total_steps=100_000, eval_every=5_000),
     # RL-Zoo's tuned MountainCar settings (hyperparams/dqn.yml).
     "MountainCar-v0": dict(total_steps=150_000, lr=4e-3, gamma=0.98, buffer_size=10_000, batch_size=128,
@@ -297,8 +274,8 @@ def resolve_args(args: Args) -> Args:
             raise UsageError(f"--backbone mlp takes vector observations; {env_id} gives 4×84×84 frames "
                              "(accepted: nature_cnn, nature_cnn_same, atari_cnn, convnet, resnet18)")
         make_backbone(a.backbone, (4, 84, 84))  # an unknown name fails here
-        if a.encoder:
-            trunk_from(a.encoder, (4, 84, 84), device=torch.device("cpu"))  # fails here when it does not fit
+        if a.encoder:  # fails here when it does not fit; the task loads its weights
+            check_fitting_encoder(a.encoder, (4, 84, 84), "--encoder", "this environment's observations")
         return a
     hidden_widths(a.hidden)
     if a.backbone != "mlp":
@@ -311,13 +288,8 @@ def resolve_args(args: Args) -> Args:
     if not isinstance(obs_space, gym.spaces.Box) or len(obs_space.shape) != 1:
         raise UsageError(f"this DQN takes vector observations or Atari games; {env_id} has {obs_space}")
     if a.encoder:
-        trunk_from(a.encoder, tuple(obs_space.shape), device=torch.device("cpu"))
+        check_fitting_encoder(a.encoder, tuple(obs_space.shape), "--encoder", "this environment's observations")
     return a
-
-
-def trunk_from(run_dir: str, obs_shape: tuple[int, ...], device: torch.device) -> FrozenEncoder:
-    """The encoder of an rlgen run folder as a Q-network trunk; a UsageError unless its input is ``obs_shape``."""
-    return load_fitting_encoder(run_dir, obs_shape, "--encoder", "this environment's observations", device)
 
 
 def uses_amp(args: Args, device: torch.device) -> bool:
@@ -339,10 +311,6 @@ def post_solve_fraction(steps: list[int], returns: list[float], solved_at: int |
         return None
     after = [r for s, r in zip(steps, returns) if s > solved_at]
     return sum(r >= threshold for r in after) / len(after) if after else None
-
-
-def hidden_widths(text: str) -> tuple[int, ...]:
-    return cli.int_list(text, "hidden")
 
 
 def td_target(rewards: torch.Tensor, discounts: torch.Tensor, q_next_target: torch.Tensor,
@@ -414,134 +382,6 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     return norm
 
 
-# -- The two kinds of task: what differs between vector observations and Atari frames ---------------
-@dataclass
-class Task:
-    """Environments, replay, network and evaluation of one run.
-
-    ``pool.obs`` is what the agent acts on; ``pool.step(actions)`` returns ``(next_obs, rewards,
-    terminated, truncated, finished)`` with each transition's true successor and the (score, length)
-    of finished episodes; ``replay.add(actions, rewards, terminated, truncated, next_obs, pool.obs)``
-    stores a vector step. ``prepare`` turns stored observations into network input; ``augment(obs, gen)`` is
-    ``prepare`` with DrQ(ε)'s augmentation (image observations only).
-    """
-
-    pool: Any
-    replay: Any
-    q_net: QNetwork
-    prepare: Callable[[torch.Tensor], torch.Tensor]
-    make_eval_env: Callable[[bool], gym.Env]
-    threshold: float | None
-    encoder_record: dict[str, Any]
-    """What the Q-network's trunk is (:func:`rlgen.encoders.encoder_record`; its weights: ``q_net``)."""
-    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
-
-
-def vector_task(args: Args, device: torch.device, env_seed: int) -> Task:
-    """Classic control: an MLP on float observations, a uniform replay of whole transitions."""
-    limit = {"max_episode_steps": args.max_episode_steps} if args.max_episode_steps else {}
-    pool = envlib.EnvPool(args.env, args.num_envs, env_seed, **limit)
-    spec = pool.envs[0].spec
-    enc = trunk_from(args.encoder, pool.obs.shape[1:], device) if args.encoder else None
-    backbone = enc.net if enc else make_backbone("mlp", pool.obs.shape[1:], hidden=hidden_widths(args.hidden),
-                                                 layer_norm=args.layer_norm)
-    q_net = QNetwork(backbone, int(pool.envs[0].action_space.n), dueling=args.dueling)
-    q_net = initialise(q_net, args.init, enc).to(device)
-    train_encoder(q_net, enc, args.freeze_encoder)
-    replay = ReplayBuffer(args.buffer_size, pool.obs.shape[1:], args.gamma, n_step=args.n_step)
-
-    def make(render: bool) -> gym.Env:
-        return envlib.make_env(args.env, render_mode="rgb_array" if render else None, **limit)
-
-    record = trunk_record(enc) if enc else encoder_record(
-        "mlp", pool.obs.shape[1:], "float", "q_net", prefix="backbone.", description="DQN mlp trunk",
-        kwargs={"hidden": list(hidden_widths(args.hidden)), "layer_norm": bool(args.layer_norm)})
-    return Task(pool, replay, q_net, enc.prepare if enc else (lambda x: x), make,
-                spec.reward_threshold if spec else None, record)
-
-
-def trunk_record(enc: FrozenEncoder) -> dict[str, Any]:
-    """A trunk started from ``--encoder`` is that encoder: its record, with the weights now in the Q-network."""
-    return {**enc.record, "weights": "q_net", "prefix": "backbone."}
-
-
-def initialise(q_net: QNetwork, init: str, enc: FrozenEncoder | None) -> QNetwork:
-    """``xavier``: Glorot-uniform weights, zero biases (Dopamine's); a loaded encoder keeps its trained weights."""
-    if init == "xavier":
-        xavier_init_(q_net.head if enc else q_net)
-    return q_net
-
-
-def train_encoder(q_net: QNetwork, enc: FrozenEncoder | None, freeze: bool) -> None:
-    """An encoder loaded with --encoder comes frozen: thaw it to fine-tune, or keep it fixed in eval mode."""
-    if enc is not None and not freeze:
-        q_net.backbone.train().requires_grad_(True)
-
-
-class AtariPool:
-    """ale-py's vector env (:class:`rlgen.rl.atari.AtariVecEnv`) behind the same calls as ``EnvPool``.
-
-    Finished episodes are whole games with raw scores, even though a lost life ends a training episode.
-    """
-
-    def __init__(self, args: Args, seed: int) -> None:
-        self.venv = make_atari_vector_env(args.env, args.num_envs, seed, sticky_actions=args.sticky_actions,
-                                          max_episode_frames=episode_frames(args.max_episode_steps))
-        self.obs, _ = self.venv.reset()
-        self.frames_before = 0
-
-    @property
-    def frames(self) -> int:
-        """Emulator frames played by this run so far."""
-        return self.frames_before + self.venv.frames
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list]:
-        self.obs, rewards, terminated, truncated, info = self.venv.step(actions)
-        finished = [(g.score, g.length) for g in self.venv.pop_finished()]
-        return info["next_obs"], rewards, terminated, truncated, finished
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"frames": self.frames}
-
-    def load_state_dict(self, state: dict[str, Any]) -> bool:
-        """Emulator states are not saved: a resumed run starts new games (and says so in the log)."""
-        self.frames_before = int(state["frames"])
-        return False
-
-    def close(self) -> None:
-        self.venv.close()
-
-
-def atari_task(args: Args, device: torch.device, env_seed: int) -> Task:
-    """Atari: the Nature CNN on stacked uint8 frames scaled to [0, 1], a replay storing each frame once."""
-    pool = AtariPool(args, env_seed)
-    enc = trunk_from(args.encoder, pool.obs.shape[1:], device) if args.encoder else None
-    backbone = enc.net if enc else make_backbone(args.backbone, pool.obs.shape[1:])
-    q_net = initialise(QNetwork(backbone, pool.venv.n_actions, dueling=args.dueling), args.init, enc)
-    # Channels-last is oneDNN's preferred layout: with bf16 it halves the CNN's update time on a CPU.
-    q_net = q_net.to(device, memory_format=torch.channels_last)
-    train_encoder(q_net, enc, args.freeze_encoder)
-    scale = enc.prepare if enc else (lambda frames: frames.float().div_(255.0))
-    replay = FrameReplay(args.buffer_size, args.num_envs, n_step=args.n_step, gamma=args.gamma,
-                         batch_size=args.batch_size, clip_rewards=True, pin_memory=device.type == "cuda")
-
-    def make(render: bool) -> gym.Env:
-        # whole games, with the stack restarted after a lost life as training restarted it
-        return make_atari_env(args.env, sticky_actions=args.sticky_actions, render=render,
-                              max_episode_frames=episode_frames(args.max_episode_steps), fresh_stack_on_life_loss=True)
-
-    def prepare(frames: torch.Tensor) -> torch.Tensor:
-        return scale(frames.contiguous(memory_format=torch.channels_last))
-
-    def augment(frames: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return drq_augment(frames, gen, prepare=prepare)  # shifts the uint8 frames, then scales them
-
-    record = trunk_record(enc) if enc else encoder_record(
-        args.backbone, pool.obs.shape[1:], "unit", "q_net", prefix="backbone.",
-        description=f"DQN {args.backbone} trunk")
-    return Task(pool, replay, q_net, prepare, make, None, record, augment)
-
-
 def main(args: Args, on_update: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Train, evaluate and save; returns the summary written to ``summary.json``. ``on_update(updates, norm)``,
     where given, hears the gradient's global norm before clipping after every update (with --max-grad-norm > 0)."""
@@ -554,183 +394,167 @@ def main(args: Args, on_update: Callable[[int, float], None] | None = None) -> d
     if atari:
         keep_freed_memory()  # a fifth of a CNN update went to page faults (bench_atari100k.py --profile)
     rng = seed_everything(args.seed)
-    # A resumed run whose environments cannot be restored starts fresh games from new seeds.
-    task = (atari_task if atari else vector_task)(args, device, args.seed + run.step)
-    pool, replay, q_net, prepare = task.pool, task.replay, task.q_net, task.prepare
-    n_actions = int(q_net.head.adv.out_features)
-    # A target copied after every update is the online network itself at the next one: no copy is kept.
-    shared_target = args.target_update == 1 and args.tau >= 1.0
-    target_net = q_net if shared_target else copy.deepcopy(q_net).requires_grad_(False)
-    # The agent that is evaluated and kept: the online network, or a running average of its weights.
-    avg_net = copy.deepcopy(q_net).requires_grad_(False) if args.policy_average else None
-    policy_net = avg_net if avg_net is not None else q_net
-    # checkpoints say what the kept agent's trunk is; best.pt holds that agent's weights as q_net
-    run.record(encoder_record={**task.encoder_record, "weights": "q_net" if avg_net is None else "avg_net"})
-    # An MLP's update is bound by per-call overhead, so its weights live in one flat buffer: zeroing, clipping and
-    # Adam are then one call each (a CNN keeps its channels-last weights).
-    flat = not atari and args.flat_params
-    params = [flatten_parameters(q_net)] if flat else [p for p in q_net.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=args.lr, eps=args.adam_eps, fused=device.type in ("cpu", "cuda"))
-    learner = torch.compile(q_net) if args.compile else q_net
-    learner_target = learner if shared_target else target_net
-    # DrQ(ε)'s augmentation of replayed states and successors, each drawn on its own (seeded, resumable)
-    aug_gen = torch.Generator().manual_seed(args.seed)
-    prepare_train = (lambda frames: task.augment(frames, aug_gen)) if args.augment else prepare  # type: ignore[misc]
-    clip = clip_grad_norm if args.fused_clip else torch.nn.utils.clip_grad_norm_
+    # The environments, replay and Q-network (rlgen.rl.tasks, rlgen.rl.atari); leaving the block closes the
+    # environments, whatever happens. A resumed run whose environments cannot be restored plays new seeds.
+    with (atari_task if atari else vector_task)(args, device, args.seed + run.step) as task:
+        pool, replay, q_net, prepare = task.pool, task.replay, task.q_net, task.prepare
+        n_actions = int(q_net.head.adv.out_features)
+        # A target copied after every update is the online network itself at the next one: no copy is kept.
+        shared_target = args.target_update == 1 and args.tau >= 1.0
+        target_net = q_net if shared_target else copy.deepcopy(q_net).requires_grad_(False)
+        # The agent that is evaluated and kept: the online network, or a moving average of its weights.
+        ema_net = copy.deepcopy(q_net).requires_grad_(False) if args.ema else None
+        policy_net = ema_net if ema_net is not None else q_net
+        # checkpoints say what the kept agent's trunk is; best.pt holds that agent's weights as q_net
+        run.record(encoder_record={**task.encoder_record, "weights": "q_net" if ema_net is None else "ema_net"})
+        # An MLP's update is bound by per-call overhead, so its weights live in one flat buffer: zeroing,
+        # clipping and Adam are then one call each (a CNN keeps its channels-last weights).
+        flat = not atari and args.flat_params
+        params = [flatten_parameters(q_net)] if flat else [p for p in q_net.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=args.lr, eps=args.adam_eps, fused=device.type in ("cpu", "cuda"))
+        learner = torch.compile(q_net) if args.compile else q_net
+        learner_target = learner if shared_target else target_net
+        # DrQ(ε)'s augmentation of replayed states and successors, each drawn on its own (seeded, resumable)
+        aug_gen = torch.Generator().manual_seed(args.seed)
+        prepare_train = (lambda frames: task.augment(frames, aug_gen)) if args.augment else prepare  # type: ignore[misc]
+        clip = clip_grad_norm if args.fused_clip else torch.nn.utils.clip_grad_norm_
+        act_online = GreedyPolicy(q_net, prepare, device, amp)
+        act = GreedyPolicy(policy_net, prepare, device, amp)
+        eval_seed = 10_000 * (args.seed + 1)
 
-    # Everything a checkpoint keeps; on --resume it comes back here.
-    kept: dict[str, Any] = dict(q_net=q_net, target_net=target_net, optimizer=optimizer, rng=rng)
-    if args.augment:
-        kept["aug_rng"] = aug_gen
-    if avg_net is not None:
-        kept["avg_net"] = avg_net
-    if args.save_replay:
-        kept["replay"] = replay
-    step, updates, solved_at, history = run.restore(**kept, counters=dict(
-        step=0, updates=0, solved_at=None,
-        history={"step": [], "eval_return": [], "train_seconds": [], "train_cpu_seconds": [], "episode_step": [],
-                 "episode_return": []}))
-    if run.resumed and not pool.load_state_dict(run.ckpt["envs"]):  # type: ignore[index]
-        warnings.warn("environment state could not be restored: the resumed run starts new episodes", stacklevel=2)
-    replay.start(pool.obs)
+        # Everything a checkpoint keeps; on --resume it comes back here.
+        kept: dict[str, Any] = dict(q_net=q_net, target_net=target_net, optimizer=optimizer, rng=rng)
+        if args.augment:
+            kept["aug_rng"] = aug_gen
+        if ema_net is not None:
+            kept["ema_net"] = ema_net
+        if args.save_replay:
+            kept["replay"] = replay
+        step, updates, solved_at, history = run.restore(**kept, counters=dict(
+            step=0, updates=0, solved_at=None,
+            history={"step": [], "eval_return": [], "train_seconds": [], "train_cpu_seconds": [],
+                     "episode_step": [], "episode_return": []}))
+        if run.resumed and not pool.load_state_dict(run.ckpt["envs"]):  # type: ignore[index]
+            warnings.warn("environment state could not be restored: the resumed run starts new episodes",
+                          stacklevel=2)
+        replay.start(pool.obs)
 
-    def act_greedy(obs: np.ndarray, net: torch.nn.Module = q_net) -> np.ndarray:
-        # bf16 only for a batch: one observation costs more to cast the weights for than to multiply in float32
-        # (1.29 against 0.82 ms for the Atari network on an AMX CPU; bf16 wins from about 8 observations)
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16,
-                                                    enabled=amp and len(obs) >= AMP_MIN_BATCH):
-            return net(prepare(torch.as_tensor(obs, device=device))).argmax(dim=1).cpu().numpy()
+        explore_steps = args.exploration_fraction * args.total_steps
+        eps_delay = args.learning_starts if args.eps_warmup else 0
+        n = args.num_envs
+        with run.start(bar_keys=("eval_return", "episode_return", "loss", "epsilon")) as tracker:
+            bar = tracker.progress(args.total_steps, initial=step)
+            run.train_clock.start()  # training time excludes evaluation
+            try:
+                while step < args.total_steps:
+                    # -- act ε-greedily in every environment --------------------------------------
+                    eps = linear_schedule(args.eps_start, args.eps_end, explore_steps, step - eps_delay)
+                    actions = rng.integers(0, n_actions, size=n)
+                    greedy = rng.random(n) >= eps
+                    if step >= args.learning_starts and greedy.any():
+                        actions[greedy] = act_online(pool.obs[greedy])
+                    next_obs, rewards, terminated, truncated, finished = pool.step(actions)
+                    replay.add(actions, rewards, terminated, truncated, next_obs, pool.obs)
+                    prev, step = step, step + n
+                    bar.update(n)
+                    for ret, length in finished:
+                        history["episode_step"].append(step)
+                        history["episode_return"].append(ret)
+                        tracker.log({"episode_return": ret, "episode_length": length, "epsilon": eps}, step)
 
-    def act_policy(obs: np.ndarray) -> np.ndarray:
-        return act_greedy(obs, policy_net)
+                    # -- learn: gradient_steps updates every train_freq environment steps ----------
+                    if step > args.learning_starts and replay_ready(len(replay), args):
+                        for group in optimizer.param_groups:
+                            group["lr"] = linear_schedule(args.lr, args.lr_end, args.total_steps, step)
+                        rounds = step // args.train_freq - prev // args.train_freq
+                        logged = updates // args.log_every
+                        for _ in range(rounds * args.gradient_steps):
+                            # The Atari replay pins its batches for an asynchronous copy when the device is a GPU.
+                            batch = replay.sample(args.batch_size, rng, device)
+                            loss = dqn_loss(learner, learner_target, batch, args.double, prepare_train, amp,
+                                            args.loss)
+                            optimizer.zero_grad(set_to_none=not flat)
+                            loss.backward()
+                            if args.max_grad_norm:
+                                norm = clip(params, args.max_grad_norm)
+                                if on_update is not None:
+                                    on_update(updates + 1, float(norm))
+                            optimizer.step()
+                            updates += 1
+                            if not shared_target and updates % args.target_update == 0:
+                                polyak_update(target_net, q_net, args.tau)
+                            if ema_net is not None:
+                                # ramped as the GAN's weight average is, so the average starts from its own steps
+                                polyak_update(ema_net, q_net, ramped_tau(args.ema, updates))
+                        if updates // args.log_every > logged:
+                            tracker.log({"loss": loss.item(), "updates": updates}, step)
 
-    def evaluate(episodes: int) -> np.ndarray:
-        seed = 10_000 * (args.seed + 1)
-        if atari:  # whole games in ale-py's threaded vector env, preprocessed exactly as training's
-            return evaluate_games(act_policy, args.env, episodes, seed, args.eval_epsilon,
-                                  sticky_actions=args.sticky_actions,
-                                  max_episode_frames=episode_frames(args.max_episode_steps))
-        return envlib.evaluate(act_policy, lambda: task.make_eval_env(False), episodes, seed=seed,
-                               epsilon=args.eval_epsilon)
+                    # -- evaluate and checkpoint ---------------------------------------------------
+                    if run.due(prev, step, args.eval_every) or step >= args.total_steps:
+                        run.train_clock.stop()
+                        returns = task.evaluate(act, args.eval_episodes, eval_seed, args.eval_epsilon)
+                        mean = float(returns.mean())
+                        if not history["eval_return"] or mean > max(history["eval_return"]):
+                            # the weights of the best evaluation so far, beside the last ones (as SB3's EvalCallback)
+                            run.save(step, BEST_FILENAME, objects=False, q_net=policy_net.state_dict(),
+                                     eval_return=mean, encoder_record=task.encoder_record)
+                        history["step"].append(step)
+                        history["eval_return"].append(mean)
+                        history["train_seconds"].append(run.train_clock.seconds)
+                        history["train_cpu_seconds"].append(run.train_clock.cpu_seconds)
+                        if solved_at is None and task.threshold is not None and mean >= task.threshold:
+                            solved_at = step
+                        tracker.log({"eval_return": mean, "eval_return_std": float(returns.std()),
+                                     "train_seconds": run.train_clock.seconds}, step)
+                        run.train_clock.start()
+                        if solved_at is not None and args.stop_on_solve:
+                            break
+                    # the last step's checkpoint is the one written after the loop (0.7 GB for Atari 100k: once)
+                    if run.checkpoint_due(prev, step, args.checkpoint_every) and step < args.total_steps:
+                        run.save(step, updates=updates, solved_at=solved_at, history=history,
+                                 envs=pool.state_dict())
+            finally:
+                run.train_clock.stop()
+                bar.close()
+            run.save(step, updates=updates, solved_at=solved_at, history=history, envs=pool.state_dict())
 
-    def save() -> None:
-        run.save(step, updates=updates, solved_at=solved_at, history=history, envs=pool.state_dict())
-
-    explore_steps = args.exploration_fraction * args.total_steps
-    eps_delay = args.learning_starts if args.eps_warmup else 0
-    n = args.num_envs
-    with run.start(bar_keys=("eval_return", "episode_return", "loss", "epsilon")) as tracker:
-        bar = tracker.progress(args.total_steps, initial=step)
-        run.train_clock.start()  # training time excludes evaluation
-        try:
-            while step < args.total_steps:
-                # -- act ε-greedily in every environment ------------------------------------------
-                eps = linear_schedule(args.eps_start, args.eps_end, explore_steps, step - eps_delay)
-                actions = rng.integers(0, n_actions, size=n)
-                greedy = rng.random(n) >= eps
-                if step >= args.learning_starts and greedy.any():
-                    actions[greedy] = act_greedy(pool.obs[greedy])
-                next_obs, rewards, terminated, truncated, finished = pool.step(actions)
-                replay.add(actions, rewards, terminated, truncated, next_obs, pool.obs)
-                prev, step = step, step + n
-                bar.update(n)
-                for ret, length in finished:
-                    history["episode_step"].append(step)
-                    history["episode_return"].append(ret)
-                    tracker.log({"episode_return": ret, "episode_length": length, "epsilon": eps}, step)
-
-                # -- learn: gradient_steps updates every train_freq environment steps --------------
-                if step > args.learning_starts and replay_ready(len(replay), args):
-                    for group in optimizer.param_groups:
-                        group["lr"] = linear_schedule(args.lr, args.lr_end, args.total_steps, step)
-                    rounds = step // args.train_freq - prev // args.train_freq
-                    logged = updates // 100
-                    for _ in range(rounds * args.gradient_steps):
-                        # The Atari replay pins its batches for an asynchronous copy when the device is a GPU.
-                        batch = replay.sample(args.batch_size, rng, device)
-                        loss = dqn_loss(learner, learner_target, batch, args.double, prepare_train, amp, args.loss)
-                        optimizer.zero_grad(set_to_none=not flat)
-                        loss.backward()
-                        if args.max_grad_norm:
-                            norm = clip(params, args.max_grad_norm)
-                            if on_update is not None:
-                                on_update(updates + 1, float(norm))
-                        optimizer.step()
-                        updates += 1
-                        if not shared_target and updates % args.target_update == 0:
-                            polyak_update(target_net, q_net, args.tau)
-                        if avg_net is not None:
-                            # ramped as the GAN's weight average is, so the average starts from its own steps
-                            polyak_update(avg_net, q_net, ramped_tau(1.0 - args.policy_average, updates))
-                    if updates // 100 > logged:
-                        tracker.log({"loss": loss.item(), "updates": updates}, step)
-
-                # -- evaluate and checkpoint -------------------------------------------------------
-                if run.due(prev, step, args.eval_every) or step >= args.total_steps:
-                    run.train_clock.stop()
-                    returns = evaluate(args.eval_episodes)
-                    mean = float(returns.mean())
-                    if not history["eval_return"] or mean > max(history["eval_return"]):
-                        # the weights of the best evaluation so far, beside the last ones (as SB3's EvalCallback)
-                        run.save(step, BEST_FILENAME, objects=False, q_net=policy_net.state_dict(), eval_return=mean,
-                                 encoder_record=task.encoder_record)
-                    history["step"].append(step)
-                    history["eval_return"].append(mean)
-                    history["train_seconds"].append(run.train_clock.seconds)
-                    history["train_cpu_seconds"].append(run.train_clock.cpu_seconds)
-                    if solved_at is None and task.threshold is not None and mean >= task.threshold:
-                        solved_at = step
-                    tracker.log({"eval_return": mean, "eval_return_std": float(returns.std()),
-                                 "train_seconds": run.train_clock.seconds}, step)
-                    run.train_clock.start()
-                    if solved_at is not None and args.stop_on_solve:
-                        break
-                # the last step's checkpoint is the one written after the loop (0.7 GB for Atari 100k: once)
-                if run.checkpoint_due(prev, step, args.checkpoint_every) and step < args.total_steps:
-                    save()
-        finally:
-            run.train_clock.stop()
-            bar.close()
-            pool.close()
-        save()
-
-        # -- final evaluation of the last weights, pictures and summary ------------------------------
-        with run.after_clock:
-            returns = evaluate(args.final_eval_episodes)
-            evaluation = f"evaluation (ε = {args.eval_epsilon:g}, {args.eval_episodes} episodes)"
-            curve = plots.save_learning_curve(run.run_dir / "learning_curve.png", history["episode_step"],
-                                              history["episode_return"], threshold=task.threshold,
-                                              xlabel="environment steps", ylabel="return",
-                                              title=f"DQN on {args.env} (seed {args.seed})",
-                                              extra={evaluation: (history["step"], history["eval_return"])})
-            tracker.log_image("learning_curve", curve, step)
-            if args.gif:
-                frames, _ = envlib.record_episode(act_policy, lambda: task.make_eval_env(True),
-                                                  seed=10_000 * (args.seed + 1), epsilon=args.eval_epsilon)
-                gif = plots.save_episode_gif(run.run_dir / "eval_episode.gif", frames)
-                tracker.log_video("eval_episode", gif, step)
-        evals = history["eval_return"]
-        best_i = int(np.argmax(evals)) if evals else None
-        at = history["step"].index(solved_at) if solved_at is not None else None
-        final_mean, final_std = float(returns.mean()), float(returns.std())
-        summary = {
-            "env": args.env, "env_steps": step, "updates": updates, "amp": amp,
-            "eval_return_mean": final_mean, "eval_return_std": final_std,
-            "final_eval_return_mean": final_mean, "final_eval_return_std": final_std,
-            "eval_episodes": args.final_eval_episodes, "eval_epsilon": args.eval_epsilon,
-            "reward_threshold": task.threshold, "solved_at_env_step": solved_at,
-            "solved_at_train_seconds": history["train_seconds"][at] if at is not None else None,
-            "solved_at_train_cpu_seconds": history["train_cpu_seconds"][at] if at is not None else None,
-            "post_solve_fraction": post_solve_fraction(history["step"], evals, solved_at, task.threshold),
-            "best_eval_return": evals[best_i] if best_i is not None else None,
-            "best_eval_step": history["step"][best_i] if best_i is not None else None,
-            "replay_bytes": int(replay.nbytes),
-        }
-        if atari:
-            summary["frames"] = pool.frames
-            summary["human_normalized_score"] = human_normalized(args.env, final_mean)
-        shared = run.summary(**summary)
-        return run.finish(summary, results=result_lines(shared, args, task.threshold, len(evals)))
+            # -- final evaluation of the last weights, pictures and summary --------------------------
+            with run.after_clock:
+                returns = task.evaluate(act, args.final_eval_episodes, eval_seed, args.eval_epsilon)
+                evaluation = f"evaluation (ε = {args.eval_epsilon:g}, {args.eval_episodes} episodes)"
+                curve = plots.save_learning_curve(run.run_dir / "learning_curve.png", history["episode_step"],
+                                                  history["episode_return"], threshold=task.threshold,
+                                                  xlabel="environment steps", ylabel="return",
+                                                  title=f"DQN on {args.env} (seed {args.seed})",
+                                                  extra={evaluation: (history["step"], history["eval_return"])})
+                tracker.log_image("learning_curve", curve, step)
+                if args.gif:
+                    frames, _ = envlib.record_episode(act, lambda: task.make_eval_env(True), seed=eval_seed,
+                                                      epsilon=args.eval_epsilon)
+                    gif = plots.save_episode_gif(run.run_dir / "eval_episode.gif", frames)
+                    tracker.log_video("eval_episode", gif, step)
+            evals = history["eval_return"]
+            best_i = int(np.argmax(evals)) if evals else None
+            at = history["step"].index(solved_at) if solved_at is not None else None
+            final_mean, final_std = float(returns.mean()), float(returns.std())
+            summary = {
+                "env": args.env, "env_steps": step, "updates": updates, "amp": amp,
+                "eval_return_mean": final_mean, "eval_return_std": final_std,
+                "final_eval_return_mean": final_mean, "final_eval_return_std": final_std,
+                "eval_episodes": args.final_eval_episodes, "eval_epsilon": args.eval_epsilon,
+                "reward_threshold": task.threshold, "solved_at_env_step": solved_at,
+                "solved_at_train_seconds": history["train_seconds"][at] if at is not None else None,
+                "solved_at_train_cpu_seconds": history["train_cpu_seconds"][at] if at is not None else None,
+                "post_solve_fraction": post_solve_fraction(history["step"], evals, solved_at, task.threshold),
+                "best_eval_return": evals[best_i] if best_i is not None else None,
+                "best_eval_step": history["step"][best_i] if best_i is not None else None,
+                "replay_bytes": int(replay.nbytes),
+            }
+            if atari:
+                summary["frames"] = pool.frames
+                summary["human_normalized_score"] = human_normalized(args.env, final_mean)
+            shared = run.summary(**summary)
+            return run.finish(summary, results=result_lines(shared, args, task.threshold, len(evals)))
 
 
 def result_lines(s: dict[str, Any], args: Args, threshold: float | None, n_evals: int) -> list[str]:
@@ -748,7 +572,7 @@ def result_lines(s: dict[str, Any], args: Args, threshold: float | None, n_evals
     if s["best_eval_return"] is not None:
         lines.append(f"best evaluation {s['best_eval_return']:.1f} at step {s['best_eval_step']:,} (of {n_evals} "
                      f"evaluations; its weights are in {BEST_FILENAME})")
-    weights = "the running weight average at the end" if args.policy_average else "the last weights"
+    weights = "the weight average at the end" if args.ema else "the last weights"
     lines.append(f"final evaluation {s['final_eval_return_mean']:.1f} ± {s['final_eval_return_std']:.1f} over "
                  f"{s['eval_episodes']} episodes (ε = {args.eval_epsilon:g}, {weights})")
     if s.get("human_normalized_score") is not None:

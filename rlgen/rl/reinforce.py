@@ -46,8 +46,8 @@ from rlgen.lifecycle import Run
 from rlgen.nets import make_backbone
 from rlgen.rl import envs as envlib
 from rlgen.rl.atari import make_atari_env
+from rlgen.seeding import seed_everything
 from rlgen.track import RunArgs
-from rlgen.utils import seed_everything
 
 ALGO = "reinforce"
 GIF_FRAMES = 250  # the most frames the end-of-run GIF shows
@@ -94,6 +94,9 @@ class Args(RunArgs):
     """greedy evaluation episodes at the end"""
     checkpoint_every: int = 50
     """save a checkpoint every this many episodes, at update boundaries (0: only at the end)"""
+    log_every: int = 1
+    """updates between logged rows: each holds the mean return of the episodes since the last row and the
+    last update's losses"""
     gif: bool = True
     """write a GIF of one greedy episode at the end"""
 
@@ -107,7 +110,7 @@ class Args(RunArgs):
 
 # Flags a continued run may change: the budget, the checkpoint cadence, the solved rule's stopping and what is
 # written only at the end (no schedule depends on --episodes).
-RESUME_CHANGEABLE = frozenset({"episodes", "checkpoint_every", "stop_on_solve", "eval_episodes", "gif"})
+RESUME_CHANGEABLE = frozenset({"episodes", "checkpoint_every", "log_every", "stop_on_solve", "eval_episodes", "gif"})
 
 
 EMA_ALPHA, EMA_START = 0.05, 10.0  # pytorch/examples reinforce.py's running reward
@@ -337,6 +340,7 @@ def main(args: Args) -> dict[str, Any]:
     with run.start(bar_keys=("return", "ema")) as tracker:
         env = make_env(args)
         bar = tracker.progress(args.episodes, initial=episode, unit="ep")
+        unlogged: list[float] = []  # returns of the episodes since the last logged row
         try:
             while episode < args.episodes and not (args.stop_on_solve and solved_at is not None):
                 with run.train_clock:
@@ -375,8 +379,11 @@ def main(args: Args) -> dict[str, Any]:
                     stats = update(policy, value, pi_opt, v_opt, obs_batch, act_batch, ret_batch, last_obs,
                                    last_idx, args, device)
                     updates += 1
-                tracker.log({"return": float(np.mean(batch_returns)), "ema": ema, "episode": episode, **stats},
-                            env_steps)
+                unlogged += batch_returns
+                if updates % args.log_every == 0:
+                    tracker.log({"return": float(np.mean(unlogged)), "ema": ema, "episode": episode, **stats},
+                                env_steps)
+                    unlogged = []
                 bar.update(episode - bar.n)
                 if run.checkpoint_due(episode - len(batch_returns), episode, args.checkpoint_every):
                     run.save(env_steps, **counters())

@@ -52,10 +52,10 @@ from rlgen import checkpoint, cli
 from rlgen.data.atari_frames import RAM_ANNOTATIONS, load_atari_frames
 from rlgen.encoders import freeze, load_encoder
 from rlgen.errors import UsageError
+from rlgen.files import write_json
 from rlgen.lifecycle import Run
 from rlgen.nets import make_backbone
 from rlgen.track import RunArgs
-from rlgen.utils import write_json
 
 ALGO = "atari_probe"
 NUM_CLASSES = 256
@@ -579,7 +579,7 @@ def main(args: Args) -> dict[str, Any]:
 
         torch.manual_seed(args.seed)
         net = make_backbone(args.random_init, FRAME_SHAPE).to(device).eval()
-        encoder: Any = freeze(net, scale_frames, FRAME_SHAPE, net.out_dim, "random_init",
+        encoder: Any = freeze(net, scale_frames, FRAME_SHAPE, net.out_dim, "random-init",
                               f"random-init {args.random_init} ({net.out_dim}-d)")
         label = "random-init" if args.random_init == "atari_cnn" else f"random-init {args.random_init}"
     else:

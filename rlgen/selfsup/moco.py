@@ -28,16 +28,8 @@ from rlgen import cli
 from rlgen.errors import UsageError
 from rlgen.lifecycle import Run
 from rlgen.nets import polyak_update
-from rlgen.selfsup.common import (
-    Method,
-    PretrainArgs,
-    check_common,
-    launch_rank,
-    local_slice,
-    prepare,
-    pretrain,
-    with_default_lr,
-)
+from rlgen.selfsup.common import Method, PretrainArgs, check_common, prepare, pretrain, with_default_lr
+from rlgen.selfsup.distributed import launch_rank, local_slice
 from rlgen.selfsup.losses import InfoNCEQueueLoss, KeyQueue
 from rlgen.selfsup.simclr import SimCLR
 

@@ -36,7 +36,7 @@ from rlgen.errors import UsageError
 from rlgen.images import resize
 from rlgen.lifecycle import Run
 from rlgen.nets import BACKBONES, make_backbone
-from rlgen.selfsup.common import knn_predict
+from rlgen.selfsup.knn import knn_predict
 from rlgen.track import RunArgs
 
 ALGO = "probe"

@@ -31,17 +31,8 @@ from torch import nn
 from rlgen import cli
 from rlgen.lifecycle import Run
 from rlgen.nets import ProjectionHead, make_backbone
-from rlgen.selfsup.common import (
-    Method,
-    PretrainArgs,
-    check_common,
-    global_batchnorm,
-    launch_rank,
-    local_slice,
-    prepare,
-    pretrain,
-    with_default_lr,
-)
+from rlgen.selfsup.common import Method, PretrainArgs, check_common, prepare, pretrain, with_default_lr
+from rlgen.selfsup.distributed import global_batchnorm, launch_rank, local_slice
 from rlgen.selfsup.losses import NTXentLoss
 
 ALGO = "simclr"

@@ -38,11 +38,12 @@ from rlgen.data.atari_frames import load_atari_frames
 from rlgen.encoders import encoder_record, load_encoder
 from rlgen.errors import UsageError
 from rlgen.lifecycle import Run
+from rlgen.machine import use_amp
 from rlgen.nets import AtariCNN
 from rlgen.plots import save_curves
+from rlgen.seeding import seed_everything
 from rlgen.selfsup.atari_probe import format_table, probe_encoder, resolve_game, split_episodes
 from rlgen.track import RunArgs
-from rlgen.utils import seed_everything, use_amp
 
 ALGO = "stdim"
 FRAME_SHAPE = (1, 210, 160)

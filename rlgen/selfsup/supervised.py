@@ -24,9 +24,10 @@ from rlgen.encoders import encoder_record
 from rlgen.errors import UsageError
 from rlgen.lifecycle import Run
 from rlgen.nets import make_backbone
-from rlgen.selfsup.common import EpochOrder, check_names, cosine_lr, embed, load_pretrain_data
+from rlgen.seeding import seed_everything
+from rlgen.selfsup.common import EpochOrder, check_names, cosine_lr, load_pretrain_data
+from rlgen.selfsup.knn import embed
 from rlgen.track import RunArgs
-from rlgen.utils import seed_everything
 
 ALGO = "supervised"
 # What a continued run may change: its budget and its logging cadence.
