@@ -21,7 +21,7 @@ from pathlib import Path
 
 # Bottom to top. A name is a module or package under rlgen; the first entry that prefixes a module wins.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors",),
+    ("errors", "version"),
     ("files", "machine", "seeding", "schedules"),
     ("track",),
     ("checkpoint",),
@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("augment", "encoders", "plots", "images", "envnames"),
     ("data",),
     ("gen", "selfsup", "rl"),
+    ("loading", "registry", "export", "commands", "__main__"),
 ]
 FAMILIES = ("gen", "selfsup", "rl")
 

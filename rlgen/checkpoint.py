@@ -21,6 +21,7 @@ import torch
 
 from rlgen.errors import UsageError
 from rlgen.files import atomic_open
+from rlgen.track import given_flags
 
 T = TypeVar("T")
 
@@ -73,22 +74,32 @@ ALWAYS_CHANGEABLE = frozenset({"run_dir", "resume", "wandb", "wandb_project", "w
 
 
 def resume_args(cls: type[T], args: T, algo: str, changeable: frozenset[str] = frozenset()) -> tuple[T, dict[str, Any]]:
-    """For ``--resume RUN_DIR``: the run's own args (from its checkpoint) and the checkpoint.
+    """For ``--resume RUN_DIR`` (a run folder or its checkpoint file): the run's own args and the checkpoint.
 
-    Everything comes from the checkpoint except the flags given on the command line (those that differ
-    from the class defaults) among :data:`ALWAYS_CHANGEABLE` and ``changeable`` (the command's budget and
-    cadence flags, which it honours when continuing). Any other flag given with a value different from the
-    run's is a :class:`UsageError`, so nothing is silently ignored and the checkpoint stays untouched.
+    Everything comes from the checkpoint except the flags given among :data:`ALWAYS_CHANGEABLE` and
+    ``changeable`` (the command's budget and cadence flags, which it honours when continuing). Any other flag
+    given with a value different from the run's is a :class:`UsageError`, so nothing is silently ignored and
+    the checkpoint stays untouched. On the command line a flag counts as given whatever its value (a flag set
+    back to its default is compared too); for args built in Python, a value other than the class default does.
+    ``--run-dir`` may only name the run's own folder: a resumed run continues where it is.
     """
-    ckpt = load(args.resume, algo=algo)  # type: ignore[attr-defined]
+    path = checkpoint_path(args.resume)  # type: ignore[attr-defined]
+    folder = path.parent
+    ckpt = load(path, algo=algo)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     saved = {k: v for k, v in ckpt["args"].items() if k in fields}
     restored = cls(**saved)
+    run_dir = getattr(args, "run_dir", None)
+    if run_dir and Path(run_dir).resolve() != folder.resolve():
+        raise UsageError(f"--run-dir {run_dir} with --resume {args.resume}: a resumed run continues in its own "  # type: ignore[attr-defined]
+                         f"folder ({folder}); leave out --run-dir")
     allowed = ALWAYS_CHANGEABLE | changeable
+    on_line = given_flags(args)
     for name, f in fields.items():
         value = getattr(args, name)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        if value == default or name in ("resume", "run_dir"):
+        given = name in on_line if on_line is not None else value != default
+        if not given or name in ("resume", "run_dir"):
             continue
         if name in allowed:
             setattr(restored, name, value)
@@ -97,5 +108,5 @@ def resume_args(cls: type[T], args: T, algo: str, changeable: frozenset[str] = f
             can = ", ".join("--" + n.replace("_", "-") for n in sorted(changeable)) or "none of its training flags"
             raise UsageError(f"{flag} {value} differs from the run being resumed ({saved[name]}); a resumed run "
                              f"may change only {can}")
-    restored = dataclasses.replace(restored, resume=args.resume, run_dir=args.resume)  # type: ignore
+    restored = dataclasses.replace(restored, resume=str(folder), run_dir=str(folder))  # type: ignore
     return restored, ckpt

@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from rlgen.errors import Stopped, UsageError
-from rlgen.track import exit_code_for, fail_open_trackers, resolve_wandb_mode
+from rlgen.track import GIVEN, exit_code_for, fail_open_trackers, resolve_wandb_mode
+from rlgen.version import __version__
 
 T = TypeVar("T")
 
@@ -172,6 +173,8 @@ def build_parser(cls: type, description: str | None = None, prog: str | None = N
         description=description,
         formatter_class=_DefaultsFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"rlgen {__version__}")
+    positional = tuple(getattr(cls, "POSITIONAL", ()))
     docs = field_docs(cls)
     late = cls.help_defaults() if hasattr(cls, "help_defaults") else {}
     hints = typing.get_type_hints(cls)
@@ -183,6 +186,10 @@ def build_parser(cls: type, description: str | None = None, prog: str | None = N
             continue
         group = parser if f.name in own or not own else shared
         flag = "--" + f.name.replace("_", "-")
+        if f.name in positional:  # optional on the line, so a missing one gets the command's own message
+            parser.add_argument(f.name, nargs="?", default=f.default, help=docs.get(f.name, ""),
+                                metavar=f.name.upper())
+            continue
         tp = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         helptext = docs.get(f.name, "")
@@ -204,9 +211,18 @@ def build_parser(cls: type, description: str | None = None, prog: str | None = N
 
 def parse(cls: type[T], argv: Sequence[str] | None = None, description: str | None = None,
           prog: str | None = None) -> T:
-    """Parse ``argv`` into an instance of dataclass ``cls``."""
-    ns = build_parser(cls, description, prog).parse_args(argv)
-    return cls(**vars(ns))  # ranges are checked in run() and by the command's own validation
+    """Parse ``argv`` into an instance of dataclass ``cls``; its ``given`` attribute (see :func:`given_flags`)
+    names the fields given on the line, whatever their value (:func:`rlgen.track.given_flags`)."""
+    parser = build_parser(cls, description, prog)
+    ns = parser.parse_args(argv)
+    parser.set_defaults(**dict.fromkeys(vars(ns), _NOT_GIVEN))
+    given = frozenset(k for k, v in vars(parser.parse_args(argv)).items() if v is not _NOT_GIVEN)
+    args = cls(**vars(ns))  # ranges are checked in run() and by the command's own validation
+    object.__setattr__(args, GIVEN, given)
+    return args
+
+
+_NOT_GIVEN = object()
 
 
 def run(main: Callable[[T], Any], cls: type[T], argv: Sequence[str] | None = None,

@@ -62,6 +62,16 @@ class FrozenEncoder:
                 for i in range(0, len(images), batch_size)]
         return torch.cat(outs) if outs else torch.empty(0, self.out_dim)
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Features ``(N, out_dim)`` of raw inputs ``(N, *input_shape)`` (uint8 images or the vector observations it
+        was trained on), scaled as in training (:attr:`scaling`)."""
+        return self.features(x)
+
+    @property
+    def scaling(self) -> str:
+        """The name of its input scaling (:data:`SCALINGS`)."""
+        return str(self.record.get("scaling", ""))
+
 
 def freeze(net: nn.Module, prepare: Callable[[torch.Tensor], torch.Tensor], input_shape: tuple[int, ...],
            out_dim: int, algo: str, description: str, record: dict[str, Any] | None = None) -> FrozenEncoder:

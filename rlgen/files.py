@@ -34,6 +34,15 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
 
 
 def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (``/proc/self/status``): setting it to
+    read it back would race with other threads creating files."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

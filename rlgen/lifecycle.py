@@ -51,9 +51,9 @@ import torch
 
 from rlgen import checkpoint, cli
 from rlgen.errors import Stopped, UsageError
-from rlgen.machine import flush_denormals, pick_device
+from rlgen.machine import ProcessState, available_cpus, flush_denormals, pick_device
 from rlgen.seeding import rng_state, set_rng_state
-from rlgen.track import Tracker, default_run_dir, resolve_wandb_mode
+from rlgen.track import Tracker, claim_dir, default_run_dir, given_flags, holds_run, resolve_wandb_mode
 
 A = TypeVar("A")
 
@@ -130,9 +130,12 @@ def _load_into(obj: Any, state: Any) -> None:
 class Run(Generic[A]):
     """One training run's folder, resume, clocks, checkpoints and ending (see the module docstring).
 
-    It also sets torch's threads (``--threads``, else the command's ``THREADS``) and picks ``device``; where
-    ``denormals_as_zero(args)`` holds (args as given or resumed, before ``check``) it first calls
-    ``rlgen.machine.flush_denormals``, before anything can start torch's threads, which copy the flags then.
+    It also sets torch's threads (``--threads``, else the command's ``THREADS``; 0: the CPUs this process may
+    use) and picks ``device``; where ``denormals_as_zero(args)`` holds (args as given or resumed, before
+    ``check``) it first calls ``rlgen.machine.flush_denormals``, before anything can start torch's threads, which
+    copy the flags then, and where ``keep_freed_memory(args)`` holds it keeps malloc's freed memory
+    (``rlgen.machine.keep_freed_memory``). All of it is given back when :meth:`start`'s block ends (or when
+    the constructor fails): a library call leaves the process as it found it.
     ``what`` names the default run folder (``runs/<algo>-<what>-<time>``): a string, or a function of the checked
     args. ``check(args) -> args`` is the command's own validation (filling per-environment defaults); it runs after
     the resumed args are restored, so a continued run is checked like a new one. ``lead=False`` (the other
@@ -140,13 +143,28 @@ class Run(Generic[A]):
     """
 
     def __init__(self, args: A, algo: str, *, what: str | Callable[[A], str], changeable: Iterable[str] = (),
-                 check: Any = None, lead: bool = True, denormals_as_zero: Callable[[A], bool] | None = None) -> None:
+                 check: Any = None, lead: bool = True, denormals_as_zero: Callable[[A], bool] | None = None,
+                 keep_freed_memory: Callable[[A], bool] | None = None) -> None:
+        # what the run changes in the process comes back when it ends (start's block), or here if it fails first
+        self.process = ProcessState.capture()
+        try:
+            self._begin(args, algo, what, changeable, check, lead, denormals_as_zero, keep_freed_memory)
+        except BaseException:
+            self.process.restore()
+            raise
+
+    def _begin(self, args: A, algo: str, what: str | Callable[[A], str], changeable: Iterable[str], check: Any,
+               lead: bool, denormals_as_zero: Callable[[A], bool] | None,
+               keep_freed_memory: Callable[[A], bool] | None) -> None:
         self.algo, self.lead = algo, lead
         self.ckpt: dict[str, Any] | None = None
+        flags = _given_values(args)
         if getattr(args, "resume", None):
             args, self.ckpt = checkpoint.resume_args(type(args), args, algo, frozenset(changeable))
         if denormals_as_zero is not None and denormals_as_zero(args):
             flush_denormals()  # before any parallel op (``check`` may build a network)
+        if keep_freed_memory is not None and keep_freed_memory(args):
+            self.process.keep_freed_memory()
         cli.check_numbers(args)
         if check is not None:
             args = check(args)
@@ -154,11 +172,15 @@ class Run(Generic[A]):
         if getattr(args, "threads", 0) is None:
             args = dataclasses.replace(args, threads=type(args).THREADS)  # type: ignore[type-var]
         threads = getattr(args, "threads", 0)
-        torch.set_num_threads(threads or os.cpu_count() or 1)
+        torch.set_num_threads(threads or available_cpus())
         self.device = pick_device(getattr(args, "device", "cpu"))
         if callable(what):
             what = what(args)  # named from the checked args, e.g. the environment's full id
-        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(algo, what)  # type: ignore[attr-defined]
+        self._claim = not args.run_dir  # type: ignore[attr-defined]
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(algo, what, getattr(args, "seed", None))  # type: ignore[attr-defined]
+        if lead and self.ckpt is None and args.run_dir and holds_run(run_dir):  # type: ignore[attr-defined]
+            raise UsageError(f"--run-dir {run_dir} already holds a run; continue it with --resume {run_dir}, or give "
+                             "another folder")
         self.args: A = dataclasses.replace(args, run_dir=str(run_dir))  # type: ignore[type-var]
         self.run_dir = run_dir
         clocks = (self.ckpt or {}).get("clocks", {})
@@ -168,7 +190,8 @@ class Run(Generic[A]):
         self._started = time.time()
         self.resumes = int((self.ckpt or {}).get("resumes", -1)) + 1 if self.ckpt is not None else 0
         self._objects: dict[str, Any] = {}
-        self._records: dict[str, Any] = {}
+        # the flags the run was started with, as given (before per-environment defaults): its reproducing command
+        self._records: dict[str, Any] = {"flags": (self.ckpt or {}).get("flags", flags)}
         self.tracker: Tracker | None = None
         self.stop_signal: int | None = None  # the signal that asked the run to stop at its next checkpoint
         self._after_training = False
@@ -217,9 +240,21 @@ class Run(Generic[A]):
     def start(self, bar_keys: Iterable[str] = ()) -> Iterator[Tracker]:
         """Create (or reopen) the run folder and its tracker: ``with run.start() as tracker:``. Inside it
         Ctrl-C and SIGTERM ask the run to stop at its next checkpoint (module docstring)."""
+        try:
+            with self._started_tracker(bar_keys) as tracker:
+                yield tracker
+        finally:
+            self.process.restore()
+
+    @contextmanager
+    def _started_tracker(self, bar_keys: Iterable[str]) -> Iterator[Tracker]:
         if not self.lead:
             yield _NullTracker()  # type: ignore[misc]
             return
+        if self._claim:  # the default folder, claimed now that the run starts: parallel runs never share one
+            self._claim = False
+            self.run_dir = claim_dir(self.run_dir)
+            self.args = dataclasses.replace(self.args, run_dir=str(self.run_dir))  # type: ignore[type-var]
         self.tracker = Tracker.for_run(self.run_dir, self.args, algo=self.algo,  # type: ignore[arg-type]
                                        resume_step=self.step if self.resumed else None, bar_keys=bar_keys)
         with self.tracker, self._stop_requests():
@@ -313,6 +348,22 @@ class Run(Generic[A]):
         if self.lead and self.tracker is not None:
             self.tracker.finish(summary, results=results)
         return summary
+
+
+def _given_values(args: Any) -> dict[str, Any]:
+    """The fields given on the command line (:func:`rlgen.track.given_flags`), else those away from the class
+    default, without where the run is written and logged."""
+    on_line = given_flags(args)
+    out = {}
+    for f in dataclasses.fields(args):
+        value = getattr(args, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if (f.name in on_line if on_line is not None else value != default) and f.name not in (
+                "run_dir", "resume", "wandb", "wandb_project", "wandb_entity", "wandb_name"):
+            # a checkpoint holds plain values only: an environment factory is kept by its name
+            out[f.name] = value if value is None or isinstance(value, (bool, int, float, str)) else \
+                getattr(value, "__name__", type(value).__name__)
+    return out
 
 
 def _signal_name(signum: int) -> str:

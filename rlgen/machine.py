@@ -3,6 +3,10 @@ settings the Atari agent changes (denormals flushed to zero, freed memory kept).
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import os
+
 import torch
 
 from rlgen.errors import UsageError
@@ -83,3 +87,70 @@ def use_amp(mode: str, device: torch.device) -> bool:
     if mode != "auto":
         return mode == "on"
     return device.type == "cuda" or (device.type == "cpu" and bf16_cpu())
+
+
+def malloc_defaults() -> bool:
+    """Set glibc malloc's thresholds back to their documented defaults (128 KiB each; ``mallopt(3)``), undoing
+    :func:`keep_freed_memory`. glibc's dynamic mmap threshold stays fixed at that value afterwards, as
+    ``mallopt`` leaves it. Returns False where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    return all((mallopt(m_mmap_threshold, 128 << 10), mallopt(m_trim_threshold, 128 << 10),
+                mallopt(m_top_pad, 128 << 10)))
+
+
+def denormals_flushed() -> bool:
+    """Whether this thread treats float32 denormals as zero (:func:`flush_denormals`), read from the arithmetic."""
+    tiny = torch.tensor([1e-39], dtype=torch.float32)
+    return bool((tiny * 1.0).item() == 0.0)
+
+
+def available_cpus() -> int:
+    """The CPUs this process may use: its affinity mask (``taskset``, a batch scheduler's allocation), cut to a
+    container's CPU quota (cgroup ``cpu.max``) where one is set; what ``--threads 0`` means."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as fh:
+            quota, period = fh.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+@dataclasses.dataclass
+class ProcessState:
+    """What a run changes in its process and gives back at its end: torch's CPU threads, the denormal flags of
+    the calling thread and glibc malloc's thresholds. (OpenMP worker threads started during the run keep the
+    denormal flags they copied when created: Python cannot reach them.)"""
+
+    threads: int
+    denormals_flushed: bool
+    malloc_changed: bool = False
+
+    @classmethod
+    def capture(cls) -> ProcessState:
+        return cls(torch.get_num_threads(), denormals_flushed())
+
+    def keep_freed_memory(self) -> None:
+        """:func:`keep_freed_memory`, remembered so that :meth:`restore` undoes it."""
+        self.malloc_changed = keep_freed_memory() or self.malloc_changed
+
+    def restore(self) -> None:
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        if denormals_flushed() != self.denormals_flushed:
+            torch.set_flush_denormal(self.denormals_flushed)
+        if self.malloc_changed:
+            malloc_defaults()
+            self.malloc_changed = False

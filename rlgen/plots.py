@@ -11,9 +11,11 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from rlgen.errors import UsageError
 from rlgen.files import atomic_open
 
 
@@ -143,3 +145,51 @@ def write_gif(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: float)
 
 def _pack_rgb(rgb: np.ndarray) -> np.ndarray:
     return (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
+
+
+def video_available() -> bool:
+    """Whether MP4s can be written: ``imageio`` with the ffmpeg build that ``imageio-ffmpeg`` ships in its wheel
+    (``pip install 'rlgen[video]'``)."""
+    try:
+        import imageio  # noqa: F401
+        import imageio_ffmpeg
+
+        return bool(imageio_ffmpeg.get_ffmpeg_exe())
+    except (ImportError, RuntimeError):
+        return False
+
+
+class VideoWriter:
+    """An H.264 MP4 written frame by frame, so a game of thousands of frames is never held in memory; the file
+    appears whole (written beside it, then renamed) when the ``with`` block ends without an error.
+
+    ``with VideoWriter("episode.mp4", fps=30) as video: video.add(frame)`` for (H, W, 3) uint8 frames.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float = 30) -> None:
+        if not video_available():
+            raise UsageError(f"{os.fspath(path)}: writing MP4 needs imageio and imageio-ffmpeg "
+                             "(pip install 'rlgen[video]'); a .gif needs nothing more")
+        self.path, self.fps, self.frames = Path(path), fps, 0
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp.mp4")
+        self._writer: Any = None
+
+    def __enter__(self) -> VideoWriter:
+        import imageio.v2 as imageio
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # H.264 in yuv420p wants even sides: frames are padded by a pixel where odd, never resized
+        self._writer = imageio.get_writer(self._tmp, fps=self.fps, codec="libx264", quality=7, macro_block_size=2,
+                                          ffmpeg_log_level="error")
+        return self
+
+    def add(self, frame: np.ndarray) -> None:
+        self._writer.append_data(np.asarray(frame, dtype=np.uint8))
+        self.frames += 1
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self._writer.close()
+        if exc_type is None and self.frames:
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)

@@ -109,14 +109,43 @@ def fail_open_trackers(exit_code: int = 1) -> None:
         tracker.fail(exit_code)
 
 
-def default_run_dir(algo: str, what: str) -> Path:
-    """``runs/<algo>-<env or data>-<time>``, made unique if that folder exists."""
+GIVEN = "_given_flags"
+"""The attribute :func:`rlgen.cli.parse` sets on the args it parses: the fields given on the command line."""
+
+
+def given_flags(args: Any) -> frozenset[str] | None:
+    """The fields given on the command line (whatever their value) when ``args`` came from the command line;
+    None for args built in Python, where a value different from the class default counts as given."""
+    return getattr(args, GIVEN, None)
+
+
+def default_run_dir(algo: str, what: str, seed: int | None = None) -> Path:
+    """``runs/<algo>-<env or data>-s<seed>-<time>``: where a run goes when no ``--run-dir`` is given. Runs that
+    start in the same second with the same seed get ``-1``, ``-2``, ... when they claim it (:func:`claim_dir`)."""
     safe = what.replace("/", "_").replace(":", "_")
-    base = Path("runs") / f"{algo}-{safe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    seeded = f"-s{seed}" if seed is not None else ""
+    return Path("runs") / f"{algo}-{safe}{seeded}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def claim_dir(base: Path) -> Path:
+    """Create ``base`` (or ``base-1``, ``base-2``, ... where it exists) and return it. ``mkdir`` either creates a
+    folder or fails, so two processes never claim the same one."""
+    base.parent.mkdir(parents=True, exist_ok=True)
     path, k = base, 1
-    while path.exists():
-        path, k = Path(f"{base}-{k}"), k + 1
-    return path
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            path, k = Path(f"{base}-{k}"), k + 1
+
+
+RUN_FILES = ("checkpoint.pt", "summary.json", "config.json", "metrics.jsonl")
+"""Files that mark a folder as holding a run."""
+
+
+def holds_run(folder: Path) -> bool:
+    return folder.is_dir() and any((folder / name).exists() for name in RUN_FILES)
 
 
 class Tracker:
@@ -221,9 +250,11 @@ class Tracker:
     # -- the end ---------------------------------------------------------------------------
     def finish(self, summary: dict[str, Any], results: Iterable[str] = ()) -> Path:
         """Write ``summary.json``, close W&B and the bar; print ``results`` (the run's key numbers in
-        words with units, one line each), then the run folder, and return it."""
+        words with units, one line each; also kept as ``results.txt``), then the run folder, and return it."""
         path = self.run_dir / "summary.json"
         write_json(path, {k: _plain(v) for k, v in summary.items()})
+        results = list(results)
+        atomic_write_bytes(self.run_dir / "results.txt", "".join(f"{line}\n" for line in results).encode())
         if self._wandb is not None:
             def _sum() -> None:
                 for k, v in summary.items():

@@ -136,30 +136,42 @@ def tiny_boxing_agent(out: Path, encoder: Path, freeze: bool, total_steps: int =
     return checkpoint.load(out, algo="dqn")["q_net"]
 
 
-_FLAGS_AFTER_A_RUN = """
+_FLAGS_DURING_A_RUN = """
 import sys, numpy as np, torch
 from rlgen import cli
+from rlgen.machine import denormals_flushed
 from rlgen.rl import dqn
-cli.run(dqn.main, dqn.Args, sys.argv[1:])
 x = torch.from_numpy(np.full(1 << 22, 0x000AE398, dtype=np.uint32).view(np.float32))  # about 1e-39, by its bits
-print(int(((x * 1.0).view(torch.int32) != 0).sum()))
+seen, loss = [], dqn.dqn_loss
+
+def first_update_counts_denormals(*a, **k):  # at the first update: a parallel op over every thread
+    if not seen:
+        seen.append(int(((x * 1.0).view(torch.int32) != 0).sum()))
+    return loss(*a, **k)
+
+dqn.dqn_loss = first_update_counts_denormals
+before = denormals_flushed()
+cli.run(dqn.main, dqn.Args, sys.argv[1:])
+print(seen[0], int(denormals_flushed() == before))
 """
 
 
 def test_an_atari_run_flushes_denormals_in_all_its_threads(tmp_path):
     # As `python -m rlgen.rl.dqn` runs: a fresh process, two threads. Every OpenMP thread must carry the
-    # flags, so nothing before the flush_denormals() call in main may start them.
+    # flags while the run trains, so nothing before the flush_denormals() call in main may start them.
     argv = ["--env", "Boxing", "--preset", "atari100k", "--total-steps", "80", "--learning-starts", "60",
             "--buffer-size", "1000", "--eval-every", "80", "--eval-episodes", "1", "--final-eval-episodes", "1",
             "--max-episode-steps", "50", "--no-gif", "--wandb", "disabled", "--threads", "2",
             "--run-dir", str(tmp_path / "run")]
     resume = ["--resume", str(tmp_path / "run"), "--total-steps", "100"]  # the args come from the checkpoint
     for given in (argv, resume):
-        out = subprocess.run([sys.executable, "-c", _FLAGS_AFTER_A_RUN, *given], capture_output=True, text=True)
+        out = subprocess.run([sys.executable, "-c", _FLAGS_DURING_A_RUN, *given], capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-2000:]
         if not torch.set_flush_denormal(True):
             pytest.skip("this CPU cannot flush denormals")
-        assert int(out.stdout.split()[-1]) == 0, given
+        unflushed, restored = (int(v) for v in out.stdout.split()[-2:])
+        assert unflushed == 0, given  # during the run: every thread flushes
+        assert restored == 1, given  # after it: the calling thread's flags are as they were
 
 
 @pytest.mark.parametrize("freeze", [False, True])

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from rlgen import checkpoint
+from rlgen import checkpoint, plots
 from rlgen.rl import dqn
 from rlgen.track import read_metrics
 
@@ -46,7 +46,8 @@ def test_breakout_smoke_checkpoint_kill_resume_video(tmp_path):
     assert summary["env_steps"] == 1600 and summary["updates"] == (1600 - 400) // 4
     assert summary["frames"] >= 4 * 1600  # frame skip 4, plus no-op and FIRE frames at resets
     assert 0 < summary["replay_bytes"] < 2000 * 7300
-    assert (run / "eval_episode.gif").stat().st_size > 1000 and (run / "learning_curve.png").exists()
+    recording = "eval_episode.mp4" if plots.video_available() else "eval_episode.gif"  # MP4 with the video extra
+    assert (run / recording).stat().st_size > 1000 and (run / "learning_curve.png").exists()
     assert json.loads((run / "summary.json").read_text())["env"] == "ALE/Breakout-v5"
     steps = [r["step"] for r in read_metrics(run)]
     assert steps == sorted(steps) and steps[-1] == 1600

@@ -147,8 +147,10 @@ def test_frozenlake_not_slippery_learns_the_shortest_path_and_replays(run_dir):
     assert len(text) == 4 and text[1].split()[1] == "H" and text[3].split()[3] == "G"
     q = np.load(run_dir / "q_table.npz")
     assert q["q"].shape == (16, 4) and q["policy"].shape == (16,)
-    played = ql.main(ql.Args(play=str(run_dir)))
-    assert played["success"] and (run_dir / "play.gif").exists()
+    from rlgen import commands
+
+    played = commands.play(commands.PlayArgs(run=str(run_dir)))  # rlgen play RUN
+    assert played["returns"] == [1.0] and (run_dir / "play.gif").exists()
 
 
 def test_value_iteration_mode_matches_its_own_reference(run_dir, capsys):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from rlgen import plots
 from rlgen.errors import UsageError
 from rlgen.rl import reinforce as rf
 
@@ -145,7 +146,8 @@ def test_pong_smoke_trains_checkpoints_resumes_and_writes_a_gif(preprocess, run_
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["episode"] == 2
     s = rf.main(rf.Args(resume=str(run_dir)))
     assert s["env"] == "ALE/Pong-v5" and s["episodes"] == 3 and s["env_steps"] == 36
-    for name in ("greedy_episode.gif", "learning_curve.png", "summary.json", "checkpoint.pt"):
+    recording = "greedy_episode.mp4" if plots.video_available() else "greedy_episode.gif"  # MP4 with the video extra
+    for name in (recording, "learning_curve.png", "summary.json", "checkpoint.pt"):
         assert (run_dir / name).exists(), name
 
 

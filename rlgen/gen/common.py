@@ -27,7 +27,7 @@ from rlgen import checkpoint
 from rlgen.data import load_dataset
 from rlgen.errors import UsageError
 from rlgen.images import resize
-from rlgen.machine import pick_device
+from rlgen.machine import available_cpus, pick_device
 
 # Algorithm name in a checkpoint → the module that can rebuild its sampler.
 SAMPLERS = {"vae": "rlgen.gen.vae", "gan": "rlgen.gen.gan", "pixelcnn": "rlgen.gen.pixelcnn"}
@@ -113,7 +113,7 @@ def use_device(device: str, threads: int | None, default_threads: int) -> torch.
     ``inception``), read as :class:`rlgen.lifecycle.Run` reads them for the training commands: torch's CPU threads
     (None: ``default_threads``; 0: all cores), then the device (auto: CUDA when available)."""
     threads = default_threads if threads is None else threads
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.set_num_threads(threads or available_cpus())
     return pick_device(device)
 
 

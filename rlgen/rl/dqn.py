@@ -57,7 +57,7 @@ from rlgen.encoders import check_fitting_encoder
 from rlgen.envnames import is_atari, resolve_atari_id, resolve_env_id
 from rlgen.errors import UsageError
 from rlgen.lifecycle import Run
-from rlgen.machine import keep_freed_memory, use_amp
+from rlgen.machine import use_amp
 from rlgen.nets import flatten_parameters, make_backbone, polyak_update, ramped_tau
 from rlgen.rl import envs as envlib
 from rlgen.rl.atari import atari_task, human_normalized
@@ -77,7 +77,8 @@ RESUME_CHANGEABLE = frozenset({"total_steps", "eval_every", "eval_episodes", "fi
 @dataclass
 class Args(RunArgs):
     env: str = "CartPole"
-    """Environment: a short name (CartPole, Acrobot, MountainCar, Breakout, Pong, ...) or a full id."""
+    """Environment: a short name (CartPole, Acrobot, MountainCar, Breakout, Pong, ...), a registered gymnasium id,
+    gymnasium's module:Env-v0 form, or (from Python) a callable that returns a gym.Env."""
     total_steps: int | None = None
     """Environment steps to train for (all environments together)."""
     lr: float | None = None
@@ -181,7 +182,8 @@ class Args(RunArgs):
     """bfloat16 autocast for the network passes (auto: on for Atari where the CPU has bf16 units (AMX/AVX-512
     BF16) or on CUDA; off for classic control, whose small MLPs gain nothing)."""
     gif: bool = True
-    """Write a GIF of one evaluation episode at the end."""
+    """Record one evaluation episode at the end: eval_episode.gif, or on Atari with the video extra installed
+    (pip install 'rlgen[video]') every frame of the game as eval_episode.mp4."""
     stop_on_solve: bool = False
     """End training at the first evaluation that reaches the environment's reward threshold."""
 
@@ -386,13 +388,12 @@ def main(args: Args, on_update: Callable[[int, float], None] | None = None) -> d
     """Train, evaluate and save; returns the summary written to ``summary.json``. ``on_update(updates, norm)``,
     where given, hears the gradient's global norm before clipping after every update (with --max-grad-norm > 0)."""
     # Atari: Adam's decaying averages of idle weights reach the denormal range, which tripled Boxing's late updates
-    run = Run(args, ALGO, what=args.env.split("-v")[0], changeable=RESUME_CHANGEABLE, check=resolve_args,
-              denormals_as_zero=lambda a: is_atari(a.env))
+    # and a fifth of a CNN update went to page faults without keeping freed memory (bench_atari100k.py --profile)
+    run = Run(args, ALGO, what=lambda a: a.env.split("-v")[0], changeable=RESUME_CHANGEABLE, check=resolve_args,
+              denormals_as_zero=lambda a: is_atari(a.env), keep_freed_memory=lambda a: is_atari(a.env))
     args, device = run.args, run.device
     atari = is_atari(args.env)
     amp = uses_amp(args, device)
-    if atari:
-        keep_freed_memory()  # a fifth of a CNN update went to page faults (bench_atari100k.py --profile)
     rng = seed_everything(args.seed)
     # The environments, replay and Q-network (rlgen.rl.tasks, rlgen.rl.atari); leaving the block closes the
     # environments, whatever happens. A resumed run whose environments cannot be restored plays new seeds.
@@ -528,7 +529,12 @@ def main(args: Args, on_update: Callable[[int, float], None] | None = None) -> d
                                                   title=f"DQN on {args.env} (seed {args.seed})",
                                                   extra={evaluation: (history["step"], history["eval_return"])})
                 tracker.log_image("learning_curve", curve, step)
-                if args.gif:
+                if args.gif and atari and plots.video_available():  # a whole game: every frame, streamed
+                    with plots.VideoWriter(run.run_dir / "eval_episode.mp4", fps=15) as video:
+                        envlib.record_episode(act, lambda: task.make_eval_env(True), seed=eval_seed,
+                                              epsilon=args.eval_epsilon, on_frame=video.add)
+                    tracker.log_video("eval_episode", video.path, step)
+                elif args.gif:
                     frames, _ = envlib.record_episode(act, lambda: task.make_eval_env(True), seed=eval_seed,
                                                       epsilon=args.eval_epsilon)
                     gif = plots.save_episode_gif(run.run_dir / "eval_episode.gif", frames)

@@ -13,17 +13,26 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlgen.envnames import FACTORY_NAMESPACE
 from rlgen.errors import UsageError
 
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gym.make`` that turns a missing optional dependency (e.g. Box2D) into a clear error."""
+    """``gym.make`` that turns a missing optional dependency (e.g. Box2D) into a clear error. A ``render_mode``
+    of None is left out, so an environment written without the argument still builds."""
+    if kwargs.get("render_mode", "") is None:
+        kwargs.pop("render_mode")
     if kwargs.get("render_mode") == "rgb_array":
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame draws off-screen; no display wanted
     try:
         return gym.make(env_id, **kwargs)
     except gym.error.DependencyNotInstalled as err:
         raise UsageError(f"environment {env_id} needs an extra package: {err}") from None
+    except gym.error.Error as err:
+        if env_id.startswith(FACTORY_NAMESPACE + "/"):
+            raise UsageError(f"environment {env_id} was made by a factory in another process; pass it again "
+                             "(rlgen.load(RUN, env_factory=...), or rlgen.envnames.register_factory)") from None
+        raise UsageError(f"environment {env_id}: {str(err).strip().splitlines()[0]}") from None
 
 
 def spaces_of(env_id: str, **kwargs: Any) -> tuple[gym.Space, gym.Space, float | None]:
@@ -211,15 +220,19 @@ class EpisodeFrames:
 
 
 def record_episode(act: Callable[[np.ndarray], np.ndarray], make_render: Callable[[], gym.Env], seed: int,
-                   epsilon: float = 0.0, max_frames: int = 250) -> tuple[list[np.ndarray], float]:
+                   epsilon: float = 0.0, max_frames: int = 250,
+                   on_frame: Callable[[np.ndarray], None] | None = None) -> tuple[list[np.ndarray], float]:
     """Frames (``env.render()`` arrays, at most ``max_frames``, evenly spaced; see :class:`EpisodeFrames`) and
-    the return of one episode. ``make_render`` builds the environment with ``render_mode="rgb_array"``."""
+    the return of one episode. ``make_render`` builds the environment with ``render_mode="rgb_array"``.
+    With ``on_frame`` every frame goes to it as it is rendered (a video writer) and none is kept."""
     env = make_render()
     try:
         rng = np.random.default_rng(seed)
         obs, _ = env.reset(seed=seed)
         frames, total, done = EpisodeFrames(max_frames), 0.0, False
-        frames.add(env.render)
+        add = (lambda last=False: on_frame(env.render())) if on_frame is not None else (  # noqa: E731
+            lambda last=False: frames.add(env.render, last=last))
+        add()
         while not done:
             action = int(np.asarray(act(np.asarray(obs)[None]))[0])
             if epsilon > 0 and rng.random() < epsilon:
@@ -227,7 +240,7 @@ def record_episode(act: Callable[[np.ndarray], np.ndarray], make_render: Callabl
             obs, r, term, trunc, _ = env.step(action)
             total += float(r)
             done = term or trunc
-            frames.add(env.render, last=done)
+            add(last=done)
     finally:
         env.close()
     return frames.frames(), total

@@ -23,7 +23,7 @@ run on a table environment reports the optimal policy's score on the same evalua
     python -m rlgen.rl.qlearning --env FrozenLake
     python -m rlgen.rl.qlearning --env FrozenLake --value-iteration
     python -m rlgen.rl.qlearning --env CartPole --bins 1,1,6,12 --bounds=-2.4:2.4,-3:3,-0.21:0.21,-3.5:3.5
-    python -m rlgen.rl.qlearning --play runs/qlearning-FrozenLake-v1-...
+    rlgen play runs/qlearning-FrozenLake-v1-s0-...             # the greedy policy as a GIF
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Literal
 import gymnasium as gym
 import numpy as np
 
-from rlgen import checkpoint, cli, plots
+from rlgen import cli, plots
 from rlgen.cli import Range
 from rlgen.envnames import is_atari, resolve_env_id
 from rlgen.errors import UsageError
@@ -87,8 +87,6 @@ class Args(RunArgs):
     """solve the environment's transition table by value iteration instead of learning"""
     vi_tol: float = 1e-10
     """value iteration stops when no state value moves by more than this"""
-    play: str | None = None
-    """replay the saved greedy policy of RUN_DIR and write a GIF (no training)"""
     checkpoint_every: int = 0
     """save a checkpoint every this many episodes (0: only at the end)"""
     log_every: int | None = None
@@ -434,9 +432,7 @@ def eval_seed(seed: int) -> int:
 # Main
 # ---------------------------------------------------------------------------------------------
 def main(args: Args) -> dict[str, Any]:
-    """Train (or solve, or replay) and return the summary that is also written to ``summary.json``."""
-    if args.play:
-        return play(args.play, gif_name="play.gif")
+    """Train (or solve) and return the summary that is also written to ``summary.json``."""
     problems: list[Problem] = []
 
     def check(a: Args) -> Args:
@@ -456,6 +452,7 @@ def main(args: Args) -> dict[str, Any]:
                                history={"return": [], "length": [], "success": []}))
     optimal_q = None
     with run.start(bar_keys=("return", "success", "epsilon")) as tracker:
+        run_dir = run.run_dir  # the folder claimed as the run started
         if problem.table is not None:
             with run.train_clock:
                 optimal_q, vi_iters = value_iteration(problem.table, problem.n_states, problem.n_actions,
@@ -560,29 +557,6 @@ def qlearning_results(summary: dict[str, Any]) -> list[str]:
                      f"{summary['optimal_eval_return_mean']:.3f} ± {summary['optimal_eval_return_std']:.3f}; "
                      f"the learned policy is suboptimal in {summary['states_where_policy_suboptimal']} state(s)")
     return lines
-
-
-def play(run_dir: str, gif_name: str = "play.gif", seed: int | None = None) -> dict[str, Any]:
-    """Replay RUN_DIR's saved greedy policy for one episode and write ``RUN_DIR/<gif_name>``."""
-    folder = Path(run_dir)
-    table = folder / "q_table.npz"
-    if not table.exists():
-        raise UsageError(f"no q_table.npz in {folder} (is it a qlearning run folder?)")
-    saved = checkpoint.load(folder, algo=(ALGO, "value_iteration"))["args"]
-    fields = {f.name for f in dataclasses.fields(Args)} - {"resume", "play"}
-    args, problem = resolve(Args(**{k: v for k, v in saved.items() if k in fields}))
-    with np.load(table) as data:
-        policy = data["policy"]
-    if policy.shape != (problem.n_states,):
-        raise UsageError(f"{table} holds a policy for {policy.shape[0]} states; {problem.env_id} has "
-                         f"{problem.n_states}")
-    returns, success, frames = evaluate(policy, problem, 1, eval_seed(args.seed) if seed is None else seed,
-                                        args.max_episode_steps, render=True)
-
-    gif = plots.save_episode_gif(folder / gif_name, frames, fps=4 if problem.table else 30,
-                                 max_frames=100 if problem.table else 250)
-    print(f"return {returns[0]:g}; GIF: {gif}", flush=True)
-    return {"env": problem.env_id, "return": float(returns[0]), "success": bool(success[0]), "gif": str(gif)}
 
 
 if __name__ == "__main__":

@@ -98,7 +98,8 @@ class Args(RunArgs):
     """updates between logged rows: each holds the mean return of the episodes since the last row and the
     last update's losses"""
     gif: bool = True
-    """write a GIF of one greedy episode at the end"""
+    """record one greedy episode at the end: greedy_episode.gif, or on Atari with the video extra installed
+    (pip install 'rlgen[video]') every frame of the game as greedy_episode.mp4"""
 
     @classmethod
     def help_defaults(cls) -> dict[str, str]:
@@ -338,6 +339,7 @@ def main(args: Args) -> dict[str, Any]:
             return torch.softmax(policy(torch.as_tensor(obs[None], device=device)), dim=-1)[0].tolist()
 
     with run.start(bar_keys=("return", "ema")) as tracker:
+        run_dir = run.run_dir  # the folder claimed as the run started
         env = make_env(args)
         bar = tracker.progress(args.episodes, initial=episode, unit="ep")
         unlogged: list[float] = []  # returns of the episodes since the last logged row
@@ -395,8 +397,15 @@ def main(args: Args) -> dict[str, Any]:
         # -- greedy evaluation, pictures, summary ---------------------------------------------------
         with run.after_clock:
             eval_bar = tracker.progress(args.eval_episodes, unit="ep", desc="final evaluation")
-            returns, frames = evaluate(policy, args, device, args.eval_episodes, seed=10_000 * (args.seed + 1),
-                                       record=args.gif, bar=eval_bar)
+            seed = 10_000 * (args.seed + 1)
+            if args.gif and is_atari(args.env) and plots.video_available():  # a whole game: every frame, streamed
+                with plots.VideoWriter(run_dir / "greedy_episode.mp4", fps=15) as video:
+                    returns, frames = evaluate(policy, args, device, args.eval_episodes, seed, record=True,
+                                               bar=eval_bar, on_frame=video.add)
+                tracker.log_video("greedy_episode", video.path)
+            else:
+                returns, frames = evaluate(policy, args, device, args.eval_episodes, seed, record=args.gif,
+                                           bar=eval_bar)
             eval_bar.close()
 
         episodes_axis = np.arange(1, len(history["return"]) + 1)
@@ -482,26 +491,31 @@ def update(policy: Net, value: Net | None, pi_opt: torch.optim.Optimizer, v_opt:
 
 
 def evaluate(policy: Net, args: Args, device: torch.device, episodes: int, seed: int,
-             record: bool = False, bar: Any = None) -> tuple[np.ndarray, envlib.EpisodeFrames]:
+             record: bool = False, bar: Any = None,
+             on_frame: Callable[[np.ndarray], None] | None = None) -> tuple[np.ndarray, envlib.EpisodeFrames]:
     """Greedy (arg-max) returns of ``episodes`` episodes, episode i reset with ``seed + i``; with
-    ``record``, the rgb frames of the first one; ``bar`` (a progress bar) advances once per episode."""
+    ``record``, the rgb frames of the first one (each passed to ``on_frame`` where given, a video writer, else
+    thinned for a GIF); ``bar`` (a progress bar) advances once per episode."""
     env = make_env(args, render=record)
+    frames = envlib.EpisodeFrames(GIF_FRAMES)
+    keep = (lambda last=False: on_frame(env.render())) if on_frame is not None else (  # noqa: E731
+        lambda last=False: frames.add(env.render, last=last))
     act: Callable[[np.ndarray], int] = lambda o: int(  # noqa: E731
         policy(torch.as_tensor(np.asarray(o)[None], device=device)).argmax(-1).item())
-    returns, frames = np.zeros(episodes), envlib.EpisodeFrames(GIF_FRAMES)
+    returns = np.zeros(episodes)
     try:
         with torch.inference_mode():
             for i in range(episodes):
                 obs, _ = env.reset(seed=seed + i)
                 if record and i == 0:
-                    frames.add(env.render)
+                    keep()
                 done = False
                 while not done:
                     obs, r, terminated, truncated, _ = env.step(act(obs))
                     returns[i] += float(r)
                     done = terminated or truncated
                     if record and i == 0:
-                        frames.add(env.render, last=done)
+                        keep(last=done)
                 if bar is not None:
                     bar.update(1)
     finally:

@@ -218,6 +218,7 @@ def main(args: Args) -> dict[str, Any]:
     image_shape = list(frames.shape[1:])
 
     with run.start(bar_keys=("loss", "global_local", "local_local")) as tracker:
+        run_dir = run.run_dir  # the folder claimed as the run started
         chance = 2 * math.log(args.batch_size)
         print(f"ST-DIM on {args.data}: {counts['pairs']} pairs from {counts['train_episodes']} train episodes "
               f"({counts['train_frames']} frames), batch {args.batch_size}, bf16 autocast {'on' if amp else 'off'}; "
