@@ -4,7 +4,9 @@ The folder holds ``checkpoint.pt`` with the weights only (no optimizer, replay o
 back with ``rlgen.load(OUT_DIR)``), ``config.json`` (the run's arguments), ``summary.json``, a model card
 ``README.md`` with YAML metadata (the algorithm, the environment or dataset, the run's results with units, the
 command that reproduces it, the library versions and the CPU), the learning curve and the episode recording
-or sample grid. ``--push-to-hub REPO_ID`` uploads it with ``huggingface_hub`` (``pip install 'rlgen[hub]'``).
+(recorded now where the run kept none) or sample grid; an agent's ``results.json`` holds its evaluation in the
+keys Stable-Baselines3's hub packages use. ``--push-to-hub REPO_ID`` uploads it with ``huggingface_hub``
+(``pip install 'rlgen[hub]'``).
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ from rlgen.errors import UsageError
 from rlgen.files import atomic_write_bytes, write_json
 from rlgen.loading import default_kind, load
 from rlgen.machine import cpu_name
+from rlgen.plots import save_episode_gif
 from rlgen.registry import COMMAND_OF_ALGO, COMMANDS
+from rlgen.rl.agents import Agent
+from rlgen.rl.envs import record_episode
 from rlgen.version import __version__
 
 # What only training needs: optimizers, replays, generator states and target copies stay behind.
 TRAINING_ONLY = ("replay", "rng", "aug_rng", "target_net")
-PICTURES = ("learning_curve.png", "eval_episode.mp4", "eval_episode.gif", "greedy_episode.mp4", "greedy_episode.gif",
-            "samples.png", "training.gif", "losses.png", "policy.png", "knn.png", "loss.png")
+PICTURES = ("learning_curve.png", "episode.gif", "eval_episode.mp4", "eval_episode.gif", "greedy_episode.mp4",
+            "greedy_episode.gif", "samples.png", "training.gif", "losses.png", "policy.png", "knn.png", "loss.png")
 FAMILY = {"dqn": "reinforcement-learning", "reinforce": "reinforcement-learning",
           "qlearning": "reinforcement-learning", "value_iteration": "reinforcement-learning",
           "vae": "image-generation", "gan": "image-generation", "pixelcnn": "image-generation"}
@@ -153,6 +158,15 @@ def export(args: ExportArgs) -> dict[str, Any]:
             if (folder / name).exists():
                 shutil.copyfile(folder / name, tmp / name)
                 files.append(name)
+        trained = load(run, which)
+        if isinstance(trained, Agent):
+            if not any(name.endswith(("episode.gif", "episode.mp4")) for name in files):
+                frames, _ = record_episode(lambda obs: trained.act(obs), lambda: trained.make_env("rgb_array"),
+                                           trained.eval_seed, trained.eval_epsilon)
+                if save_episode_gif(tmp / "episode.gif", frames) is not None:
+                    files.append("episode.gif")
+            write_json(tmp / "results.json", agent_results(trained, summary))
+            files.append("results.json")
         atomic_write_bytes(tmp / "README.md", model_card(algo, dict(ckpt["args"]), summary, results, command,
                                                          files).encode())
         if out.exists():
@@ -166,6 +180,15 @@ def export(args: ExportArgs) -> dict[str, Any]:
     if args.push_to_hub:
         result["url"] = push(out, args.push_to_hub)
     return result
+
+
+def agent_results(agent: Agent, summary: dict[str, Any]) -> dict[str, Any]:
+    """The evaluation in the keys Stable-Baselines3's hub packages use (``results.json``)."""
+    mean = summary.get("final_eval_return_mean", summary.get("eval_return_mean"))
+    std = summary.get("final_eval_return_std", summary.get("eval_return_std"))
+    return {"env_id": agent.env_id, "mean_reward": mean, "std_reward": std,
+            "n_evaluation_episodes": summary.get("eval_episodes"), "eval_seed": agent.eval_seed,
+            "human_normalized_score": agent.human_normalized(mean) if mean is not None else None}
 
 
 def push(folder: Path, repo_id: str) -> str:

@@ -120,7 +120,9 @@ def test_export_writes_a_model_card_and_weights_that_load_back(runs, tmp_path, c
     assert f"final evaluation {s['final_eval_return_mean']:.1f} ± {s['final_eval_return_std']:.1f} over 5 episodes" \
         in card
     assert "rlgen dqn --total-steps 2000 --learning-starts 500" in card and "CPU:" in card  # env: the default
-    assert {"checkpoint.pt", "config.json", "summary.json", "learning_curve.png"} <= {p.name for p in out_dir.iterdir()}
+    assert {"checkpoint.pt", "config.json", "summary.json", "learning_curve.png", "episode.gif", "results.json"} <= {
+        p.name for p in out_dir.iterdir()}
+    assert json.loads((out_dir / "results.json").read_text())["mean_reward"] == s["final_eval_return_mean"]
     saved = checkpoint.load(out_dir)
     assert "optimizer" not in saved and "replay" not in saved and "target_net" not in saved
     assert float(rlgen.load(out_dir).evaluate().mean()) == s["final_eval_return_mean"]
