@@ -93,7 +93,7 @@ LIMITS: dict[str, Range] = {
                             "iwae_k", "fid_every", "fid_samples", "inception_samples", "val_size", "interpolate",
                             "kl_warmup", "shift", "samples", "completions", "nrow")},
     **{n: _NONNEG for n in ("weight_decay", "lr_end", "entropy_coef", "collapse_threshold", "max_grad_norm",
-                            "lr_power", "r1")},
+                            "lr_power", "r1", "progress_every")},
     **{n: _UNIT for n in ("gamma", "eps_start", "eps_end", "eps_decay", "exploration_fraction", "eval_epsilon")},
     **{n: _UNIT_OPEN for n in ("momentum", "ema", "warmup", "beta1", "beta2")},
     "seed": Range(0, 2**32 - 1),

@@ -51,7 +51,7 @@ import torch
 
 from rlgen import checkpoint, cli
 from rlgen.errors import Stopped, UsageError
-from rlgen.machine import ProcessState, available_cpus, flush_denormals, pick_device
+from rlgen.machine import ProcessState, available_cpus, cpu_name, flush_denormals, pick_device
 from rlgen.seeding import rng_state, set_rng_state
 from rlgen.track import Tracker, claim_dir, default_run_dir, given_flags, holds_run, resolve_wandb_mode
 
@@ -67,6 +67,8 @@ SHARED_SUMMARY = {
     "train_cpu_seconds": "CPU seconds of the same spans (what a busy, shared machine cannot inflate)",
     "eval_seconds": "seconds of the work after training (final evaluation, bounds, Fréchet distance)",
     "wall_seconds": "wall seconds from start to end, summed over resumes",
+    "cpu": "the CPU's model name (config.json's machine holds versions, cores, bf16 and AMX units, the GPU)",
+    "device": "the device it trained on (cpu, cuda:0)",
 }
 
 
@@ -256,7 +258,10 @@ class Run(Generic[A]):
             self.run_dir = claim_dir(self.run_dir)
             self.args = dataclasses.replace(self.args, run_dir=str(self.run_dir))  # type: ignore[type-var]
         self.tracker = Tracker.for_run(self.run_dir, self.args, algo=self.algo,  # type: ignore[arg-type]
-                                       resume_step=self.step if self.resumed else None, bar_keys=bar_keys)
+                                       resume_step=self.step if self.resumed else None, bar_keys=bar_keys,
+                                       device=self.device, wandb_id=(self.ckpt or {}).get("wandb_id"))
+        if self.tracker.wandb_id is not None:
+            self._records["wandb_id"] = self.tracker.wandb_id
         with self.tracker, self._stop_requests():
             yield self.tracker
 
@@ -338,7 +343,7 @@ class Run(Generic[A]):
     def summary(self, **fields: Any) -> dict[str, Any]:
         """The shared summary fields (:data:`SHARED_SUMMARY`) followed by the command's own."""
         return {"algo": self.algo, "seed": getattr(self.args, "seed", None), "run_dir": str(self.run_dir),
-                "resumes": self.resumes, **self.clocks(), **fields}
+                "resumes": self.resumes, **self.clocks(), "cpu": cpu_name(), "device": str(self.device), **fields}
 
     def finish(self, summary: dict[str, Any], results: Iterable[str] = ()) -> dict[str, Any]:
         """Write ``summary.json`` (the shared fields refreshed), close the tracker and print ``results``

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from typing import Any
 
 import torch
 
@@ -154,3 +155,27 @@ class ProcessState:
         if self.malloc_changed:
             malloc_defaults()
             self.malloc_changed = False
+
+
+def amx_cpu() -> bool:
+    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later)."""
+    check = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
+    return bool(check()) if check is not None else False
+
+
+def describe(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Where a run ran: library versions, Python, the CPU (model, usable cores, bf16 and AMX units), the device
+    and its GPU. Results depend on all of them (float kernels differ per CPU kind)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in ("rlgen", "torch", "numpy", "gymnasium", "ale-py", "wandb"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    device = torch.device(device)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" and torch.cuda.is_available() else None
+    return {"versions": versions, "python": platform.python_version(), "cpu": cpu_name(),
+            "cores": available_cpus(), "bf16_units": bf16_cpu(), "amx": amx_cpu(), "device": str(device), "gpu": gpu}

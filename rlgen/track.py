@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import sys
@@ -30,6 +31,7 @@ from typing import Any, ClassVar
 
 from rlgen.errors import Stopped, UsageError
 from rlgen.files import atomic_write_bytes, write_json
+from rlgen.machine import describe
 
 WANDB_MODES = ("offline", "online", "disabled")
 # The oldest wandb that takes ``reinit="create_new"`` (several runs in one process); keep in step with pyproject.
@@ -65,6 +67,9 @@ class RunArgs:
     """W&B entity (team or user)."""
     wandb_name: str | None = None
     """W&B run name (default: the run folder's name)."""
+    progress_every: float = 30.0
+    """Seconds between plain progress lines (step, rate, time left, live metrics) when stderr is not a terminal,
+    as under nohup, SLURM or CI; 0: none."""
 
     @classmethod
     def help_defaults(cls) -> dict[str, str]:
@@ -167,6 +172,9 @@ class Tracker:
         name: str | None = None,
         resume_step: int | None = None,
         bar_keys: Iterable[str] = (),
+        device: Any = "cpu",
+        wandb_id: str | None = None,
+        progress_every: float = 30.0,
     ) -> None:
         # Every check first: a bad mode must leave no run folder behind (nothing written on bad input).
         self.wandb_mode = resolve_wandb_mode(wandb_mode)
@@ -179,7 +187,11 @@ class Tracker:
         self._postfix: dict[str, str] = {}
         self.start_time = time.time()
         self._last_step = resume_step or 0  # pictures logged without a step go here: W&B's step never runs ahead
-        write_json(self.run_dir / "config.json", {"algo": algo, **self.config})
+        self.progress_every = progress_every
+        self._warned: set[str] = set()
+        # where the run ran: results depend on the CPU kind and the library versions
+        self.machine = describe(device)
+        write_json(self.run_dir / "config.json", {"algo": algo, **self.config, "machine": self.machine})
         metrics_path = self.run_dir / "metrics.jsonl"
         if resume_step is not None and metrics_path.exists():
             _trim_metrics(metrics_path, resume_step)
@@ -188,26 +200,56 @@ class Tracker:
         _OPEN.add(self)
         if self.wandb_mode != "disabled":
             self._wandb = _init_wandb(self.wandb_mode, self.run_dir, project, entity,
-                                      name or self.run_dir.name, {"algo": algo, **self.config},
-                                      resumed=resume_step is not None)
+                                      name or self.run_dir.name, {"algo": algo, **self.config,
+                                                                  "machine": self.machine}, wandb_id)
 
     @classmethod
     def for_run(cls, run_dir: str | os.PathLike, args: RunArgs, *, algo: str, resume_step: int | None = None,
-                bar_keys: Iterable[str] = ()) -> Tracker:
+                bar_keys: Iterable[str] = (), device: Any = "cpu", wandb_id: str | None = None) -> Tracker:
         """A tracker configured by the shared :class:`RunArgs` flags of ``args``."""
         return cls(run_dir, args, algo=algo, wandb_mode=args.wandb, project=args.wandb_project,
-                   entity=args.wandb_entity, name=args.wandb_name, resume_step=resume_step, bar_keys=bar_keys)
+                   entity=args.wandb_entity, name=args.wandb_name, resume_step=resume_step, bar_keys=bar_keys,
+                   device=device, wandb_id=wandb_id, progress_every=getattr(args, "progress_every", 30.0))
+
+    @property
+    def wandb_id(self) -> str | None:
+        """The W&B run's id (kept in checkpoints, so a resumed run continues the same W&B run)."""
+        return getattr(self._wandb, "id", None) if self._wandb is not None else None
+
+    def _clean(self, key: str, value: Any) -> Any:
+        """A value strict JSON readers accept: NaN and infinities become null, an array its mean (each key
+        named in one warning)."""
+        value = _plain(value)
+        if hasattr(value, "shape") or isinstance(value, (list, tuple)):
+            try:
+                import numpy as np
+
+                arr = np.asarray(value, dtype=np.float64)
+                value = float(arr.mean()) if arr.size else None
+            except (TypeError, ValueError):
+                return str(value)
+            self._warn_once(key, f"metric {key!r} is an array; its mean is logged")
+        if isinstance(value, float) and not math.isfinite(value):
+            self._warn_once(key, f"metric {key!r} is {value}; written as null")
+            return None
+        return value
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, stacklevel=4)
 
     # -- metrics ---------------------------------------------------------------------------
     def log(self, metrics: dict[str, Any], step: int) -> None:
         """Record ``metrics`` at ``step`` (environment steps, optimizer steps or epochs)."""
         self._last_step = int(step)
         row = {"step": int(step), "time": round(time.time() - self.start_time, 3)}
-        row.update({k: _plain(v) for k, v in metrics.items()})
-        self._metrics.write(json.dumps(row) + "\n")
+        clean = {k: self._clean(k, v) for k, v in metrics.items()}
+        row.update(clean)
+        self._metrics.write(json.dumps(row, allow_nan=False) + "\n")
         self._metrics.flush()
         if self._wandb is not None:
-            self._safe(lambda: self._wandb.log(dict(metrics), step=int(step)))
+            self._safe(lambda: self._wandb.log({k: v for k, v in clean.items() if v is not None}, step=int(step)))
         shown = {k: metrics[k] for k in self.bar_keys if k in metrics}
         if shown and self._bar is not None:
             self._postfix.update({k: f"{_plain(v):.4g}" if isinstance(_plain(v), float) else str(v)
@@ -236,15 +278,16 @@ class Tracker:
             self._safe(lambda: self._wandb.log({key: wandb.Video(str(path), format=fmt)}, step=at))
 
     # -- progress bar ----------------------------------------------------------------------
-    def progress(self, total: int, initial: int = 0, unit: str = "step", desc: str | None = None) -> Any:
-        """A tqdm bar that shows the ``bar_keys`` metrics as they are logged (hidden off a TTY).
+    def progress(self, total: int | None, initial: int = 0, unit: str = "step", desc: str | None = None,
+                 hint: str | None = None) -> Progress:
+        """The run's progress (:class:`Progress`): a tqdm bar that shows the ``bar_keys`` metrics as they are logged
+        on a terminal, plain lines every ``--progress-every`` seconds elsewhere.
 
-        ``desc`` labels it (default: the algorithm), e.g. a separate bar for the work after training.
+        ``desc`` labels it (default: the algorithm; a labelled one, such as the work after training, prints no
+        estimate of the duration); ``hint`` follows the estimate when that is over two hours (a shorter recipe).
         """
-        from tqdm.auto import tqdm
-
-        self._bar = tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True, mininterval=0.5,
-                         desc=desc or self.algo, disable=None, file=sys.stderr)
+        self._bar = Progress(total, initial, unit, desc or self.algo, self._postfix, self.progress_every,
+                             estimate=desc is None, hint=hint)
         return self._bar
 
     # -- the end ---------------------------------------------------------------------------
@@ -252,13 +295,13 @@ class Tracker:
         """Write ``summary.json``, close W&B and the bar; print ``results`` (the run's key numbers in
         words with units, one line each; also kept as ``results.txt``), then the run folder, and return it."""
         path = self.run_dir / "summary.json"
-        write_json(path, {k: _plain(v) for k, v in summary.items()})
+        write_json(path, {k: _plain(v) for k, v in summary.items()})  # strict JSON: NaN and infinities as null
         results = list(results)
         atomic_write_bytes(self.run_dir / "results.txt", "".join(f"{line}\n" for line in results).encode())
         if self._wandb is not None:
             def _sum() -> None:
                 for k, v in summary.items():
-                    self._wandb.summary[k] = _plain(v)
+                    self._wandb.summary[k] = _plain(v) if not isinstance(v, (list, tuple)) else v
                 self._wandb.finish()
             self._safe(_sum)
             self._wandb = None
@@ -311,8 +354,95 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", version.split("+")[0])[:3])
 
 
+def _duration(seconds: float) -> str:
+    """``42 s``, ``7 min 5 s``, ``3 h 20 min``."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+
+
+class Progress:
+    """A run's progress: a tqdm bar on a terminal; where stderr is not one (nohup, SLURM, CI), one plain line every
+    ``every`` seconds with the count, rate, elapsed and remaining time and the live metrics. Either way, once the
+    rate is known (300 units, or 30 s), one line says how long the rest will take at that rate (where that is a
+    minute or more)."""
+
+    ESTIMATE_AFTER = (300, 30.0)
+    WORTH_SAYING = 60.0  # a run about to end needs no estimate
+    LONG = 2 * 3600.0
+
+    def __init__(self, total: int | None, initial: int, unit: str, desc: str, postfix: dict[str, str],
+                 every: float, estimate: bool = True, hint: str | None = None) -> None:
+        from tqdm.auto import tqdm
+
+        self.total, self.n, self.unit, self.desc, self.every = total, initial, unit, desc, every
+        self._postfix, self._estimate, self._hint = postfix, estimate, hint
+        self._tty = sys.stderr.isatty()
+        self._bar = tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True, mininterval=0.5, desc=desc,
+                         file=sys.stderr) if self._tty else None
+        self._t0: float | None = None
+        self._n0 = initial
+        self._last_line = time.time()
+
+    def _rate(self, now: float) -> float:
+        return (self.n - self._n0) / max(1e-9, now - (self._t0 or now))
+
+    def _left(self, now: float) -> float | None:
+        rate = self._rate(now)
+        return (self.total - self.n) / rate if self.total and rate > 0 else None
+
+    def update(self, k: int = 1) -> None:
+        now = time.time()
+        if self._t0 is None:  # the rate counts from the first unit done: start-up is not training
+            self._t0, self._n0 = now, self.n
+        self.n += k
+        if self._bar is not None:
+            self._bar.update(k)
+        done, elapsed = self.n - self._n0, now - self._t0
+        if self._estimate and done > 0 and (done >= self.ESTIMATE_AFTER[0] or elapsed >= self.ESTIMATE_AFTER[1]):
+            self._estimate = False
+            left = self._left(now)
+            if left is not None and left >= self.WORTH_SAYING and elapsed > 0:
+                line = (f"{self.desc}: about {_duration(left)} to go at {self._rate(now):,.3g} {self.unit}/s "
+                        f"({self.n:,} of {self.total:,})")
+                if self._hint and left > self.LONG:
+                    line += f"; {self._hint}"
+                self._print(line)
+        if not self._tty and self.every and now - self._last_line >= self.every:
+            self._last_line = now
+            self._print(self.line(now))
+
+    def line(self, now: float | None = None) -> str:
+        """The plain progress line: count, share, rate, elapsed, remaining, live metrics."""
+        now = time.time() if now is None else now
+        share = f" ({self.n / self.total:.0%})" if self.total else ""
+        left = self._left(now)
+        metrics = " ".join(f"{k}={v}" for k, v in self._postfix.items())
+        return (f"{self.desc} {self.unit}={self.n:,}{f'/{self.total:,}' if self.total else ''}{share} "
+                f"{self._rate(now):,.3g} {self.unit}/s elapsed {_duration(now - (self._t0 or now))}"
+                + (f" left {_duration(left)}" if left is not None else "") + (f" | {metrics}" if metrics else ""))
+
+    def _print(self, line: str) -> None:
+        if self._bar is not None:
+            self._bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def set_postfix(self, postfix: dict[str, str], refresh: bool = False) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix(postfix, refresh=refresh)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
 def _init_wandb(mode: str, run_dir: Path, project: str, entity: str | None, name: str,
-                config: dict[str, Any], resumed: bool) -> Any:
+                config: dict[str, Any], run_id: str | None) -> Any:
     version = ""
     try:
         import wandb
@@ -320,9 +450,10 @@ def _init_wandb(mode: str, run_dir: Path, project: str, entity: str | None, name
         version = str(getattr(wandb, "__version__", ""))
         timeout = float(os.environ.get("RLGEN_WANDB_INIT_TIMEOUT", "30"))
         settings = wandb.Settings(init_timeout=timeout, console="off", silent=True, x_disable_stats=True)
-        return wandb.init(mode=mode, dir=str(run_dir), project=project, entity=entity,
-                          name=name + ("-resumed" if resumed else ""), config=config,
-                          group=name, settings=settings, reinit="create_new")
+        # a resumed run continues its own W&B run (the id its checkpoint keeps), so its charts do not split
+        return wandb.init(mode=mode, dir=str(run_dir), project=project, entity=entity, name=name, config=config,
+                          group=name, settings=settings, reinit="create_new", id=run_id,
+                          resume="allow" if run_id else None)
     except Exception as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         if version and _version_tuple(version) < WANDB_MIN_VERSION:
@@ -335,7 +466,7 @@ def _init_wandb(mode: str, run_dir: Path, project: str, entity: str | None, name
             return None
         if mode == "online":
             warnings.warn(f"W&B online init failed ({first}); logging offline instead", stacklevel=3)
-            return _init_wandb("offline", run_dir, project, entity, name, config, resumed)
+            return _init_wandb("offline", run_dir, project, entity, name, config, run_id)
         warnings.warn(f"W&B init failed ({first}); logging to the local run folder only", stacklevel=3)
         return None
 

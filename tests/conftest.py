@@ -19,6 +19,7 @@ def bad_input(capsys):
     from rlgen import cli
 
     def check(main, args_cls, argv, message):
+        capsys.readouterr()  # what the test printed before is not this command's output
         with pytest.raises(SystemExit) as exc:
             cli.run(main, args_cls, argv)
         lines = capsys.readouterr().err.strip().splitlines()

@@ -215,7 +215,8 @@ def test_tracker_local_files_and_resume_trim(tmp_path):
     for step in (10, 20, 30):
         tr.log({"loss": step / 10}, step)
     tr.finish({"algo": "test", "final": 1.5})
-    assert json.loads((tmp_path / "config.json").read_text()) == {"algo": "test", "lr": 0.1}
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config.pop("machine")["python"] and config == {"algo": "test", "lr": 0.1}
     assert [r["step"] for r in read_metrics(tmp_path)] == [10, 20, 30]
     assert json.loads((tmp_path / "summary.json").read_text())["final"] == 1.5
     tr = Tracker(tmp_path, {"lr": 0.1}, algo="test", wandb_mode="disabled", resume_step=20)

@@ -1,0 +1,123 @@
+"""Following a run: progress without a terminal, how long it will take, the machine it ran on, strict JSON,
+a resumed run that continues its W&B run, and what DQN logs."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rlgen import track
+from rlgen.rl import dqn
+from rlgen.track import Progress, Tracker, read_metrics
+
+
+def test_progress_lines_appear_at_the_set_interval_when_stderr_is_a_file(tmp_path):
+    err = tmp_path / "stderr.txt"
+    argv = [sys.executable, "-m", "rlgen.rl.dqn", "--env", "CartPole", "--total-steps", "30000", "--eval-every",
+            "30000", "--eval-episodes", "1", "--final-eval-episodes", "1", "--no-gif", "--wandb", "disabled",
+            "--progress-every", "0.5", "--run-dir", str(tmp_path / "run")]
+    with open(err, "w") as fh:
+        done = subprocess.run(argv, stderr=fh, stdout=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 0
+    lines = [line for line in err.read_text().splitlines() if line.startswith("dqn step=")]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    # one line per half second of the loop, give or take the first and the last
+    assert len(lines) >= max(2, int(summary["train_seconds"] / 0.5) - 2), lines
+    assert all("/30,000" in line and "step/s" in line and "elapsed" in line for line in lines)
+    assert any("left" in line for line in lines) and any("episode_return=" in line for line in lines)
+
+
+def test_the_estimate_says_how_long_and_names_a_shorter_recipe(monkeypatch, capsys):
+    clock = [1000.0]
+    monkeypatch.setattr(track.time, "time", lambda: clock[0])
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    bar = Progress(10_000_000, 0, "step", "dqn", {}, every=0, hint="--preset atari100k is faster")
+    bar.update(4)  # the rate counts from here
+    clock[0] += 3.0
+    bar.update(296)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["dqn: about 27 h 46 min to go at 100 step/s (300 of 10,000,000); --preset atari100k is faster"]
+    clock[0] += 100
+    bar.update(1000)
+    assert capsys.readouterr().err == ""  # said once
+    short = Progress(1000, 0, "step", "dqn", {}, every=0, hint="never shown")
+    short.update(1)
+    clock[0] += 1
+    short.update(400)
+    assert capsys.readouterr().err == ""  # under a minute left: nothing to say
+
+
+def test_every_run_records_its_machine_and_the_summary_names_cpu_and_device(tmp_path):
+    s = dqn.main(dqn.Args(env="CartPole", total_steps=400, learning_starts=200, eval_every=400, eval_episodes=1,
+                          final_eval_episodes=1, gif=False, wandb="disabled", run_dir=str(tmp_path / "run")))
+    machine = json.loads((tmp_path / "run" / "config.json").read_text())["machine"]
+    assert machine["versions"]["torch"] and machine["versions"]["rlgen"] and machine["python"]
+    assert machine["cpu"] and machine["cores"] >= 1 and isinstance(machine["bf16_units"], bool)
+    assert isinstance(machine["amx"], bool) and machine["device"] == "cpu" and machine["gpu"] is None
+    assert s["cpu"] == machine["cpu"] and s["device"] == "cpu"
+
+
+def test_metrics_and_summaries_are_strict_json(tmp_path):
+    tr = Tracker(tmp_path, {"lr": 0.1}, algo="test", wandb_mode="disabled")
+    with pytest.warns(UserWarning, match="'loss' is nan; written as null"):
+        tr.log({"loss": float("nan"), "x": 1.0}, 1)
+    with pytest.warns(UserWarning) as caught:
+        tr.log({"scores": np.array([1.0, 2.0, 3.0]), "inf": math.inf}, 2)
+    assert sorted(str(w.message) for w in caught) == ["metric 'inf' is inf; written as null",
+                                                       "metric 'scores' is an array; its mean is logged"]
+    tr.log({"loss": float("nan")}, 3)  # warned once per key
+    tr.finish({"best": float("inf"), "curve": [1.0, float("nan")]})
+
+    def refuse(name):
+        raise ValueError(f"not strict JSON: {name}")
+
+    rows = [json.loads(line, parse_constant=refuse) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["loss"] is None and rows[1]["scores"] == 2.0 and rows[1]["inf"] is None
+    summary = json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse)
+    assert summary["best"] is None and summary["curve"] == [1.0, None]
+
+
+def test_a_resumed_run_continues_its_wandb_run(tmp_path, kill_after_saves):
+    from rlgen import checkpoint
+
+    arm, disarm = kill_after_saves
+    args = dict(env="CartPole", total_steps=1600, learning_starts=200, eval_every=800, eval_episodes=1,
+                checkpoint_every=800, final_eval_episodes=1, gif=False, wandb="offline", run_dir=str(tmp_path / "run"))
+    arm(2)  # best.pt, then checkpoint.pt at step 800
+    with pytest.raises(KeyboardInterrupt):
+        dqn.main(dqn.Args(**args))
+    disarm()
+    first = checkpoint.load(tmp_path / "run")["wandb_id"]
+    dqn.main(dqn.Args(resume=str(tmp_path / "run")))
+    runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all((r / f"run-{first}.wandb").exists() for r in runs)  # one W&B run, continued
+    assert checkpoint.load(tmp_path / "run")["wandb_id"] == first
+
+
+def test_dqn_logs_q_values_gradient_norm_learning_rate_epsilon_and_rate(tmp_path):
+    dqn.main(dqn.Args(env="CartPole", total_steps=1600, learning_starts=200, eval_every=1600, eval_episodes=1,
+                      final_eval_episodes=1, gif=False, log_every=20, wandb="disabled", run_dir=str(tmp_path / "run")))
+    rows = [r for r in read_metrics(tmp_path / "run") if "loss" in r]
+    assert len(rows) >= 5
+    for r in rows:
+        assert np.isfinite(r["q_mean"]) and r["grad_norm"] > 0 and 0 <= r["lr"] <= 1e-3
+        assert 0 < r["epsilon"] <= 1 and r["steps_per_second"] > 0
+    assert rows[-1]["lr"] < rows[0]["lr"]  # classic control's learning rate decays linearly
+    # the Atari 100k preset does not clip: the norm is read from the gradients
+    run = tmp_path / "atari"
+    dqn.main(dqn.Args(env="Boxing", preset="atari100k", total_steps=280, learning_starts=250, buffer_size=1000,
+                      eval_every=280, eval_episodes=1, final_eval_episodes=1, max_episode_steps=100, log_every=10,
+                      gif=False, wandb="disabled", run_dir=str(run)))
+    rows = [r for r in read_metrics(run) if "loss" in r]
+    assert rows and all(r["grad_norm"] > 0 and np.isfinite(r["q_mean"]) for r in rows)
+
+
+def test_bad_progress_and_log_cadence_is_one_line(tmp_path, bad_input):
+    for argv, message in ((["--log-every", "0"], "--log-every 0"), (["--progress-every", "-1"], "--progress-every")):
+        bad_input(dqn.main, dqn.Args, [*argv, "--run-dir", str(tmp_path / "x")], message)
+    assert not (tmp_path / "x").exists()
