@@ -44,7 +44,7 @@ def run_rlgen(game: str, steps: int, learning_starts: int, device: str, seed: in
                         eps_end=ZOO["exploration_final_eps"], eval_every=10 * total, eval_episodes=1,
                         checkpoint_every=0, gif=False, wandb="disabled", run_dir=f"{tmp}/run", threads=0)
         summary = dqn.main(args)
-        rows = [r for r in read_metrics(f"{tmp}/run") if "loss" in r]
+        rows = [r for r in read_metrics(f"{tmp}/run") if "train/loss" in r]
     first, last = rows[0], rows[-1]
     rate = (last["step"] - first["step"]) / (last["time"] - first["time"])
     amp = dqn.uses_amp(dqn.resolve_args(args), pick_device(args.device))

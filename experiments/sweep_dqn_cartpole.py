@@ -50,7 +50,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
             s = dqn.main(dqn.Args(**{"env": opts.env, "seed": seed, "run_dir": f"{tmp}/run", "wandb": "disabled",
                                      "gif": False, "checkpoint_every": 0, **override}))
-            evals = [round(r["eval_return"], 1) for r in read_metrics(f"{tmp}/run") if "eval_return" in r]
+            evals = [round(r["eval/return_mean"], 1) for r in read_metrics(f"{tmp}/run") if "eval/return_mean" in r]
         rows.append({"seed": seed, "solved": s["solved_at_env_step"], "post": s["post_solve_fraction"],
                      "final": s["final_eval_return_mean"], "solve_seconds": s["solved_at_train_seconds"],
                      "evals": evals})

@@ -69,8 +69,8 @@ def load(run_dir_or_file: str | os.PathLike, *, algo: str | tuple[str, ...] | No
 
 
 # Flags a continued run may change in every command: where and how it runs and is logged, never what it learns.
-ALWAYS_CHANGEABLE = frozenset({"run_dir", "resume", "wandb", "wandb_project", "wandb_entity", "wandb_name", "device",
-                               "threads", "progress_every"})
+ALWAYS_CHANGEABLE = frozenset({"run_dir", "resume", "wandb", "wandb_project", "wandb_entity", "wandb_name",
+                               "tensorboard", "device", "threads", "progress_every"})
 
 
 def resume_args(cls: type[T], args: T, algo: str, changeable: frozenset[str] = frozenset()) -> tuple[T, dict[str, Any]]:

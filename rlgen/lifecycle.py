@@ -6,7 +6,7 @@ Each algorithm keeps its own loop, top to bottom, in its ``main``; it calls this
     args = run.args                                   # a resumed run's own args, budget flags applied
     ... build data, networks, optimizers (a bad --data fails here, still before anything is written) ...
     step, history = run.restore(model=model, optimizer=opt, rng=rng, counters=dict(step=0, history={}))
-    with run.start(bar_keys=("loss",)) as tracker:   # folder, config.json, metrics.jsonl, W&B
+    with run.start(bar_keys=("train/loss",)) as tracker:   # folder, config.json, metrics.jsonl, W&B
         bar = tracker.progress(args.total_steps, initial=step)
         while step < args.total_steps:
             with run.train_clock:                     # training seconds (wall and CPU), kept across resumes
@@ -53,7 +53,15 @@ from rlgen import checkpoint, cli
 from rlgen.errors import Stopped, UsageError
 from rlgen.machine import ProcessState, available_cpus, cpu_name, flush_denormals, pick_device
 from rlgen.seeding import rng_state, set_rng_state
-from rlgen.track import Tracker, claim_dir, default_run_dir, given_flags, holds_run, resolve_wandb_mode
+from rlgen.track import (
+    Tracker,
+    check_tensorboard,
+    claim_dir,
+    default_run_dir,
+    given_flags,
+    holds_run,
+    resolve_wandb_mode,
+)
 
 A = TypeVar("A")
 
@@ -171,6 +179,8 @@ class Run(Generic[A]):
         if check is not None:
             args = check(args)
         resolve_wandb_mode(getattr(args, "wandb", None))
+        if getattr(args, "tensorboard", False):
+            check_tensorboard()
         if getattr(args, "threads", 0) is None:
             args = dataclasses.replace(args, threads=type(args).THREADS)  # type: ignore[type-var]
         threads = getattr(args, "threads", 0)

@@ -1,7 +1,10 @@
-"""One run tracker: a local run folder always, Weights & Biases when asked, a live progress bar.
+"""One run tracker: a local run folder always, Weights & Biases and TensorBoard when asked, live progress.
 
-The run folder holds ``config.json``, ``metrics.jsonl`` (one JSON object per logged step),
-``summary.json`` and whatever images and videos the algorithm saves. W&B runs offline by
+The run folder holds ``config.json``, ``metrics.jsonl`` (one JSON object per logged row),
+``summary.json`` and whatever images and videos the algorithm saves; with ``--tensorboard`` also
+``tensorboard/``, event files holding the same scalars and the pictures. Every metric's name has one of the
+sections of :data:`SECTIONS` in front (``train/loss``, ``rollout/episode_return``), the same in every sink;
+the summary keeps flat keys. W&B runs offline by
 default (``--wandb offline``), or as the ``WANDB_MODE`` environment variable says when the
 flag is not given. An online run that cannot reach its server within
 ``$RLGEN_WANDB_INIT_TIMEOUT`` seconds (default 30) falls back to offline with one warning; any
@@ -34,6 +37,11 @@ from rlgen.files import atomic_write_bytes, write_json
 from rlgen.machine import describe
 
 WANDB_MODES = ("offline", "online", "disabled")
+SECTIONS = ("rollout", "train", "eval", "time")
+"""The namespaces of metric names: what the acting policy met (episodes, exploration), what the update did
+(losses, gradients, learning rate), held-out evaluation (returns of the greedy policy, probes, FID, NLL) and the
+clock (rates, training time)."""
+TENSORBOARD_DIR = "tensorboard"
 # The oldest wandb that takes ``reinit="create_new"`` (several runs in one process); keep in step with pyproject.
 WANDB_MIN_VERSION = (0, 19, 10)
 
@@ -67,6 +75,9 @@ class RunArgs:
     """W&B entity (team or user)."""
     wandb_name: str | None = None
     """W&B run name (default: the run folder's name)."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files to RUN_DIR/tensorboard (needs pip install 'rlgen[tensorboard]'); view them
+    with: tensorboard --logdir runs."""
     progress_every: float = 30.0
     """Seconds between plain progress lines (step, rate, time left, live metrics) when stderr is not a terminal,
     as under nohup, SLURM or CI; 0: none."""
@@ -86,6 +97,20 @@ def resolve_wandb_mode(mode: str | None) -> str:
         where = "--wandb" if mode is not None else "$WANDB_MODE"
         raise UsageError(f"{where} {chosen!r} is not one of {', '.join(WANDB_MODES)}")
     return chosen
+
+
+def check_tensorboard() -> None:
+    """``--tensorboard`` needs the ``tensorboard`` package: a :class:`UsageError` naming the extra if it is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise UsageError("--tensorboard needs the tensorboard package, which is not installed: "
+                         "pip install 'rlgen[tensorboard]'")
+
+
+def short_name(key: str) -> str:
+    """What the progress bar shows of a metric's name: ``train/loss`` → ``loss``."""
+    return key.rsplit("/", 1)[-1]
 
 
 def exit_code_for(err: BaseException | None) -> int:
@@ -175,9 +200,12 @@ class Tracker:
         device: Any = "cpu",
         wandb_id: str | None = None,
         progress_every: float = 30.0,
+        tensorboard: bool = False,
     ) -> None:
         # Every check first: a bad mode must leave no run folder behind (nothing written on bad input).
         self.wandb_mode = resolve_wandb_mode(wandb_mode)
+        if tensorboard:
+            check_tensorboard()
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.config = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
@@ -193,10 +221,20 @@ class Tracker:
         self.machine = describe(device)
         write_json(self.run_dir / "config.json", {"algo": algo, **self.config, "machine": self.machine})
         metrics_path = self.run_dir / "metrics.jsonl"
+        # W&B already holds what the interrupted run logged up to here; a resumed run (which repeats those steps
+        # exactly) sends it only what comes after, so no step is there twice
+        self._wandb_after = -1
         if resume_step is not None and metrics_path.exists():
-            _trim_metrics(metrics_path, resume_step)
+            self._wandb_after = _trim_metrics(metrics_path, resume_step)
         self._metrics = open(metrics_path, "a", encoding="utf-8")
         self._wandb: Any = None
+        self._tb: Any = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step hides events the interrupted run wrote after its checkpoint
+            self._tb = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR), flush_secs=30,
+                                     purge_step=None if resume_step is None else resume_step + 1)
         _OPEN.add(self)
         if self.wandb_mode != "disabled":
             self._wandb = _init_wandb(self.wandb_mode, self.run_dir, project, entity,
@@ -209,7 +247,8 @@ class Tracker:
         """A tracker configured by the shared :class:`RunArgs` flags of ``args``."""
         return cls(run_dir, args, algo=algo, wandb_mode=args.wandb, project=args.wandb_project,
                    entity=args.wandb_entity, name=args.wandb_name, resume_step=resume_step, bar_keys=bar_keys,
-                   device=device, wandb_id=wandb_id, progress_every=getattr(args, "progress_every", 30.0))
+                   device=device, wandb_id=wandb_id, progress_every=getattr(args, "progress_every", 30.0),
+                   tensorboard=getattr(args, "tensorboard", False))
 
     @property
     def wandb_id(self) -> str | None:
@@ -241,41 +280,61 @@ class Tracker:
 
     # -- metrics ---------------------------------------------------------------------------
     def log(self, metrics: dict[str, Any], step: int) -> None:
-        """Record ``metrics`` at ``step`` (environment steps, optimizer steps or epochs)."""
-        self._last_step = int(step)
-        row = {"step": int(step), "time": round(time.time() - self.start_time, 3)}
+        """Record ``metrics`` at ``step`` (environment steps, optimizer steps or epochs) as one row, in every sink.
+
+        Names carry a section of :data:`SECTIONS` (``train/loss``); one without is logged and named in a warning.
+        Several rows may share a step (episodes of several environments that end together): each stays a row of
+        its own, in W&B too, which charts them against ``step`` rather than its own row counter.
+        """
+        step = int(step)
+        self._last_step = step
+        row = {"step": step, "time": round(time.time() - self.start_time, 3)}
         clean = {k: self._clean(k, v) for k, v in metrics.items()}
+        for key in clean:
+            if "/" not in key or key.split("/", 1)[0] not in SECTIONS:
+                self._warn_once(key, f"metric {key!r} has no section; name it "
+                                     f"{' or '.join(s + '/...' for s in SECTIONS)}")
         row.update(clean)
         self._metrics.write(json.dumps(row, allow_nan=False) + "\n")
         self._metrics.flush()
-        if self._wandb is not None:
-            self._safe(lambda: self._wandb.log({k: v for k, v in clean.items() if v is not None}, step=int(step)))
+        if self._tb is not None:
+            for k, v in clean.items():
+                if isinstance(v, (int, float)):
+                    self._tb.add_scalar(k, float(v), step)
+        if self._wandb is not None and step > self._wandb_after:
+            values = {k: v for k, v in clean.items() if v is not None}
+            self._safe(lambda: self._wandb.log({"step": step, **values}))
         shown = {k: metrics[k] for k in self.bar_keys if k in metrics}
         if shown and self._bar is not None:
-            self._postfix.update({k: f"{_plain(v):.4g}" if isinstance(_plain(v), float) else str(v)
+            self._postfix.update({short_name(k): f"{_plain(v):.4g}" if isinstance(_plain(v), float) else str(v)
                                   for k, v in shown.items()})
             self._bar.set_postfix(self._postfix, refresh=False)
 
     def log_image(self, key: str, path: str | os.PathLike, step: int | None = None) -> None:
-        """Log a PNG already saved in the run folder, at ``step`` (default: the last step :meth:`log` used).
+        """Log a PNG already saved in the run folder, at ``step`` (default: the last step :meth:`log` used), to
+        W&B and TensorBoard."""
+        at = self._last_step if step is None else int(step)
+        if self._tb is not None:
+            import numpy as np
+            from PIL import Image
 
-        Never W&B's own next step: that would run ahead of the run's steps, and W&B drops every later
-        metric logged at the last training step ("Tried to log to step N that is less than the current step").
-        """
-        if self._wandb is not None:
+            with Image.open(path) as picture:
+                pixels = np.asarray(picture.convert("RGB"))
+            self._tb.add_image(key, pixels, at, dataformats="HWC")
+        if self._wandb is not None and at > self._wandb_after:
             import wandb
 
-            at = self._last_step if step is None else int(step)
-            self._safe(lambda: self._wandb.log({key: wandb.Image(str(path))}, step=at))
+            self._safe(lambda: self._wandb.log({"step": at, key: wandb.Image(str(path))}))
 
     def log_video(self, key: str, path: str | os.PathLike, step: int | None = None) -> None:
-        """Log a GIF or MP4 already saved in the run folder, at ``step`` (default: as :meth:`log_image`)."""
-        if self._wandb is not None:
+        """Log a GIF or MP4 already saved in the run folder, at ``step`` (default: as :meth:`log_image`), to W&B
+        (TensorBoard's video panel needs moviepy and takes frames, not files: the recording stays in the folder)."""
+        at = self._last_step if step is None else int(step)
+        if self._wandb is not None and at > self._wandb_after:
             import wandb
 
             fmt = Path(path).suffix.lstrip(".")
-            at = self._last_step if step is None else int(step)
-            self._safe(lambda: self._wandb.log({key: wandb.Video(str(path), format=fmt)}, step=at))
+            self._safe(lambda: self._wandb.log({"step": at, key: wandb.Video(str(path), format=fmt)}))
 
     # -- progress bar ----------------------------------------------------------------------
     def progress(self, total: int | None, initial: int = 0, unit: str = "step", desc: str | None = None,
@@ -320,6 +379,9 @@ class Tracker:
             self._bar = None
         if not self._metrics.closed:
             self._metrics.close()
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
         if self._wandb is not None:
             self._safe(lambda: self._wandb.finish(exit_code=exit_code))
             self._wandb = None
@@ -451,9 +513,14 @@ def _init_wandb(mode: str, run_dir: Path, project: str, entity: str | None, name
         timeout = float(os.environ.get("RLGEN_WANDB_INIT_TIMEOUT", "30"))
         settings = wandb.Settings(init_timeout=timeout, console="off", silent=True, x_disable_stats=True)
         # a resumed run continues its own W&B run (the id its checkpoint keeps), so its charts do not split
-        return wandb.init(mode=mode, dir=str(run_dir), project=project, entity=entity, name=name, config=config,
-                          group=name, settings=settings, reinit="create_new", id=run_id,
-                          resume="allow" if run_id else None)
+        run = wandb.init(mode=mode, dir=str(run_dir), project=project, entity=entity, name=name, config=config,
+                         group=name, settings=settings, reinit="create_new", id=run_id,
+                         resume="allow" if run_id else None)
+        # Every chart's x axis is the run's own step, logged in each row: W&B's row counter would merge the rows
+        # that share a step (the episodes of several environments ending together), keeping only the last.
+        run.define_metric("step")
+        run.define_metric("*", step_metric="step")
+        return run
     except Exception as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         if version and _version_tuple(version) < WANDB_MIN_VERSION:
@@ -471,15 +538,19 @@ def _init_wandb(mode: str, run_dir: Path, project: str, entity: str | None, name
         return None
 
 
-def _trim_metrics(path: Path, last_step: int) -> None:
-    kept = []
+def _trim_metrics(path: Path, last_step: int) -> int:
+    """Drop the rows after ``last_step``; return the last step the file held before (-1 for none)."""
+    kept, last_held = [], -1
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            if json.loads(line)["step"] <= last_step:
-                kept.append(line)
+            step = json.loads(line)["step"]
         except (ValueError, KeyError):
             continue  # a line cut short by a kill
+        last_held = max(last_held, step)
+        if step <= last_step:
+            kept.append(line)
     atomic_write_bytes(path, ("\n".join(kept) + ("\n" if kept else "")).encode())
+    return last_held
 
 
 def _plain(v: Any) -> Any:

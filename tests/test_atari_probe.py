@@ -289,7 +289,7 @@ TINY = dict(data="atari-frames:breakout", frames=FRAMES, batch_size=16, lr=1e-3,
 
 def test_tiny_stdim_run_learns_and_its_encoder_can_be_probed(run_dir, capsys):
     out = stdim.main(stdim.Args(run_dir=str(run_dir), total_steps=40, checkpoint_every=0, **TINY))
-    curve = [row["loss"] for row in map(json.loads, open(run_dir / "metrics.jsonl"))]
+    curve = [row["train/loss"] for row in map(json.loads, open(run_dir / "metrics.jsonl"))]
     assert out["updates"] == 40 and len(curve) == 8
     assert curve[-1] < curve[0] - 0.15 and curve[-1] == min(curve), curve  # down from about 2 ln 16 = 5.5
     assert curve[0] == pytest.approx(2 * math.log(16), abs=0.5)

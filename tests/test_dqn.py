@@ -171,8 +171,8 @@ def test_smoke_run_writes_everything(tmp_path, capsys):
     # the best evaluation's weights, with its step and score, beside the last ones
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert best["step"] == saved["best_eval_step"] and best["eval_return"] == saved["best_eval_return"]
-    rows = [r for r in read_metrics(tmp_path / "run") if "eval_return" in r]
-    assert saved["best_eval_return"] == max(r["eval_return"] for r in rows)
+    rows = [r for r in read_metrics(tmp_path / "run") if "eval/return_mean" in r]
+    assert saved["best_eval_return"] == max(r["eval/return_mean"] for r in rows)
     from rlgen.encoders import load_encoder
 
     assert load_encoder(tmp_path / "run" / "best.pt").out_dim == load_encoder(tmp_path / "run").out_dim
@@ -186,7 +186,7 @@ def test_smoke_run_writes_everything(tmp_path, capsys):
 def test_same_seed_same_numbers(tmp_path):
     a = dqn.main(_tiny(tmp_path / "a", seed=3))
     b = dqn.main(_tiny(tmp_path / "b", seed=3))
-    strip = ("time", "train_seconds", "steps_per_second")  # clocks
+    strip = ("time", "time/train_seconds", "time/steps_per_second")  # clocks
     rows_a = [{k: v for k, v in r.items() if k not in strip} for r in read_metrics(tmp_path / "a")]
     rows_b = [{k: v for k, v in r.items() if k not in strip} for r in read_metrics(tmp_path / "b")]
     assert rows_a == rows_b and len(rows_a) > 10
@@ -196,15 +196,15 @@ def test_same_seed_same_numbers(tmp_path):
 def test_cartpole_return_improves(tmp_path):
     summary = dqn.main(_tiny(tmp_path / "run", total_steps=10_000, learning_starts=1000, eval_every=2000,
                              eval_episodes=10, checkpoint_every=0, seed=0))
-    rows = [r for r in read_metrics(tmp_path / "run") if "episode_return" in r]
-    first = np.mean([r["episode_return"] for r in rows[:20]])  # random play
+    rows = [r for r in read_metrics(tmp_path / "run") if "rollout/episode_return" in r]
+    first = np.mean([r["rollout/episode_return"] for r in rows[:20]])  # random play
     assert summary["best_eval_return"] >= 100 and summary["best_eval_return"] > 4 * first
 
 
 def test_max_episode_steps_cuts_training_and_evaluation_episodes(tmp_path):
     summary = dqn.main(_tiny(tmp_path / "run", total_steps=600, learning_starts=100, eval_every=600,
                              eval_episodes=2, final_eval_episodes=3, max_episode_steps=7, checkpoint_every=0))
-    lengths = [r["episode_length"] for r in read_metrics(tmp_path / "run") if "episode_length" in r]
+    lengths = [r["rollout/episode_length"] for r in read_metrics(tmp_path / "run") if "rollout/episode_length" in r]
     assert lengths and max(lengths) <= 7
     assert summary["final_eval_return_mean"] <= 7  # CartPole pays 1 per step
 
@@ -217,8 +217,8 @@ def test_default_cartpole_stays_solved(tmp_path):
     assert summary["final_eval_return_mean"] >= 475
     solved = summary["solved_at_env_step"]
     assert solved is not None
-    evals = [r for r in read_metrics(tmp_path / "run") if "eval_return" in r]
-    assert evals and all(r["eval_return"] >= 400 for r in evals if r["step"] > solved)
+    evals = [r for r in read_metrics(tmp_path / "run") if "eval/return_mean" in r]
+    assert evals and all(r["eval/return_mean"] >= 400 for r in evals if r["step"] > solved)
 
 
 # A seed whose default run is measured stable on both CPU kinds we have (Intel Xeon with AMX, AMD EPYC with
@@ -365,5 +365,5 @@ def test_log_every_sets_the_cadence_of_the_training_rows(run_dir):
     s = dqn.main(dqn.Args(env="CartPole", total_steps=800, learning_starts=100, eval_every=800, eval_episodes=1,
                           final_eval_episodes=1, gif=False, log_every=4, wandb="disabled", run_dir=str(run_dir)))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    logged = [r["updates"] for r in rows if "loss" in r]
+    logged = [r["train/updates"] for r in rows if "train/loss" in r]
     assert s["updates"] >= 50 and logged == list(range(4, s["updates"] + 1, 4))  # two updates per round of 8 envs

@@ -139,7 +139,8 @@ def test_short_run_writes_summary_grids_gif_curves_and_a_sampler(run_dir):
         assert (run_dir / name).exists(), name
     rows = read_metrics(run_dir)
     assert [r["step"] for r in rows] == [2, 4, 6]
-    assert all(0 <= r["d_real"] <= 1 and 0 <= r["d_fake"] <= 1 and r["d_collapsed"] == 0 for r in rows)
+    assert all(0 <= r["train/d_real"] <= 1 and 0 <= r["train/d_fake"] <= 1 and r["train/d_collapsed"] == 0
+               for r in rows)
 
     # the checkpoint's generator: same seed, same images; eval mode; in [0, 1]
     ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
@@ -174,7 +175,7 @@ def test_collapse_warning_is_raised_and_logged(run_dir):
         s = gan.main(gan.Args(run_dir=str(run_dir), total_steps=4, collapse_threshold=100.0, collapse_patience=3,
                               **TINY))
     assert s["d_collapsed_at"] == 3
-    assert [r["d_collapsed"] for r in read_metrics(run_dir)] == [0, 1]
+    assert [r["train/d_collapsed"] for r in read_metrics(run_dir)] == [0, 1]
 
 
 def test_sample_quality_lands_in_the_summary(run_dir, monkeypatch):
@@ -401,8 +402,8 @@ def test_unknown_loss_or_arch_is_refused_by_argparse(argv, capsys):
 
 
 def test_pictures_and_final_scores_reach_wandb_in_step_order(run_dir, monkeypatch, capsys):
-    """Bug 5 of issue 16: the GIF and loss plot went to W&B's next step, so the scores logged at the last training
-    step were dropped. Here W&B's rule is enforced: a step below the current one fails the test."""
+    """The GIF, the loss plot and the final scores reach W&B at the last training step, after the losses logged
+    there: a row that names a step below one already logged fails the test."""
     from rlgen import track
 
     logged = []
@@ -411,10 +412,10 @@ def test_pictures_and_final_scores_reach_wandb_in_step_order(run_dir, monkeypatc
         step, summary = 0, {}
 
         def log(self, data, step=None):
-            step = self.step + 1 if step is None else step
-            assert step >= self.step, f"{sorted(data)} at step {step} < current step {self.step}"
-            self.step = step
-            logged.append((step, sorted(data)))
+            # the run's own step is in every row: W&B's row counter never decides where a row goes
+            assert step is None and data["step"] >= self.step, f"{sorted(data)} before step {self.step}"
+            self.step = data["step"]
+            logged.append((self.step, sorted(k for k in data if k != "step")))
 
         def finish(self, exit_code=None):
             logged.append(("finish", exit_code))
@@ -423,7 +424,8 @@ def test_pictures_and_final_scores_reach_wandb_in_step_order(run_dir, monkeypatc
     monkeypatch.setattr(gan, "sample_quality", lambda data, samples, image_size, n=None: {
         "fid": 12.5, "fid_floor": 5.0, "class_entropy": 2.2, "class_entropy_max": 2.3, "fid_samples": 12})
     s = gan.main(gan.Args(run_dir=str(run_dir), total_steps=4, wandb="offline", **{**TINY, "fid_samples": 12}))
-    assert (4, ["class_entropy", "class_entropy_max", "fid", "fid_floor", "fid_samples"]) in logged
+    quality = ["eval/class_entropy", "eval/class_entropy_max", "eval/fid", "eval/fid_floor", "eval/fid_samples"]
+    assert (4, quality) in logged
     assert {k for step, keys in logged[:-1] if step == 4 for k in keys} >= {"training", "losses", "samples_final"}
     assert logged[-1] == ("finish", None)
     out = capsys.readouterr().out.strip().splitlines()

@@ -213,14 +213,14 @@ def test_gif_of_few_colours_is_lossless_and_of_many_keeps_its_frames(tmp_path):
 def test_tracker_local_files_and_resume_trim(tmp_path):
     tr = Tracker(tmp_path, {"lr": 0.1}, algo="test", wandb_mode="disabled")
     for step in (10, 20, 30):
-        tr.log({"loss": step / 10}, step)
+        tr.log({"train/loss": step / 10}, step)
     tr.finish({"algo": "test", "final": 1.5})
     config = json.loads((tmp_path / "config.json").read_text())
     assert config.pop("machine")["python"] and config == {"algo": "test", "lr": 0.1}
     assert [r["step"] for r in read_metrics(tmp_path)] == [10, 20, 30]
     assert json.loads((tmp_path / "summary.json").read_text())["final"] == 1.5
     tr = Tracker(tmp_path, {"lr": 0.1}, algo="test", wandb_mode="disabled", resume_step=20)
-    tr.log({"loss": 9.0}, 25)
+    tr.log({"train/loss": 9.0}, 25)
     tr.close()
     assert [r["step"] for r in read_metrics(tmp_path)] == [10, 20, 25]
 
@@ -237,11 +237,11 @@ def test_wandb_mode_resolution(monkeypatch):
 
 def test_wandb_offline_run_leaves_files(tmp_path):
     tr = Tracker(tmp_path, {"lr": 0.1}, algo="test", wandb_mode="offline")
-    tr.log({"loss": 1.0}, 1)
+    tr.log({"train/loss": 1.0}, 1)
     tr.finish({"done": True})
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
-    assert read_metrics(tmp_path)[0]["loss"] == 1.0
+    assert read_metrics(tmp_path)[0]["train/loss"] == 1.0
 
 
 def test_wandb_online_without_a_server_falls_back_and_finishes(tmp_path, monkeypatch):
@@ -250,13 +250,13 @@ def test_wandb_online_without_a_server_falls_back_and_finishes(tmp_path, monkeyp
     monkeypatch.setenv("RLGEN_WANDB_INIT_TIMEOUT", "3")
     with pytest.warns(UserWarning, match="logging offline instead"):
         tr = Tracker(tmp_path, {"lr": 0.1}, algo="test", wandb_mode="online")
-    tr.log({"loss": 1.0}, 1)
+    tr.log({"train/loss": 1.0}, 1)
     tr.finish({"done": True})
     assert list((tmp_path / "wandb").glob("offline-run-*"))
     assert json.loads((tmp_path / "summary.json").read_text()) == {"done": True}
 
 
-# -- the tracker's W&B life cycle (issue 16: bugs 4, 5, 6, 10) --------------------------------------------
+# -- the tracker's W&B life cycle ---------------------------------------------------------------------------
 class _FakeRun:
     """Stands in for a wandb run: records what is logged, at which step, and how the run was finished."""
 
@@ -264,12 +264,9 @@ class _FakeRun:
         self.logged, self.exit_codes, self.summary, self.step = [], [], {}, 0
 
     def log(self, data, step=None):
-        # W&B's rule: a step below the current one is dropped (with a warning); None means "the next one".
-        step = self.step + 1 if step is None else step
-        if step < self.step:
-            raise AssertionError(f"logged {sorted(data)} at step {step}, below the current step {self.step}")
-        self.step = step
-        self.logged.append((step, sorted(data)))
+        # every row names the run's step itself (W&B's step metric); W&B's own step is only a row counter
+        assert step is None and "step" in data, data
+        self.logged.append((data["step"], sorted(k for k in data if k != "step")))
 
     def finish(self, exit_code=None):
         self.exit_codes.append(exit_code)
@@ -309,11 +306,11 @@ def test_pictures_without_a_step_go_to_the_last_logged_step(tmp_path, fake_wandb
     png = tmp_path / "x.png"
     Image.new("RGB", (4, 4)).save(png)
     tr = Tracker(tmp_path / "run", {}, algo="test", wandb_mode="offline")
-    tr.log({"loss": 1.0}, 10)
+    tr.log({"train/loss": 1.0}, 10)
     tr.log_image("curve", png)
-    tr.log({"fid": 3.0}, 10)  # a final metric at the last training step is still accepted
+    tr.log({"eval/fid": 3.0}, 10)  # a final metric at the last training step is still a row of its own
     tr.finish({})
-    assert fake_wandb[0].logged == [(10, ["loss"]), (10, ["curve"]), (10, ["fid"])]
+    assert fake_wandb[0].logged == [(10, ["train/loss"]), (10, ["curve"]), (10, ["eval/fid"])]
     assert fake_wandb[0].exit_codes == [None]
 
 
@@ -321,10 +318,10 @@ def test_pictures_without_a_step_go_to_the_last_logged_step(tmp_path, fake_wandb
 def test_an_escaping_exception_fails_the_wandb_run_with_its_exit_code(tmp_path, fake_wandb, error, code):
     tr = Tracker(tmp_path / "run", {}, algo="test", wandb_mode="offline")
     with pytest.raises(type(error)), tr:
-        tr.log({"loss": 1.0}, 1)
+        tr.log({"train/loss": 1.0}, 1)
         raise error
     assert fake_wandb[0].exit_codes == [code]
-    assert read_metrics(tmp_path / "run")[0]["loss"] == 1.0 and not (tmp_path / "run" / "summary.json").exists()
+    assert read_metrics(tmp_path / "run")[0]["train/loss"] == 1.0 and not (tmp_path / "run" / "summary.json").exists()
     with tr:  # finished already: nothing more reaches W&B
         pass
     tr.fail(1)
@@ -343,7 +340,7 @@ def test_cli_run_fails_trackers_a_main_left_open(tmp_path, fake_wandb, capsys):
 
     def main(args):
         tracker = Tracker(tmp_path / args.fail_with, {}, algo="test", wandb_mode="offline")  # never finished
-        tracker.log({"loss": 1.0}, 1)
+        tracker.log({"train/loss": 1.0}, 1)
         raise UsageError("a bad value found late") if args.fail_with == "usage" else ValueError("a bug")
 
     with pytest.raises(SystemExit) as exc:

@@ -1,5 +1,5 @@
 """Following a run: progress without a terminal, how long it will take, the machine it ran on, strict JSON,
-a resumed run that continues its W&B run, and what DQN logs."""
+TensorBoard, W&B keeping every row, a resumed run that continues its W&B run, and what DQN logs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ import sys
 
 import numpy as np
 import pytest
+import wandb_records
 
 from rlgen import track
+from rlgen.gen import gan
 from rlgen.rl import dqn
-from rlgen.track import Progress, Tracker, read_metrics
+from rlgen.selfsup import simclr
+from rlgen.track import SECTIONS, Progress, Tracker, read_metrics
 
 
 def test_progress_lines_appear_at_the_set_interval_when_stderr_is_a_file(tmp_path):
@@ -64,57 +67,133 @@ def test_every_run_records_its_machine_and_the_summary_names_cpu_and_device(tmp_
 
 def test_metrics_and_summaries_are_strict_json(tmp_path):
     tr = Tracker(tmp_path, {"lr": 0.1}, algo="test", wandb_mode="disabled")
-    with pytest.warns(UserWarning, match="'loss' is nan; written as null"):
-        tr.log({"loss": float("nan"), "x": 1.0}, 1)
+    with pytest.warns(UserWarning, match="'train/loss' is nan; written as null"):
+        tr.log({"train/loss": float("nan"), "train/x": 1.0}, 1)
     with pytest.warns(UserWarning) as caught:
-        tr.log({"scores": np.array([1.0, 2.0, 3.0]), "inf": math.inf}, 2)
-    assert sorted(str(w.message) for w in caught) == ["metric 'inf' is inf; written as null",
-                                                       "metric 'scores' is an array; its mean is logged"]
-    tr.log({"loss": float("nan")}, 3)  # warned once per key
+        tr.log({"eval/scores": np.array([1.0, 2.0, 3.0]), "eval/inf": math.inf}, 2)
+    assert sorted(str(w.message) for w in caught) == ["metric 'eval/inf' is inf; written as null",
+                                                       "metric 'eval/scores' is an array; its mean is logged"]
+    tr.log({"train/loss": float("nan")}, 3)  # warned once per key
     tr.finish({"best": float("inf"), "curve": [1.0, float("nan")]})
 
     def refuse(name):
         raise ValueError(f"not strict JSON: {name}")
 
     rows = [json.loads(line, parse_constant=refuse) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert rows[0]["loss"] is None and rows[1]["scores"] == 2.0 and rows[1]["inf"] is None
+    assert rows[0]["train/loss"] is None and rows[1]["eval/scores"] == 2.0 and rows[1]["eval/inf"] is None
     summary = json.loads((tmp_path / "summary.json").read_text(), parse_constant=refuse)
     assert summary["best"] is None and summary["curve"] == [1.0, None]
 
 
-def test_a_resumed_run_continues_its_wandb_run(tmp_path, kill_after_saves):
+def episodes(rows):
+    return [(r["step"], r["rollout/episode_return"]) for r in rows if "rollout/episode_return" in r]
+
+
+def test_wandb_keeps_every_episode_of_eight_environments(tmp_path):
+    dqn.main(dqn.Args(env="CartPole", num_envs=8, total_steps=1200, learning_starts=200, eval_every=1200,
+                      eval_episodes=1, final_eval_episodes=1, gif=False, wandb="offline",
+                      run_dir=str(tmp_path / "run")))
+    local = episodes(read_metrics(tmp_path / "run"))
+    steps = [step for step, _ in local]
+    assert len(steps) > len(set(steps)) and len(local) > 50  # episodes that end on one step: the case in question
+    (wandb_file,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
+    assert episodes(wandb_records.history(wandb_file)) == local
+
+
+def test_a_resumed_run_continues_its_wandb_run_without_a_step_twice(tmp_path):
     from rlgen import checkpoint
 
-    arm, disarm = kill_after_saves
     args = dict(env="CartPole", total_steps=1600, learning_starts=200, eval_every=800, eval_episodes=1,
                 checkpoint_every=800, final_eval_episodes=1, gif=False, wandb="offline", run_dir=str(tmp_path / "run"))
-    arm(2)  # best.pt, then checkpoint.pt at step 800
-    with pytest.raises(KeyboardInterrupt):
-        dqn.main(dqn.Args(**args))
-    disarm()
+
+    def crash(updates, norm):  # a crash well after the checkpoint at step 800, with the steps since logged
+        if updates == 200:
+            raise RuntimeError("the machine went away")
+
+    with pytest.raises(RuntimeError):
+        dqn.main(dqn.Args(**args), on_update=crash)
     first = checkpoint.load(tmp_path / "run")["wandb_id"]
     dqn.main(dqn.Args(resume=str(tmp_path / "run")))
-    runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and all((r / f"run-{first}.wandb").exists() for r in runs)  # one W&B run, continued
+    assert wandb_records.run_ids(tmp_path / "run") == [first, first]  # one W&B run, continued
     assert checkpoint.load(tmp_path / "run")["wandb_id"] == first
+    parts = [wandb_records.history(f) for f in sorted((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))]
+    assert max(r["step"] for r in parts[0]) > 800  # the first part holds steps the resumed run computed again
+    assert episodes(parts[0] + parts[1]) == episodes(read_metrics(tmp_path / "run"))  # each once, in order
+    whole = tmp_path / "whole"
+    dqn.main(dqn.Args(**{**args, "run_dir": str(whole)}))
+    assert episodes(read_metrics(tmp_path / "run")) == episodes(read_metrics(whole))
+
+
+def tensorboard_scalars(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / track.TENSORBOARD_DIR), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    return acc, {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def jsonl_scalars(run_dir):
+    out = {}
+    for row in read_metrics(run_dir):
+        for key, value in row.items():
+            if key not in ("step", "time") and isinstance(value, (int, float)):
+                out.setdefault(key, []).append((row["step"], float(value)))
+    return out
+
+
+@pytest.mark.parametrize("command", ["dqn", "gan", "simclr"])
+def test_tensorboard_holds_the_scalars_of_metrics_jsonl_and_the_pictures(tmp_path, command):
+    pytest.importorskip("tensorboard")
+    run = tmp_path / "run"
+    common = dict(run_dir=str(run), wandb="disabled", tensorboard=True)
+    if command == "dqn":
+        dqn.main(dqn.Args(env="CartPole", total_steps=1000, learning_starts=200, eval_every=500, eval_episodes=1,
+                          final_eval_episodes=1, gif=False, log_every=20, **common))
+        pictures = {"learning_curve"}
+    elif command == "gan":
+        gan.main(gan.Args(data="mnist5k", arch="dcgan", image_size=16, width=8, batch_size=16, fid_samples=0,
+                          device="cpu", log_every=2, total_steps=6, sample_every=3, **common))
+        pictures = {"samples_final", "losses"}
+    else:
+        simclr.main(simclr.Args(data="mnist5k", total_steps=20, batch_size=32, log_every=5, knn_every=10,
+                                checkpoint_every=0, threads=1, **common))
+        pictures = {"loss_curve"}
+    acc, scalars = tensorboard_scalars(run)
+    expected = jsonl_scalars(run)
+    assert expected and scalars.keys() == expected.keys()
+    assert all(key.split("/", 1)[0] in SECTIONS for key in expected)  # one naming scheme
+    for tag, events in scalars.items():
+        assert [s for s, _ in events] == [s for s, _ in expected[tag]], tag
+        np.testing.assert_allclose([v for _, v in events], [v for _, v in expected[tag]], rtol=1e-6, err_msg=tag)
+    assert pictures <= set(acc.Tags()["images"])
+
+
+def test_tensorboard_without_the_extra_is_one_line(tmp_path, bad_input, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    line = bad_input(dqn.main, dqn.Args, ["--tensorboard", "--run-dir", str(tmp_path / "x")], "--tensorboard")
+    assert "pip install 'rlgen[tensorboard]'" in line
+    assert not (tmp_path / "x").exists()
 
 
 def test_dqn_logs_q_values_gradient_norm_learning_rate_epsilon_and_rate(tmp_path):
     dqn.main(dqn.Args(env="CartPole", total_steps=1600, learning_starts=200, eval_every=1600, eval_episodes=1,
                       final_eval_episodes=1, gif=False, log_every=20, wandb="disabled", run_dir=str(tmp_path / "run")))
-    rows = [r for r in read_metrics(tmp_path / "run") if "loss" in r]
+    rows = [r for r in read_metrics(tmp_path / "run") if "train/loss" in r]
     assert len(rows) >= 5
     for r in rows:
-        assert np.isfinite(r["q_mean"]) and r["grad_norm"] > 0 and 0 <= r["lr"] <= 1e-3
-        assert 0 < r["epsilon"] <= 1 and r["steps_per_second"] > 0
-    assert rows[-1]["lr"] < rows[0]["lr"]  # classic control's learning rate decays linearly
+        assert np.isfinite(r["train/q_mean"]) and r["train/grad_norm"] > 0 and 0 <= r["train/lr"] <= 1e-3
+        assert 0 < r["rollout/epsilon"] <= 1 and r["time/steps_per_second"] > 0
+    assert rows[-1]["train/lr"] < rows[0]["train/lr"]  # classic control's learning rate decays linearly
     # the Atari 100k preset does not clip: the norm is read from the gradients
     run = tmp_path / "atari"
     dqn.main(dqn.Args(env="Boxing", preset="atari100k", total_steps=280, learning_starts=250, buffer_size=1000,
                       eval_every=280, eval_episodes=1, final_eval_episodes=1, max_episode_steps=100, log_every=10,
                       gif=False, wandb="disabled", run_dir=str(run)))
-    rows = [r for r in read_metrics(run) if "loss" in r]
-    assert rows and all(r["grad_norm"] > 0 and np.isfinite(r["q_mean"]) for r in rows)
+    rows = [r for r in read_metrics(run) if "train/loss" in r]
+    assert rows and all(r["train/grad_norm"] > 0 and np.isfinite(r["train/q_mean"]) for r in rows)
 
 
 def test_bad_progress_and_log_cadence_is_one_line(tmp_path, bad_input):

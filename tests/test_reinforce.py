@@ -181,6 +181,6 @@ def test_log_every_averages_the_episodes_since_the_last_row(run_dir):
     rf.main(rf.Args(env="CartPole", episodes=6, batch_episodes=1, log_every=2, stop_on_solve=False, eval_episodes=1,
                     gif=False, device="cpu", run_dir=str(run_dir)))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    logged = [r["return"] for r in rows if "return" in r]
+    logged = [r["rollout/episode_return"] for r in rows if "rollout/episode_return" in r]
     returns = checkpoint.load(run_dir)["history"]["return"]
     assert logged == pytest.approx([np.mean(returns[i:i + 2]) for i in (0, 2, 4)])

@@ -118,8 +118,8 @@ def tiny(mod, run_dir, **kw):
 def test_simclr_learns_features_a_knn_can_use(tmp_path):
     summary = tiny(simclr, tmp_path / "run", total_steps=80, batch_size=128)
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    losses = [m["loss"] for m in metrics]
-    assert losses[-1] < losses[0] < metrics[0]["loss_chance"]
+    losses = [m["train/loss"] for m in metrics]
+    assert losses[-1] < losses[0] < metrics[0]["train/loss_chance"]
     assert summary["final_loss"] < 0.8 * summary["loss_chance"]
     assert summary["lr"] == 2e-3 and summary["collapsed"] is False
     untrained = probe.main(probe.Args(random_init="convnet", data="mnist5k", run_dir=str(tmp_path / "p0"),
@@ -146,8 +146,8 @@ def test_a_run_whose_loss_stays_at_chance_says_it_collapsed(tmp_path, capsys):
 def test_moco_learns_and_logs_its_queue(tmp_path):
     summary = tiny(moco, tmp_path / "run", total_steps=60)
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [m["queue_fill"] for m in metrics][:2] == [min(1.0, 10 * 64 / 512), 1.0]
-    assert metrics[-1]["loss"] < metrics[1]["loss"]  # the first window starts with an empty queue
+    assert [m["train/queue_fill"] for m in metrics][:2] == [min(1.0, 10 * 64 / 512), 1.0]
+    assert metrics[-1]["train/loss"] < metrics[1]["train/loss"]  # the first window starts with an empty queue
     assert summary["loss_chance"] == pytest.approx(math.log(513))
     assert summary["knn_top1"] > 0.8
 
@@ -185,7 +185,7 @@ def test_resume_with_a_larger_budget_ends_at_it(tmp_path, kill_after_saves, bad_
     assert summary["updates"] == 35 and checkpoint.load(tmp_path / "run")["step"] == 35
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["updates"] == 35
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if "loss" in r] == [5, 10, 15, 20, 25, 30, 35]
+    assert [r["step"] for r in rows if "train/loss" in r] == [5, 10, 15, 20, 25, 30, 35]
 
 
 def _free_port() -> int:
@@ -204,7 +204,7 @@ def test_two_process_simclr_loss_equals_the_single_process_loss(tmp_path):
                     "--run-dir", str(tmp_path / "ddp")], check=True, capture_output=True, timeout=240)
     single = simclr.main(simclr.Args(total_steps=3, batch_size=32, log_every=1, knn_every=100, checkpoint_every=0,
                                      wandb="disabled", threads=1, amp="off", run_dir=str(tmp_path / "one")))
-    read = lambda d: [json.loads(x)["loss"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    read = lambda d: [json.loads(x)["train/loss"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     ddp, one = read("ddp"), read("one")
     assert len(ddp) == len(one) == 3
     assert ddp == pytest.approx(one, rel=1e-5)
@@ -293,7 +293,7 @@ def test_knn_monitor_keeps_its_own_cadence(tmp_path, mod, capsys):
     """Bug 12 of issue 16: the monitor ran only on steps that were also log steps."""
     summary = tiny(mod, tmp_path / "run", total_steps=4, log_every=3, knn_every=2)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["step"], "knn_top1" in r, "loss" in r) for r in rows] == [(2, True, False), (3, False, True),
+    assert [(r["step"], "eval/knn_top1" in r, "train/loss" in r) for r in rows] == [(2, True, False), (3, False, True),
                                                                           (4, True, True)]
     history = checkpoint.load(tmp_path / "run")["history"]
     assert history["knn_step"] == [2, 4] and history["step"] == [3, 4]

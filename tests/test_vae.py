@@ -109,10 +109,10 @@ def test_tiny_vae_learns_and_writes_its_pictures(run_dir, capsys):
     args = tiny_args(run_dir, epochs=3, iwae_k=20)
     summary = vae.main(args)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    test_neg_elbos = [r["test_neg_elbo"] for r in rows]
+    test_neg_elbos = [r["eval/neg_elbo"] for r in rows]
     # −ELBO everywhere (positive, lower is better). An untrained decoder pays about 784 · log 2 ≈ 543 nats;
     # three epochs must do far better.
-    assert all(v > 0 for v in test_neg_elbos) and all(r["train_neg_elbo"] > 0 for r in rows)
+    assert all(v > 0 for v in test_neg_elbos) and all(r["train/neg_elbo"] > 0 for r in rows)
     assert test_neg_elbos[-1] < test_neg_elbos[0] and 0 < summary["test_neg_elbo_nats"] < 250
     assert summary["test_neg_iwae_nats"] <= summary["test_neg_elbo_nats"] + 1e-6
     assert summary["iwae_images"] == summary["test_images"] == 1000  # no --minutes: the whole test split
@@ -165,9 +165,9 @@ def test_resume_with_more_epochs_stretches_the_schedule_and_ends_at_the_new_budg
     assert json.loads((tmp_path / "cut" / "summary.json").read_text())["epochs"] == 4
     assert checkpoint.load(tmp_path / "cut")["args"]["epochs"] == 4
     rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert [r["train/epoch"] for r in rows] == [1, 2, 3, 4]
     # The one-cycle schedule, rebuilt for 80 steps at step 20: past its peak, then down to its floor at the end.
-    lrs = [r["lr"] for r in rows]
+    lrs = [r["train/lr"] for r in rows]
     assert lrs[1] > lrs[0] * 0.5 and lrs[1] > lrs[2] > lrs[3] and lrs[3] < 1e-5
 
 
@@ -180,7 +180,7 @@ def test_an_epoch_cut_by_minutes_is_not_counted_and_a_resume_finishes_it(tmp_pat
     cut = vae.main(tiny_args(tmp_path / "cut", epochs=2, binarize=binarize, minutes=1e-6))  # one minibatch
     assert (cut["epochs"], cut["updates"]) == (0, 1)
     rows = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [pytest.approx(1 / 20)]
+    assert [r["train/epoch"] for r in rows] == [pytest.approx(1 / 20)]
     resumed = vae.main(vae.Args(resume=str(tmp_path / "cut"), minutes=60.0, wandb="disabled"))
     assert (resumed["epochs"], resumed["updates"]) == (full["epochs"], full["updates"]) == (2, 40)
     assert resumed["test_neg_elbo_nats"] == full["test_neg_elbo_nats"]
@@ -192,7 +192,7 @@ def test_an_epoch_cut_by_minutes_is_not_counted_and_a_resume_finishes_it(tmp_pat
 def test_log_every_counts_epochs(run_dir):
     vae.main(tiny_args(run_dir, epochs=5, log_every=2, eval_every=5))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["epoch"], "train_neg_elbo" in r, "test_neg_elbo" in r) for r in rows] == [
+    assert [(r["train/epoch"], "train/neg_elbo" in r, "eval/neg_elbo" in r) for r in rows] == [
         (2, True, False), (4, True, False), (5, True, True)]
 
 

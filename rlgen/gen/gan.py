@@ -692,8 +692,8 @@ def log_window(t: Training, tracker: Tracker) -> None:
     """Log the means of the steps since the last log."""
     flush(t)
     means = dict(zip(STATS, np.asarray(t.history[t.last_log:t.step]).mean(0).tolist()))
-    tracker.log({**means, "d_loss_running": t.monitor.mean + t.floor, "d_collapsed": int(t.monitor.collapsed),
-                 "epoch": t.images_seen / t.n_images}, t.step)
+    tracker.log({**{f"train/{k}": v for k, v in means.items()}, "train/d_loss_running": t.monitor.mean + t.floor,
+                 "train/d_collapsed": int(t.monitor.collapsed), "train/epoch": t.images_seen / t.n_images}, t.step)
     t.last_log = t.step
 
 
@@ -790,7 +790,7 @@ def final_scores(t: Training, tracker: Tracker) -> dict[str, Any]:
                                      progress=bar.update))
         bar.close()
     if quality:
-        tracker.log({k: v for k, v in quality.items() if isinstance(v, (int, float))}, t.step)
+        tracker.log({f"eval/{k}": v for k, v in quality.items() if isinstance(v, (int, float))}, t.step)
     return quality
 
 
@@ -833,7 +833,7 @@ def main(args: Args) -> dict[str, Any]:
     amp = use_amp(args.amp, run.device)
     t = build_training(run, args, images, amp)
 
-    with run.start(bar_keys=STATS) as tracker:
+    with run.start(bar_keys=tuple(f"train/{k}" for k in STATS)) as tracker:
         if t.step == 0:
             save_fixed_grid(t, tracker)
         bar = tracker.progress(args.total_steps, initial=t.step)
@@ -855,7 +855,7 @@ def main(args: Args) -> dict[str, Any]:
                     save_checkpoint(t)
             if args.fid_every and args.fid_samples and t.step % args.fid_every == 0:
                 scores = score_samples(t)
-                tracker.log({k: v for k, v in scores.items() if k in ("fid", "fid_raw", "fid_floor")}, t.step)
+                tracker.log({f"eval/{k}": v for k, v in scores.items() if k in ("fid", "fid_raw", "fid_floor")}, t.step)
         bar.close()
         if t.last_log < t.step:  # stopped by --minutes between two logs
             log_window(t, tracker)

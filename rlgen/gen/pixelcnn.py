@@ -749,7 +749,7 @@ def main(args: Args) -> dict[str, Any]:
     def done() -> bool:
         return epoch >= args.epochs or (budget is not None and run.train_clock.seconds >= budget)
 
-    with run.start(bar_keys=("loss", "val_nll")) as tracker:
+    with run.start(bar_keys=("train/loss", "eval/val_nll")) as tracker:
         bar = tracker.progress(total_steps, initial=step)
         model.train()
         while not done():
@@ -780,7 +780,8 @@ def main(args: Args) -> dict[str, Any]:
                 batch_in_epoch += 1
             bar.update(1)
             if step % args.log_every == 0:
-                tracker.log({"loss": loss.item(), "lr": lr, "train_seconds": run.train_clock.seconds}, step)
+                tracker.log({"train/loss": loss.item(), "train/lr": lr, "time/train_seconds": run.train_clock.seconds},
+                            step)
             epoch_ended = batch_in_epoch >= steps_per_epoch
             if epoch_ended:
                 epoch += 1
@@ -790,13 +791,13 @@ def main(args: Args) -> dict[str, Any]:
                     if val < best_val:
                         best_val, best_epoch = val, epoch
                         best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
-                    tracker.log({"val_nll": val, "epoch": epoch}, step)
+                    tracker.log({"eval/val_nll": val, "train/epoch": epoch}, step)
             if run.checkpoint_due(epoch - epoch_ended, epoch, args.checkpoint_every):
                 save_checkpoint()
         bar.close()
         if args.val_size and batch_in_epoch and perm is not None:  # stopped mid-epoch by the time budget
             val = evaluate_nll(judged, val_x, val_y, device)
-            tracker.log({"val_nll": val, "epoch": epoch + batch_in_epoch / steps_per_epoch}, step)
+            tracker.log({"eval/val_nll": val, "train/epoch": epoch + batch_in_epoch / steps_per_epoch}, step)
             if val < best_val:
                 best_val, best_epoch, best_state = val, epoch, None
         # What is tested, sampled and rebuilt by generate: the averaged weights of the epoch with the lowest
@@ -811,7 +812,7 @@ def main(args: Args) -> dict[str, Any]:
                                    f"{n_drawn:,} images sampled)")
             test_nll = evaluate_nll(model, test_x, test_y, device, progress=bar.update)
             dims = math.prod(image_shape)
-            tracker.log({"test_nll_nats": test_nll, "test_bits_per_dim": test_nll / (dims * LN2)}, step)
+            tracker.log({"eval/test_nll_nats": test_nll, "eval/test_bits_per_dim": test_nll / (dims * LN2)}, step)
             images = save_pictures(model, args, info, test_x, run.run_dir, tracker, step, progress=bar.update)
             bar.close()
         summary = {

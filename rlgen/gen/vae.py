@@ -431,7 +431,7 @@ def main(args: Args) -> dict[str, Any]:
     # An epoch a --minutes budget cut short, saved with the run: a resume finishes it where it stopped
     part = EpochInProgress.from_state((run.ckpt or {}).get("epoch_in_progress"), data)
 
-    with run.start(bar_keys=("train_neg_elbo", "test_neg_elbo")) as tracker:
+    with run.start(bar_keys=("train/neg_elbo", "eval/neg_elbo")) as tracker:
         budget = args.minutes * 60 if args.minutes is not None else math.inf
         bar = tracker.progress(args.epochs, initial=epoch, unit="epoch")
         model.train()
@@ -453,8 +453,9 @@ def main(args: Args) -> dict[str, Any]:
                     if run.train_clock.seconds >= budget:
                         break
             if part.batches_done < steps_per_epoch:  # cut by --minutes: only whole epochs count
-                tracker.log({"train_neg_elbo": -part.sums / part.seen, "kl_weight": beta,
-                             "lr": sched.get_last_lr()[0], "epoch": epoch + part.batches_done / steps_per_epoch},
+                tracker.log({"train/neg_elbo": -part.sums / part.seen, "train/kl_weight": beta,
+                             "train/lr": sched.get_last_lr()[0],
+                             "train/epoch": epoch + part.batches_done / steps_per_epoch},
                             step)
                 break
             epoch += 1
@@ -463,12 +464,13 @@ def main(args: Args) -> dict[str, Any]:
             history["train_elbo"].append(part.sums / part.seen)
             metrics: dict[str, float] = {}
             if epoch % args.log_every == 0 or epoch == args.epochs:
-                metrics.update(train_neg_elbo=-part.sums / part.seen, kl_weight=beta, lr=sched.get_last_lr()[0],
-                               epoch=epoch)
+                metrics.update({"train/neg_elbo": -part.sums / part.seen, "train/kl_weight": beta,
+                                "train/lr": sched.get_last_lr()[0], "train/epoch": epoch})
             part = None
             if epoch % args.eval_every == 0 or epoch == args.epochs:
                 ev = evaluate_elbo(model, test, device, seed=args.seed)
-                metrics.update(test_neg_elbo=-ev["elbo"], test_rec_loss=-ev["rec"], test_kl=ev["kl"], epoch=epoch)
+                metrics.update({"eval/neg_elbo": -ev["elbo"], "eval/rec_loss": -ev["rec"], "eval/kl": ev["kl"],
+                                "train/epoch": epoch})
                 history["eval_epoch"].append(epoch)
                 history["test_elbo"].append(ev["elbo"])
             if metrics:

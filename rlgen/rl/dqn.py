@@ -371,7 +371,7 @@ def batch_diagnostics(q_net: torch.nn.Module, batch: Any, prepare: Callable[[tor
     if norm is None:
         grads = [p.grad.detach().float().square().sum() for p in params if p.grad is not None]
         norm = torch.stack(grads).sum().sqrt() if grads else torch.tensor(0.0)
-    return {"q_mean": float(q.mean()), "grad_norm": float(norm)}
+    return {"train/q_mean": float(q.mean()), "train/grad_norm": float(norm)}
 
 
 def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
@@ -463,7 +463,8 @@ def main(args: Args, on_update: Callable[[int, float], None] | None = None) -> d
         explore_steps = args.exploration_fraction * args.total_steps
         eps_delay = args.learning_starts if args.eps_warmup else 0
         n = args.num_envs
-        with run.start(bar_keys=("eval_return", "episode_return", "loss", "epsilon")) as tracker:
+        shown = ("eval/return_mean", "rollout/episode_return", "train/loss", "rollout/epsilon")
+        with run.start(bar_keys=shown) as tracker:
             bar = tracker.progress(args.total_steps, initial=step, hint=LONG_RUN_HINT if atari and args.preset == "none"
                                    else None)
             run.train_clock.start()  # training time excludes evaluation
@@ -482,7 +483,8 @@ def main(args: Args, on_update: Callable[[int, float], None] | None = None) -> d
                     for ret, length in finished:
                         history["episode_step"].append(step)
                         history["episode_return"].append(ret)
-                        tracker.log({"episode_return": ret, "episode_length": length, "epsilon": eps}, step)
+                        tracker.log({"rollout/episode_return": ret, "rollout/episode_length": length,
+                                     "rollout/epsilon": eps}, step)
 
                     # -- learn: gradient_steps updates every train_freq environment steps ----------
                     if step > args.learning_starts and replay_ready(len(replay), args):
@@ -512,8 +514,8 @@ def main(args: Args, on_update: Callable[[int, float], None] | None = None) -> d
                             clock = run.train_clock.seconds
                             rate = (step - rate_from[0]) / max(1e-9, clock - rate_from[1])
                             rate_from = (step, clock)
-                            tracker.log({"loss": loss.item(), "updates": updates, "epsilon": eps,
-                                         "lr": optimizer.param_groups[0]["lr"], "steps_per_second": rate,
+                            tracker.log({"train/loss": loss.item(), "train/updates": updates, "rollout/epsilon": eps,
+                                         "train/lr": optimizer.param_groups[0]["lr"], "time/steps_per_second": rate,
                                          **batch_diagnostics(learner, batch, prepare, amp, params,
                                                              norm if args.max_grad_norm else None)}, step)
 
@@ -532,8 +534,8 @@ def main(args: Args, on_update: Callable[[int, float], None] | None = None) -> d
                         history["train_cpu_seconds"].append(run.train_clock.cpu_seconds)
                         if solved_at is None and task.threshold is not None and mean >= task.threshold:
                             solved_at = step
-                        tracker.log({"eval_return": mean, "eval_return_std": float(returns.std()),
-                                     "train_seconds": run.train_clock.seconds}, step)
+                        tracker.log({"eval/return_mean": mean, "eval/return_std": float(returns.std()),
+                                     "time/train_seconds": run.train_clock.seconds}, step)
                         run.train_clock.start()
                         if solved_at is not None and args.stop_on_solve:
                             break

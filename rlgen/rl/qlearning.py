@@ -451,7 +451,7 @@ def main(args: Args) -> dict[str, Any]:
         rng=rng, counters=dict(step=0, episode=0, q=q, visits=visits,
                                history={"return": [], "length": [], "success": []}))
     optimal_q = None
-    with run.start(bar_keys=("return", "success", "epsilon")) as tracker:
+    with run.start(bar_keys=("rollout/episode_return", "rollout/success", "rollout/epsilon")) as tracker:
         run_dir = run.run_dir  # the folder claimed as the run started
         if problem.table is not None:
             with run.train_clock:
@@ -459,7 +459,7 @@ def main(args: Args) -> dict[str, Any]:
                                                       args.gamma, args.vi_tol)
         if args.value_iteration:
             q = optimal_q.tolist()
-            tracker.log({"iterations": vi_iters}, 0)
+            tracker.log({"train/iterations": vi_iters}, 0)
         else:
             env = make_table_env(problem)
             log_every = args.log_every or max(1, args.episodes // 200)
@@ -480,11 +480,11 @@ def main(args: Args) -> dict[str, Any]:
                 history["success"].append(float(terminated and (problem.goal == "terminal" or
                                                                 (problem.goal == "positive" and last_r > 0))))
                 if episode % log_every == 0 or episode == args.episodes:
-                    metrics = {"return": float(np.mean(history["return"][-log_every:])),
-                               "length": float(np.mean(history["length"][-log_every:])),
-                               "epsilon": eps, "alpha": alpha, "episode": episode}
+                    metrics = {"rollout/episode_return": float(np.mean(history["return"][-log_every:])),
+                               "rollout/episode_length": float(np.mean(history["length"][-log_every:])),
+                               "rollout/epsilon": eps, "train/lr": alpha, "rollout/episodes": episode}
                     if problem.goal:
-                        metrics["success"] = float(np.mean(history["success"][-log_every:]))
+                        metrics["rollout/success"] = float(np.mean(history["success"][-log_every:]))
                     tracker.log(metrics, env_steps)
                     bar.update(episode - bar.n)
                 if run.checkpoint_due(episode - 1, episode, args.checkpoint_every) and episode < args.episodes:

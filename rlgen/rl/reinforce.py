@@ -338,7 +338,7 @@ def main(args: Args) -> dict[str, Any]:
         with torch.no_grad():
             return torch.softmax(policy(torch.as_tensor(obs[None], device=device)), dim=-1)[0].tolist()
 
-    with run.start(bar_keys=("return", "ema")) as tracker:
+    with run.start(bar_keys=("rollout/episode_return", "rollout/return_ema")) as tracker:
         run_dir = run.run_dir  # the folder claimed as the run started
         env = make_env(args)
         bar = tracker.progress(args.episodes, initial=episode, unit="ep")
@@ -383,7 +383,8 @@ def main(args: Args) -> dict[str, Any]:
                     updates += 1
                 unlogged += batch_returns
                 if updates % args.log_every == 0:
-                    tracker.log({"return": float(np.mean(unlogged)), "ema": ema, "episode": episode, **stats},
+                    tracker.log({"rollout/episode_return": float(np.mean(unlogged)), "rollout/return_ema": ema,
+                                 "rollout/episodes": episode, **{f"train/{k}": v for k, v in stats.items()}},
                                 env_steps)
                     unlogged = []
                 bar.update(episode - bar.n)

@@ -606,7 +606,7 @@ def main(args: Args) -> dict[str, Any]:
         summary = {"encoder": label, "encoder_algo": encoder.algo, "checkpoint": args.checkpoint,
                    "encoder_description": encoder.description,
                    "pretraining_saw_only_probe_train_episodes": unseen, **res, "published": PUBLISHED.get(game, {})}
-        tracker.log({"mean_f1": res["mean_f1"], **{f"f1/{k}": v for k, v in res["f1"].items()}}, step=0)
+        tracker.log({"eval/mean_f1": res["mean_f1"], **{f"eval/f1/{k}": v for k, v in res["f1"].items()}}, step=0)
         summary = run.finish(summary, results=[
             f"{label} on {game}: mean weighted F1 {res['mean_f1']:.3f} (the mean over {len(res['category_f1'])} "
             f"categories of {len(res['f1'])} RAM variables, test episodes)"])

@@ -94,12 +94,12 @@ def two_views(images: torch.Tensor, idx: torch.Tensor, recipe: Recipe, gen: torc
 
 def record(tracker: Any, history: dict[str, list[float]], step: int, metrics: dict[str, Any]) -> None:
     """Log ``metrics`` at ``step`` and keep the loss and kNN curves that :func:`write_pictures` plots."""
-    if "loss" in metrics:
+    if "train/loss" in metrics:
         history["step"].append(step)
-        history["loss"].append(metrics["loss"])
-    if metrics.get("knn_top1") is not None:
+        history["loss"].append(metrics["train/loss"])
+    if metrics.get("eval/knn_top1") is not None:
         history["knn_step"].append(step)
-        history["knn"].append(metrics["knn_top1"])
+        history["knn"].append(metrics["eval/knn_top1"])
     tracker.log(metrics, step)
 
 
@@ -329,7 +329,7 @@ def pretrain(run: Run, args: Any, s: Setting, method: Method) -> dict[str, Any]:
     def save() -> None:
         run.save(step, history=history, image_shape=list(s.image_shape), encoder=method.encoder.state_dict())
 
-    with run.start(bar_keys=("loss", *method.metrics(), "knn_top1")) as tracker:
+    with run.start(bar_keys=("train/loss", *method.metrics(), "eval/knn_top1")) as tracker:
         bar = tracker.progress(args.total_steps, initial=step)
         running, seen = 0.0, 0
         while step < args.total_steps and (spent := seconds_spent()) < budget:
@@ -350,12 +350,12 @@ def pretrain(run: Run, args: Any, s: Setting, method: Method) -> dict[str, Any]:
             if log_now or knn_now:
                 metrics: dict[str, Any] = {}
                 if log_now:
-                    metrics.update({"loss": all_mean(running / seen), "loss_chance": method.chance,
-                                    **method.metrics(), "lr": method.optimizer.param_groups[0]["lr"],
-                                    "train_seconds": run.train_clock.seconds})
+                    metrics.update({"train/loss": all_mean(running / seen), "train/loss_chance": method.chance,
+                                    **method.metrics(), "train/lr": method.optimizer.param_groups[0]["lr"],
+                                    "time/train_seconds": run.train_clock.seconds})
                     running, seen = 0.0, 0
                 if knn_now:
-                    metrics["knn_top1"] = knn_accuracy(method.encoder, data)
+                    metrics["eval/knn_top1"] = knn_accuracy(method.encoder, data)
                 record(tracker, history, step, metrics)
             bar.update(1)
             if run.checkpoint_due(step - 1, step, args.checkpoint_every):

@@ -109,7 +109,7 @@ def main(args: Args) -> dict[str, Any]:
     return pretrain(run, args, s, Method("MoCo v2", "InfoNCE", query.encoder, optimizer, step,
                                          chance=math.log(args.queue_size + 1),
                                          keep=dict(model=query, key_model=key, queue=queue, optimizer=optimizer),
-                                         metrics=lambda: {"queue_fill": queue.fill_fraction()},
+                                         metrics=lambda: {"train/queue_fill": queue.fill_fraction()},
                                          summary=dict(queue_size=args.queue_size, momentum=args.momentum)))
 
 

@@ -207,7 +207,7 @@ def main(args: Args) -> dict[str, Any]:
             bar.update(1)
             knn = knn_probe(ftr, train_y, fte, test_y, args.knn_k, args.knn_tau)
             bar.update(1)
-        tracker.log({"linear_top1": lin["top1"], "knn_top1": knn}, 0)
+        tracker.log({"eval/linear_top1": lin["top1"], "eval/knn_top1": knn}, 0)
         summary: dict[str, Any] = {
             "encoder": enc.algo, "encoder_description": enc.description, "checkpoint": args.checkpoint,
             "data": args.data, "train_images": len(train_x), "test_images": len(test_x),

@@ -217,7 +217,7 @@ def main(args: Args) -> dict[str, Any]:
                                                                "local_local": []}))
     image_shape = list(frames.shape[1:])
 
-    with run.start(bar_keys=("loss", "global_local", "local_local")) as tracker:
+    with run.start(bar_keys=("train/loss", "train/global_local", "train/local_local")) as tracker:
         run_dir = run.run_dir  # the folder claimed as the run started
         chance = 2 * math.log(args.batch_size)
         print(f"ST-DIM on {args.data}: {counts['pairs']} pairs from {counts['train_episodes']} train episodes "
@@ -256,9 +256,9 @@ def main(args: Args) -> dict[str, Any]:
                     for key, value in zip(("loss", "global_local", "local_local"), mean):
                         history[key].append(float(value))
                     seconds = run.train_clock.seconds
-                    tracker.log({"loss": mean[0], "global_local": mean[1], "local_local": mean[2],
-                                 "train_seconds": seconds,
-                                 "steps_per_second": (step - start_step) / max(seconds - start_seconds, 1e-9)},
+                    tracker.log({"train/loss": mean[0], "train/global_local": mean[1], "train/local_local": mean[2],
+                                 "time/train_seconds": seconds,
+                                 "time/steps_per_second": (step - start_step) / max(seconds - start_seconds, 1e-9)},
                                 step)
                     window[:], in_window = 0.0, 0
                 if run.checkpoint_due(step - 1, step, args.checkpoint_every):

@@ -86,7 +86,7 @@ def main(args: Args) -> dict[str, Any]:
                                              description=f"supervised {args.backbone} backbone"))
     step = run.restore(encoder=encoder, head=head, optimizer=optimizer, gen=gen, order=order, counters=dict(step=0))
     budget = args.minutes * 60 if args.minutes is not None else math.inf
-    with run.start(bar_keys=("loss",)) as tracker:
+    with run.start(bar_keys=("train/loss",)) as tracker:
         bar = tracker.progress(args.total_steps, initial=step)
         running, seen = 0.0, 0
         while step < args.total_steps and run.train_clock.seconds < budget:
@@ -104,7 +104,7 @@ def main(args: Args) -> dict[str, Any]:
             step += 1
             running, seen = running + float(loss.detach()), seen + 1
             if step % args.log_every == 0:
-                tracker.log({"loss": running / seen, "lr": optimizer.param_groups[0]["lr"]}, step)
+                tracker.log({"train/loss": running / seen, "train/lr": optimizer.param_groups[0]["lr"]}, step)
                 running, seen = 0.0, 0
             bar.update(1)
             if run.checkpoint_due(step - 1, step, args.checkpoint_every):
