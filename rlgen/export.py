@@ -1,12 +1,12 @@
 """``rlgen export RUN OUT_DIR``: a folder to share, laid out as a Hugging Face model repository.
 
 The folder holds ``checkpoint.pt`` with the weights only (no optimizer, replay or generator states; it loads
-back with ``rlgen.load(OUT_DIR)``), ``config.json`` (the run's arguments), ``summary.json``, a model card
-``README.md`` with YAML metadata (the algorithm, the environment or dataset, the run's results with units, the
-command that reproduces it, the library versions and the CPU), the learning curve and the episode recording
-(recorded now where the run kept none) or sample grid; an agent's ``results.json`` holds its evaluation in the
-keys Stable-Baselines3's hub packages use. ``--push-to-hub REPO_ID`` uploads it with ``huggingface_hub``
-(``pip install 'rlgen[hub]'``).
+back with ``rlgen.load(OUT_DIR)``), ``config.json`` (the run's arguments and the machine it trained on),
+``summary.json``, a model card ``README.md`` with YAML metadata (the algorithm, the environment or dataset, the
+run's results with units, the command that reproduces it, the training machine's CPU, device and library
+versions), the learning curve and the episode recording (recorded now where the run kept none) or sample grid;
+an agent's ``results.json`` holds its evaluation in the keys Stable-Baselines3's hub packages use.
+``--push-to-hub REPO_ID`` uploads it with ``huggingface_hub`` (``pip install 'rlgen[hub]'``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
-import platform
 import shlex
 import shutil
 import tempfile
@@ -90,13 +89,25 @@ def reproduce_command(algo: str, ckpt: dict[str, Any]) -> str:
     return " ".join(words)
 
 
+def where_it_ran(machine: dict[str, Any] | None, train_seconds: float) -> list[str]:
+    """The model card's lines on the machine that trained the run, from its ``config.json``; a run written before
+    runs recorded their machine says so and names only the exporting one's CPU."""
+    if not machine:
+        return [f"- not recorded by the run; exported on a {cpu_name()} with torch {torch.__version__}",
+                f"- training time: {train_seconds:.0f} s"]
+    units = [name for name, used in (("bf16", machine.get("bf16_units")), ("AMX", machine.get("amx"))) if used]
+    versions = ", ".join(f"{name} {v}" for name, v in (machine.get("versions") or {}).items() if v)
+    device = machine.get("device", "cpu") + (f" ({machine['gpu']})" if machine.get("gpu") else "")
+    return [f"- CPU: {machine.get('cpu')}, {machine.get('cores')} cores"
+            + (f", {' and '.join(units)} units" if units else ", no bf16 units"),
+            f"- device: {device}", f"- Python {machine.get('python')}; {versions}",
+            f"- training time: {train_seconds:.0f} s"]
+
+
 def model_card(algo: str, args: dict[str, Any], summary: dict[str, Any], results: list[str], command: str,
-               files: list[str]) -> str:
+               files: list[str], machine: dict[str, Any] | None = None) -> str:
     """README.md with YAML metadata, in the form the Hugging Face Hub reads."""
     subject = args.get("env") or args.get("data") or ""
-    import gymnasium
-    import numpy
-
     meta = ["---", "library_name: rlgen", "tags:", f"- {algo}", f"- {FAMILY.get(algo, 'representation-learning')}"]
     if subject:
         meta.append(f"- {subject}")
@@ -119,10 +130,8 @@ def model_card(algo: str, args: dict[str, Any], summary: dict[str, Any], results
     body += {"agent": ["action, _ = trained.predict(obs, deterministic=True)", "returns = trained.evaluate()"],
              "generator": ["images = trained.sample(16)"],
              "encoder": ["features = trained.encode(images)"]}[kind]
-    body += ["```", "", "## Reproduce it", "", "```", command, "```", "", "## Where it ran", "",
-             f"- CPU: {cpu_name()}", f"- Python {platform.python_version()}, torch {torch.__version__}, "
-             f"gymnasium {gymnasium.__version__}, numpy {numpy.__version__}",
-             f"- training time: {summary.get('train_seconds', 0):.0f} s", "", "## Files", ""]
+    body += ["```", "", "## Reproduce it", "", "```", command, "```", "", "## Where it ran", ""]
+    body += where_it_ran(machine, summary.get("train_seconds", 0)) + ["", "## Files", ""]
     body += [f"- `{name}`" for name in files]
     pictures = [n for n in files if n.endswith((".png", ".gif"))]
     body += [""] + [f"![{n}]({n})" for n in pictures]
@@ -144,13 +153,15 @@ def export(args: ExportArgs) -> dict[str, Any]:
     algo = str(ckpt["algo"])
     summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").exists() else {}
     results = (folder / "results.txt").read_text().splitlines() if (folder / "results.txt").exists() else []
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").exists() else {}
+    machine = config.get("machine") if isinstance(config.get("machine"), dict) else None
     command = reproduce_command(algo, ckpt)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         with open(tmp / checkpoint.FILENAME, "wb") as fh:
             torch.save(weights_only(ckpt), fh)
-        write_json(tmp / "config.json", {"algo": algo, "args": ckpt["args"]})
+        write_json(tmp / "config.json", {"algo": algo, "args": ckpt["args"], "machine": machine})
         if summary:
             write_json(tmp / "summary.json", summary)
         files = [checkpoint.FILENAME, "config.json"] + (["summary.json"] if summary else [])
@@ -168,7 +179,7 @@ def export(args: ExportArgs) -> dict[str, Any]:
             write_json(tmp / "results.json", agent_results(trained, summary))
             files.append("results.json")
         atomic_write_bytes(tmp / "README.md", model_card(algo, dict(ckpt["args"]), summary, results, command,
-                                                         files).encode())
+                                                         files, machine).encode())
         if out.exists():
             out.rmdir()
         tmp.rename(out)

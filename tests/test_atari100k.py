@@ -142,14 +142,14 @@ from rlgen import cli
 from rlgen.machine import denormals_flushed
 from rlgen.rl import dqn
 x = torch.from_numpy(np.full(1 << 22, 0x000AE398, dtype=np.uint32).view(np.float32))  # about 1e-39, by its bits
-seen, loss = [], dqn.dqn_loss
+seen, loss_and_q = [], dqn.dqn_loss_and_q
 
 def first_update_counts_denormals(*a, **k):  # at the first update: a parallel op over every thread
     if not seen:
         seen.append(int(((x * 1.0).view(torch.int32) != 0).sum()))
-    return loss(*a, **k)
+    return loss_and_q(*a, **k)
 
-dqn.dqn_loss = first_update_counts_denormals
+dqn.dqn_loss_and_q = first_update_counts_denormals
 before = denormals_flushed()
 cli.run(dqn.main, dqn.Args, sys.argv[1:])
 print(seen[0], int(denormals_flushed() == before))

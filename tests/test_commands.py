@@ -119,7 +119,11 @@ def test_export_writes_a_model_card_and_weights_that_load_back(runs, tmp_path, c
     assert card.startswith("---\nlibrary_name: rlgen\n")
     assert f"final evaluation {s['final_eval_return_mean']:.1f} ± {s['final_eval_return_std']:.1f} over 5 episodes" \
         in card
-    assert "rlgen dqn --total-steps 2000 --learning-starts 500" in card and "CPU:" in card  # env: the default
+    assert "rlgen dqn --total-steps 2000 --learning-starts 500" in card  # env: the default
+    machine = json.loads((runs / "dqn" / "config.json").read_text())["machine"]
+    assert f"CPU: {machine['cpu']}, {machine['cores']} cores" in card
+    assert f"torch {machine['versions']['torch']}" in card and f"device: {machine['device']}" in card
+    assert json.loads((out_dir / "config.json").read_text())["machine"] == machine
     assert {"checkpoint.pt", "config.json", "summary.json", "learning_curve.png", "episode.gif", "results.json"} <= {
         p.name for p in out_dir.iterdir()}
     assert json.loads((out_dir / "results.json").read_text())["mean_reward"] == s["final_eval_return_mean"]

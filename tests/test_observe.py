@@ -3,10 +3,12 @@ TensorBoard, W&B keeping every row, a resumed run that continues its W&B run, an
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,6 +189,8 @@ def test_dqn_logs_q_values_gradient_norm_learning_rate_epsilon_and_rate(tmp_path
         assert np.isfinite(r["train/q_mean"]) and r["train/grad_norm"] > 0 and 0 <= r["train/lr"] <= 1e-3
         assert 0 < r["rollout/epsilon"] <= 1 and r["time/steps_per_second"] > 0
     assert rows[-1]["train/lr"] < rows[0]["train/lr"]  # classic control's learning rate decays linearly
+    # Q-values start near 0 and climb toward the discounted return of a pole that stays up (rewards of 1)
+    assert rows[-1]["train/q_mean"] > rows[0]["train/q_mean"] + 1
     # the Atari 100k preset does not clip: the norm is read from the gradients
     run = tmp_path / "atari"
     dqn.main(dqn.Args(env="Boxing", preset="atari100k", total_steps=280, learning_starts=250, buffer_size=1000,
@@ -200,3 +204,20 @@ def test_bad_progress_and_log_cadence_is_one_line(tmp_path, bad_input):
     for argv, message in ((["--log-every", "0"], "--log-every 0"), (["--progress-every", "-1"], "--progress-every")):
         bad_input(dqn.main, dqn.Args, [*argv, "--run-dir", str(tmp_path / "x")], message)
     assert not (tmp_path / "x").exists()
+
+
+def test_the_docs_logging_table_is_the_one_the_records_give(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("bench_logging", root / "experiments" / "bench_logging.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    page = tmp_path / "metrics.md"
+    docs = (root / "docs" / "metrics.md").read_text()
+    page.write_text(docs)
+    records = sorted(bench.RESULTS.glob("logging*.json"))
+    assert records
+    bench.write_docs(page, [json.loads(p.read_text()) for p in records])
+    assert page.read_text() == docs, "docs/metrics.md: run python experiments/bench_logging.py --docs docs/metrics.md"
+    for record in records:  # every row of every record, in the table
+        for r in json.loads(record.read_text())["runs"]:
+            assert f"| {r['task']} | {r['wandb']} | {r['ms_per_step']['never']:.3f} |" in docs

@@ -337,13 +337,21 @@ TD_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 def dqn_loss(q_net: torch.nn.Module, target_net: torch.nn.Module, batch: Any, double: bool,
              prepare: Callable[[torch.Tensor], torch.Tensor] | None = None, amp: bool = False,
              loss: str = "huber") -> torch.Tensor:
+    """The TD loss of :func:`dqn_loss_and_q`."""
+    return dqn_loss_and_q(q_net, target_net, batch, double, prepare, amp, loss)[0]
+
+
+def dqn_loss_and_q(q_net: torch.nn.Module, target_net: torch.nn.Module, batch: Any, double: bool,
+                   prepare: Callable[[torch.Tensor], torch.Tensor] | None = None, amp: bool = False,
+                   loss: str = "huber") -> tuple[torch.Tensor, torch.Tensor]:
     """The TD loss (``huber`` or ``mse``: :data:`TD_LOSSES`) between Q(s, a) and the TD target for a
     :class:`~rlgen.rl.replay.Batch`-like batch.
 
     ``prepare`` turns stored observations into network input (e.g. uint8 frames → floats, augmented or not);
     ``amp`` runs the forward passes in bfloat16 autocast (the loss itself stays in float32). ``target_net``
     may be ``q_net`` itself (a target period of 1, as DrQ(ε) has): the successors then take one pass, which
-    both picks and values the next action.
+    both picks and values the next action. Also returns the batch's Q(s, a) without gradient, which the
+    training log reads at no extra cost.
     """
     prepare = prepare or (lambda x: x)
     device_type = batch.obs.device.type
@@ -355,23 +363,17 @@ def dqn_loss(q_net: torch.nn.Module, target_net: torch.nn.Module, batch: Any, do
             q_next_online = q_net(next_obs).float() if double or shared else None
             q_next_target = q_next_online if shared else target_net(next_obs).float()
             y = td_target(batch.rewards, batch.discounts, q_next_target, q_next_online if double else None)
-    return TD_LOSSES[loss](q.float(), y)
+    return TD_LOSSES[loss](q.float(), y), q.detach()
 
 
-def batch_diagnostics(q_net: torch.nn.Module, batch: Any, prepare: Callable[[torch.Tensor], torch.Tensor], amp: bool,
-                      params: list[torch.Tensor], norm: torch.Tensor | None) -> dict[str, float]:
-    """What a user looks at first when a run goes wrong, at the logging cadence only: the mean Q(s, a) of the last
-    batch (one forward pass in eval mode without gradient, unaugmented) and the global gradient norm before clipping
-    (``norm`` where the update clipped, else read from the gradients the update left)."""
-    was = q_net.training
-    q_net.eval()  # a trunk with BatchNorm must not move its running statistics for a diagnostic
-    with torch.inference_mode(), torch.autocast(batch.obs.device.type, dtype=torch.bfloat16, enabled=amp):
-        q = q_net(prepare(batch.obs)).float().gather(1, batch.actions.unsqueeze(1))
-    q_net.train(was)
+def batch_diagnostics(q: torch.Tensor, params: list[torch.Tensor], norm: torch.Tensor | None) -> dict[str, float]:
+    """What a user looks at first when a run goes wrong, read at the logging cadence only: the mean Q(s, a) of the
+    last batch, as the update's own forward pass gave it (augmented where training augments), and the global
+    gradient norm before clipping (``norm`` where the update clipped, else read from the gradients it left)."""
     if norm is None:
         grads = [p.grad.detach().float().square().sum() for p in params if p.grad is not None]
         norm = torch.stack(grads).sum().sqrt() if grads else torch.tensor(0.0)
-    return {"train/q_mean": float(q.mean()), "train/grad_norm": float(norm)}
+    return {"train/q_mean": float(q.float().mean()), "train/grad_norm": float(norm)}
 
 
 def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
@@ -495,8 +497,8 @@ def main(args: Args, on_update: Callable[[int, float], None] | None = None) -> d
                         for _ in range(rounds * args.gradient_steps):
                             # The Atari replay pins its batches for an asynchronous copy when the device is a GPU.
                             batch = replay.sample(args.batch_size, rng, device)
-                            loss = dqn_loss(learner, learner_target, batch, args.double, prepare_train, amp,
-                                            args.loss)
+                            loss, q_taken = dqn_loss_and_q(learner, learner_target, batch, args.double,
+                                                           prepare_train, amp, args.loss)
                             optimizer.zero_grad(set_to_none=not flat)
                             loss.backward()
                             if args.max_grad_norm:
@@ -516,7 +518,7 @@ def main(args: Args, on_update: Callable[[int, float], None] | None = None) -> d
                             rate_from = (step, clock)
                             tracker.log({"train/loss": loss.item(), "train/updates": updates, "rollout/epsilon": eps,
                                          "train/lr": optimizer.param_groups[0]["lr"], "time/steps_per_second": rate,
-                                         **batch_diagnostics(learner, batch, prepare, amp, params,
+                                         **batch_diagnostics(q_taken, params,
                                                              norm if args.max_grad_norm else None)}, step)
 
                     # -- evaluate and checkpoint ---------------------------------------------------
