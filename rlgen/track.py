@@ -61,7 +61,7 @@ class RunArgs:
     device: str = "auto"
     """auto (CUDA when available), cpu or cuda."""
     threads: int | None = None
-    """Torch CPU threads; 0: all cores (default: the command's own, shown below)."""
+    """Torch CPU threads; 0: every CPU this process may use (default: the command's own, shown below)."""
 
     run_dir: str | None = None
     """Run folder (default runs/<algo>-<env or data>-<time>)."""
@@ -85,7 +85,7 @@ class RunArgs:
     @classmethod
     def help_defaults(cls) -> dict[str, str]:
         """``--help``'s text for defaults filled in after parsing."""
-        return {"threads": f"{cls.THREADS}{' (all cores)' if cls.THREADS == 0 else ''}"}
+        return {"threads": f"{cls.THREADS}{' (every CPU this process may use)' if cls.THREADS == 0 else ''}"}
 
 
 def resolve_wandb_mode(mode: str | None) -> str:

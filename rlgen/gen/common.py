@@ -111,7 +111,7 @@ def class_balanced_subset(labels: torch.Tensor | None, size: int, n: int, seed: 
 def use_device(device: str, threads: int | None, default_threads: int) -> torch.device:
     """The shared ``--device`` and ``--threads`` flags of a command that trains nothing (``generate``,
     ``inception``), read as :class:`rlgen.lifecycle.Run` reads them for the training commands: torch's CPU threads
-    (None: ``default_threads``; 0: all cores), then the device (auto: CUDA when available)."""
+    (None: ``default_threads``; 0: every CPU this process may use), then the device (auto: CUDA when available)."""
     threads = default_threads if threads is None else threads
     torch.set_num_threads(threads or available_cpus())
     return pick_device(device)

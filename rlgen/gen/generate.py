@@ -43,7 +43,7 @@ class Args:
     device: str = "auto"
     """auto (CUDA when available), cpu or cuda."""
     threads: int | None = None
-    """Torch CPU threads; 0: all cores."""
+    """Torch CPU threads; 0: every CPU this process may use."""
 
     THREADS: ClassVar[int] = 2
 
