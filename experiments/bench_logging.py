@@ -35,12 +35,11 @@ from pathlib import Path
 
 import torch
 
-from rlgen.machine import bf16_cpu, describe
+from rlgen.machine import describe
 from rlgen.rl import dqn
 from rlgen.track import read_metrics
 
 RESULTS = Path(__file__).parent / "results"
-RECORD = RESULTS / "logging.json"
 MARKERS = ("<!-- logging-table -->", "<!-- /logging-table -->")
 NEVER = 10**9  # past the last update of any run below: no training row
 
@@ -77,7 +76,7 @@ def measure(task: dict, repeats: int, seed: int, wandb: str) -> dict:
     # one row's cost, from the run that writes one after every update
     per_row_ms = (ms["every"] - ms["never"]) * steps / max(1, rows["every"] - rows["never"])
     derived = per_row_ms * rows["default"] / steps
-    return {"log_every": default, "ms_per_step": ms, "rows": rows, "steps": steps,
+    return {"ms_per_step": ms, "rows": rows, "steps": steps,
             "updates": runs["never"][0]["updates"], "per_row_ms": per_row_ms,
             "share_direct": ms["default"] / ms["never"] - 1, "share_derived": derived / ms["never"],
             "all_ms_per_step": {name: [r["ms_per_step"] for r in rs] for name, rs in runs.items()}}
@@ -135,7 +134,7 @@ def main() -> None:
                for name in names for sink in sinks]
     info = describe("cpu")
     print(f"\nDQN's training log: ms per environment step (training clock, median of {opts.repeats}); "
-          f"CPU {info['cpu']}, {info['cores']} cores, bf16 units: {bf16_cpu()}, torch threads "
+          f"CPU {info['cpu']}, {info['cores']} cores, bf16 units: {info['bf16_units']}, torch threads "
           f"{torch.get_num_threads()}")
     print(f"{'task':<22} {'W&B':<9} {'without':>8} {'default':>8} {'every':>8} {'rows':>6} {'ms/row':>7} "
           f"{'direct':>8} {'derived':>8}")
